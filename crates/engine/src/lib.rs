@@ -1,0 +1,1 @@
+//! twinsite-engine
