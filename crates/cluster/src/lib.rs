@@ -1,1 +1,3 @@
-//! twinsite-cluster
+//! twinsite-cluster: a replicated, durable command journal across three nodes.
+
+pub mod wal;
