@@ -1,1 +1,26 @@
-//! twinsite-fix
+//! FIX 5.0 SP2 over FIXT.1.1 for twinsite's OCG-C FIX interface, sans-IO.
+//!
+//! Bytes go in, actions come out, and time is a parameter: nothing here opens a socket, reads a
+//! clock or spawns a task. The layers:
+//!
+//! * [`codec`]: the streaming frame splitter (BodyLength and CheckSum checks), the tokenizer and
+//!   the encoder.
+//! * [`dictionary`]: the fields and messages twinsite uses, as a hand-written table, and the
+//!   validator that turns a bad message into the Reject reason FIX prescribes.
+//! * [`message`]: fields, messages, the standard header.
+//! * [`session`]: the FIXT.1.1 session layer for both roles (exchange acceptor and participant
+//!   initiator), with its durable state ([`session::SessionState`]) kept apart from the
+//!   connection so it can be replicated.
+//! * [`password`]: the RSA encrypted-password scheme shared with the binary protocol.
+//! * [`app`]: typed application messages (orders, cancels, execution reports, rejects).
+
+pub mod app;
+pub mod codec;
+pub mod dictionary;
+pub mod message;
+pub mod password;
+pub mod session;
+pub mod time;
+
+pub use codec::{FrameError, FrameSplitter};
+pub use message::{Field, Message, SessionRejectReason, Violation};

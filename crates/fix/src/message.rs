@@ -1,0 +1,310 @@
+//! Fields, messages, the standard header, and the reasons FIX gives for rejecting a message.
+
+use serde::{Deserialize, Serialize};
+use twinsite_core::Timestamp;
+
+use crate::time::parse_utc_timestamp;
+
+/// One `tag=value` pair. Values are kept as text; typed access goes through [`Message`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field {
+    pub tag: u32,
+    pub value: String,
+}
+
+impl Field {
+    pub fn new(tag: u32, value: impl Into<String>) -> Field {
+        Field {
+            tag,
+            value: value.into(),
+        }
+    }
+}
+
+/// An application or session message without the standard header and trailer: the session
+/// layer adds BeginString, BodyLength, SenderCompID, TargetCompID, MsgSeqNum, SendingTime,
+/// PossDupFlag, OrigSendingTime and CheckSum. `body` keeps wire order, so repeating groups are
+/// written as a count field followed by their entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub msg_type: String,
+    pub body: Vec<Field>,
+}
+
+impl Message {
+    pub fn new(msg_type: &str) -> Message {
+        Message {
+            msg_type: msg_type.to_string(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Append a field (builder style).
+    pub fn with(mut self, tag: u32, value: impl Into<String>) -> Message {
+        self.body.push(Field::new(tag, value));
+        self
+    }
+
+    /// Append a field if the value is present.
+    pub fn with_opt<V: Into<String>>(self, tag: u32, value: Option<V>) -> Message {
+        match value {
+            Some(v) => self.with(tag, v),
+            None => self,
+        }
+    }
+
+    pub fn push(&mut self, tag: u32, value: impl Into<String>) {
+        self.body.push(Field::new(tag, value));
+    }
+
+    /// First top-level-or-nested occurrence of `tag`. For tags that may repeat inside groups use
+    /// [`Message::group`].
+    pub fn get(&self, tag: u32) -> Option<&str> {
+        self.body
+            .iter()
+            .find(|f| f.tag == tag)
+            .map(|f| f.value.as_str())
+    }
+
+    /// The entries of the repeating group counted by `count_tag`, each a slice of fields in
+    /// wire order (nested groups included). Uses the dictionary to know the group's members.
+    pub fn group(&self, count_tag: u32) -> Vec<&[Field]> {
+        crate::dictionary::group_entries(&self.msg_type, &self.body, count_tag)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        is_admin_msg_type(&self.msg_type)
+    }
+}
+
+/// Session-level message types: these are gap-filled, never replayed.
+pub fn is_admin_msg_type(msg_type: &str) -> bool {
+    matches!(msg_type, "0" | "1" | "2" | "3" | "4" | "5" | "A")
+}
+
+/// Tags of the FIXT.1.1 standard header that twinsite reads or writes.
+pub const HEADER_TAGS: &[u32] = &[
+    8, 9, 35, 34, 43, 49, 50, 52, 56, 57, 97, 115, 116, 122, 128, 129, 142, 143, 144, 145, 369,
+    370, 1128,
+];
+
+pub fn is_header_tag(tag: u32) -> bool {
+    HEADER_TAGS.contains(&tag)
+}
+
+/// The standard header of a received message, read leniently: each field is `None` if absent
+/// or malformed, and the session layer decides what that costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub begin_string: String,
+    pub msg_type: String,
+    pub msg_seq_num: Option<u64>,
+    pub sender_comp_id: Option<String>,
+    pub target_comp_id: Option<String>,
+    pub sending_time: Option<Timestamp>,
+    pub sending_time_present: bool,
+    pub poss_dup: bool,
+    pub poss_resend: bool,
+    pub orig_sending_time: Option<Timestamp>,
+    pub orig_sending_time_present: bool,
+}
+
+/// A framed message split into header and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub header: Header,
+    /// Body fields in wire order (no header or trailer tags).
+    pub message: Message,
+    /// A header tag appeared after the first body tag (SessionRejectReason 14).
+    pub header_out_of_order: Option<u32>,
+    /// A header tag appeared twice.
+    pub header_duplicate: Option<u32>,
+}
+
+/// Why a framed message cannot be read at all: FIX treats these as garbled and ignores them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GarbledError {
+    #[error(transparent)]
+    Tokenize(#[from] crate::codec::TokenizeError),
+    #[error("the first three fields must be 8, 9 and 35")]
+    BadPrefix,
+    #[error("MsgType (35) is empty")]
+    EmptyMsgType,
+}
+
+/// Split a checksum-valid frame into header and body.
+pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
+    let fields = crate::codec::tokenize(frame)?;
+    if fields.len() < 4 || fields[0].tag != 8 || fields[1].tag != 9 || fields[2].tag != 35 {
+        return Err(GarbledError::BadPrefix);
+    }
+    if fields[2].value.is_empty() {
+        return Err(GarbledError::EmptyMsgType);
+    }
+    let mut header = Header {
+        begin_string: fields[0].value.clone(),
+        msg_type: fields[2].value.clone(),
+        msg_seq_num: None,
+        sender_comp_id: None,
+        target_comp_id: None,
+        sending_time: None,
+        sending_time_present: false,
+        poss_dup: false,
+        poss_resend: false,
+        orig_sending_time: None,
+        orig_sending_time_present: false,
+    };
+    let mut body = Vec::with_capacity(fields.len());
+    let mut header_out_of_order = None;
+    let mut header_duplicate = None;
+    let mut seen: Vec<u32> = Vec::with_capacity(8);
+    let last = fields.len() - 1;
+    for field in &fields[3..last] {
+        if !is_header_tag(field.tag) {
+            body.push(field.clone());
+            continue;
+        }
+        if matches!(field.tag, 8 | 9 | 35) || seen.contains(&field.tag) {
+            header_duplicate.get_or_insert(field.tag);
+            continue;
+        }
+        seen.push(field.tag);
+        if !body.is_empty() {
+            header_out_of_order.get_or_insert(field.tag);
+        }
+        let v = field.value.as_str();
+        match field.tag {
+            34 => header.msg_seq_num = parse_seq_num(v),
+            49 => header.sender_comp_id = Some(v.to_string()),
+            56 => header.target_comp_id = Some(v.to_string()),
+            52 => {
+                header.sending_time_present = true;
+                header.sending_time = parse_utc_timestamp(v);
+            }
+            43 => header.poss_dup = v == "Y",
+            97 => header.poss_resend = v == "Y",
+            122 => {
+                header.orig_sending_time_present = true;
+                header.orig_sending_time = parse_utc_timestamp(v);
+            }
+            _ => {}
+        }
+    }
+    if fields[last].tag != 10 {
+        return Err(GarbledError::BadPrefix);
+    }
+    Ok(Received {
+        message: Message {
+            msg_type: header.msg_type.clone(),
+            body,
+        },
+        header,
+        header_out_of_order,
+        header_duplicate,
+    })
+}
+
+/// A positive sequence number without sign or leading zeros... leading zeros are tolerated.
+pub fn parse_seq_num(v: &str) -> Option<u64> {
+    if v.is_empty() || v.len() > 18 || !v.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok().filter(|&n| n > 0)
+}
+
+/// FIX SessionRejectReason (373) values twinsite sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionRejectReason {
+    InvalidTagNumber = 0,
+    RequiredTagMissing = 1,
+    TagNotDefinedForThisMessageType = 2,
+    UndefinedTag = 3,
+    TagSpecifiedWithoutAValue = 4,
+    ValueIsIncorrect = 5,
+    IncorrectDataFormat = 6,
+    CompIdProblem = 9,
+    SendingTimeAccuracyProblem = 10,
+    InvalidMsgType = 11,
+    TagAppearsMoreThanOnce = 13,
+    TagSpecifiedOutOfRequiredOrder = 14,
+    RepeatingGroupFieldsOutOfOrder = 15,
+    IncorrectNumInGroupCount = 16,
+    Other = 99,
+}
+
+impl SessionRejectReason {
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// A message-level violation: the Reject (35=3) to send, in data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason:?} (373={}) on tag {ref_tag_id:?}: {text}", .reason.code())]
+pub struct Violation {
+    pub reason: SessionRejectReason,
+    pub ref_tag_id: Option<u32>,
+    pub text: String,
+}
+
+impl Violation {
+    pub fn new(
+        reason: SessionRejectReason,
+        ref_tag_id: Option<u32>,
+        text: impl Into<String>,
+    ) -> Self {
+        Violation {
+            reason,
+            ref_tag_id,
+            text: text.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{encode, BEGIN_STRING};
+
+    #[test]
+    fn read_frame_splits_header_and_body() {
+        let bytes = encode(
+            BEGIN_STRING,
+            &[
+                Field::new(35, "D"),
+                Field::new(49, "CO01"),
+                Field::new(56, "HKEX"),
+                Field::new(34, "7"),
+                Field::new(43, "Y"),
+                Field::new(52, "20231125-01:02:03.456"),
+                Field::new(122, "20231125-01:02:00"),
+                Field::new(11, "1"),
+            ],
+        );
+        let r = read_frame(&bytes).unwrap();
+        assert_eq!(r.header.msg_seq_num, Some(7));
+        assert!(r.header.poss_dup);
+        assert!(r.header.orig_sending_time.is_some());
+        assert_eq!(r.message.body, vec![Field::new(11, "1")]);
+        assert_eq!(r.header_out_of_order, None);
+    }
+
+    #[test]
+    fn header_tag_after_body_is_flagged() {
+        let bytes = encode(
+            BEGIN_STRING,
+            &[
+                Field::new(35, "0"),
+                Field::new(112, "x"),
+                Field::new(34, "2"),
+            ],
+        );
+        assert_eq!(read_frame(&bytes).unwrap().header_out_of_order, Some(34));
+    }
+
+    #[test]
+    fn msg_type_must_be_third() {
+        let bytes = encode(BEGIN_STRING, &[Field::new(34, "1"), Field::new(35, "0")]);
+        assert_eq!(read_frame(&bytes), Err(GarbledError::BadPrefix));
+    }
+}
