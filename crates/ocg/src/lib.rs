@@ -1,1 +1,30 @@
-//! twinsite-ocg
+//! Sans-IO implementation of the HKEX OCG-C binary trading protocol.
+//!
+//! Bytes in, events and bytes out; the caller passes `now` into every call and owns sockets,
+//! timers and threads. Layers:
+//!
+//! * Codec: [`wire`] primitives, [`messages`] (all 28 message types), [`frame`] (framing,
+//!   CRC-32C, the streaming [`FrameDecoder`]).
+//! * [`server`]: the exchange side. [`OcgServer`] manages every connection and every Comp ID's
+//!   [`DurableSession`] (the serialisable state a backup site needs), and emits
+//!   [`ServerAction`]s. [`throttle`] and [`cod`] are its sans-IO components.
+//! * [`client`]: a participant's side ([`OcgClient`]): lookup ladder, reconnect ladder, logon,
+//!   replay, de-duplication by Execution ID.
+//!
+//! Facts come from `shared/reference/ocg-c-and-trading-rules.md` §1-§3; choices where the
+//! reference is silent are listed in `docs/ocg.md`.
+
+pub mod enums;
+pub mod error;
+pub mod frame;
+pub mod messages;
+pub mod wire;
+
+#[cfg(test)]
+mod codec_tests;
+
+pub use enums::*;
+pub use error::{DecodeError, EncodeError, FieldError};
+pub use frame::{decode_frame, decode_one, encode, FrameDecoder, Header, RawFrame};
+pub use messages::*;
+pub use wire::{Block, Char, Decimal, FixedStr, Group, VarStr, WireField};
