@@ -24,3 +24,7 @@ pub mod time;
 
 pub use codec::{FrameError, FrameSplitter};
 pub use message::{Field, Message, SessionRejectReason, Violation};
+pub use session::{Action, DisconnectReason, Inbound, Session, SessionConfig, SessionState};
+
+#[cfg(test)]
+mod session_tests;
