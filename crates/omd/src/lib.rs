@@ -4,17 +4,23 @@
 //! a socket, reads a clock or spawns a task: the runtime (`crates/site`) does that.
 //!
 //! * [`wire`], [`message`], [`packet`]: the codec (every message of the reference catalogue).
+//! * [`products`]: messages of each product from [`MarketEvent`]s (book, ticker, statistics).
+//! * [`image`]: the market image a client rebuilds; also the refresh service's source.
 //! * [`publisher`]: per-channel sequencing, Line A/B packetisation, heartbeats, reset, DR.
 #![forbid(unsafe_code)]
 
 #[macro_use]
 pub mod wire;
+pub mod image;
 pub mod message;
 pub mod packet;
+pub mod products;
 pub mod publisher;
 
+pub use image::MarketImage;
 pub use message::Message;
 pub use packet::{Packet, PacketBuilder, PacketHeader};
+pub use products::{MarketEvent, Product, ProductBuilder, ProductError};
 pub use publisher::{
     ChannelPublisher, Datagram, DrChannelPublisher, DrStatus, Line, PublisherConfig,
 };

@@ -1,0 +1,1165 @@
+//! Market-data products built from a simple input event stream ([`MarketEvent`]): Securities
+//! FullTick (30/31/32, 33/34, 50/51), Standard and Premium aggregate book (53, §2.3 rules),
+//! broker queue (54), trade ticker (52), statistics (60), and pass-through builders for the
+//! reference, status and price messages. The runtime maps engine events into `MarketEvent`.
+//!
+//! Book changes arrive as order events (an execution is an `OrderModified` with the remaining
+//! quantity or an `OrderDeleted`, plus a `Trade`). Aggregate book, broker queue, ticker and
+//! statistics are conflated per batch: `end_batch` emits them for the securities that changed.
+
+use crate::message::*;
+use crate::wire::{AsciiStr, BookSide, BrokerQueueSide, UpdateAction};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use twinsite_core::limits::OMD_BOOK_LEVELS;
+use twinsite_core::{BrokerId, OrderId, Price, Qty, SecurityCode, Side, Timestamp};
+
+/// Which product a channel carries (§2.1): decides the message types emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    SecuritiesStandard,
+    SecuritiesPremium,
+    SecuritiesFullTick,
+    /// The union of the three, plus the complimentary feeds (33/34, 54, 80/81).
+    Combined,
+}
+
+impl Product {
+    /// True if the product carries messages of `msg_type` (the OMI per-product lists).
+    pub fn carries(self, msg_type: u16) -> bool {
+        const STANDARD: &[u16] = &[
+            10, 11, 13, 14, 20, 21, 22, 23, 40, 41, 43, 44, 52, 53, 54, 56, 60, 61, 62, 100, 105,
+        ];
+        const PREMIUM: &[u16] = &[
+            10, 11, 13, 14, 20, 21, 22, 23, 40, 41, 43, 44, 50, 51, 53, 56, 60, 61, 62, 100, 105,
+        ];
+        const FULL_TICK: &[u16] = &[
+            10, 11, 13, 14, 20, 21, 23, 30, 31, 32, 41, 43, 50, 51, 56, 100, 105,
+        ];
+        match self {
+            Product::SecuritiesStandard => STANDARD.contains(&msg_type),
+            Product::SecuritiesPremium => PREMIUM.contains(&msg_type),
+            Product::SecuritiesFullTick => FULL_TICK.contains(&msg_type),
+            Product::Combined => {
+                STANDARD.contains(&msg_type)
+                    || PREMIUM.contains(&msg_type)
+                    || FULL_TICK.contains(&msg_type)
+                    || matches!(msg_type, 33 | 34 | 54 | 80 | 81)
+            }
+        }
+    }
+}
+
+/// The input the runtime feeds in. Prices are `twinsite_core::Price` (1/1000), checked into
+/// Int32 at this edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarketEvent {
+    OrderAdded {
+        security: SecurityCode,
+        order_id: OrderId,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        broker: BrokerId,
+        /// Odd-lot orders go to 33/34, not to the board-lot book.
+        odd_lot: bool,
+    },
+    /// Quantity change (partial fill or reduction); priority is kept.
+    OrderModified {
+        security: SecurityCode,
+        order_id: OrderId,
+        qty: Qty,
+    },
+    OrderDeleted {
+        security: SecurityCode,
+        order_id: OrderId,
+    },
+    Trade {
+        security: SecurityCode,
+        /// The engine's execution id; used to find the trade again on a cancel.
+        exec_id: u64,
+        price: Price,
+        qty: Qty,
+        /// TrdType (0 automatch, 4, 22, 100–104).
+        trd_type: i16,
+        time: Timestamp,
+    },
+    TradeCancelled {
+        security: SecurityCode,
+        exec_id: u64,
+    },
+    ShortSellTotals {
+        security: SecurityCode,
+        shares: u32,
+        turnover: i64,
+    },
+    SecurityStatus {
+        security: SecurityCode,
+        halted: bool,
+    },
+    Nominal {
+        security: SecurityCode,
+        price: Price,
+    },
+    Iep {
+        security: SecurityCode,
+        /// `None`: no IEP (price 0).
+        price: Option<Price>,
+        qty: Qty,
+    },
+    ReferencePrice {
+        security: SecurityCode,
+        reference: Price,
+        lower: Price,
+        upper: Price,
+    },
+    ClosingPrice {
+        security: SecurityCode,
+        price: Price,
+        number_of_trades: u32,
+    },
+    OrderImbalance {
+        security: SecurityCode,
+        /// b'N', b'B', b'S' or b' '.
+        direction: u8,
+        qty: Qty,
+    },
+    /// Reference data and other messages passed through as built (10, 11, 13, 14, 20, 22,
+    /// 23, 44, 61, 70, 71, 80, 81): emitted if the product carries them.
+    PassThrough(Box<Message>),
+}
+
+/// An input the builder cannot turn into a message (the caller's fault).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProductError {
+    #[error("price {0} does not fit an OMD Int32 price")]
+    PriceOutOfRange(i64),
+    #[error("quantity {0} does not fit an OMD Uint32 quantity")]
+    QtyOutOfRange(u64),
+    #[error("broker {0} does not fit an OMD Uint16 broker number")]
+    BrokerOutOfRange(u32),
+    #[error("security {0} does not fit")]
+    SecurityOutOfRange(u32),
+    #[error("order {0} is already in the book")]
+    DuplicateOrder(u64),
+    #[error("order {0} is not in the book")]
+    UnknownOrder(u64),
+    #[error("execution {0} is not a known trade")]
+    UnknownTrade(u64),
+}
+
+/// Spread table Part A (OMD code 01) as of Aug 2025: (upper bound inclusive, tick), 1/1000.
+const PART_A: &[(i64, i64)] = &[
+    (250, 1),
+    (500, 5),
+    (20_000, 10),
+    (50_000, 20),
+    (100_000, 50),
+    (200_000, 100),
+    (500_000, 200),
+    (1_000_000, 500),
+    (2_000_000, 1_000),
+    (5_000_000, 2_000),
+    (i64::MAX, 5_000),
+];
+
+/// The tick between `price` and the next price up.
+pub fn tick_up(price: i64) -> i64 {
+    PART_A
+        .iter()
+        .find(|&&(upper, _)| price < upper)
+        .map_or(5_000, |&(_, tick)| tick)
+}
+
+/// The tick between `price` and the next price down.
+pub fn tick_down(price: i64) -> i64 {
+    PART_A
+        .iter()
+        .find(|&&(upper, _)| price <= upper)
+        .map_or(5_000, |&(_, tick)| tick)
+}
+
+/// True if `price` is at most `max_ticks` ticks away from `best` on `side` (worse or equal).
+pub fn within_ticks(side: BookSide, best: i32, price: i32, max_ticks: u32) -> bool {
+    let mut p = best as i64;
+    let target = price as i64;
+    for _ in 0..=max_ticks {
+        if p == target {
+            return true;
+        }
+        let beyond = match side {
+            BookSide::Bid => p < target,
+            BookSide::Offer => p > target,
+        };
+        if beyond {
+            return false;
+        }
+        p = match side {
+            BookSide::Bid => p - tick_down(p),
+            BookSide::Offer => p + tick_up(p),
+        };
+    }
+    false
+}
+
+/// Ticks between `best` and a worse `price` (bounded by `cap`).
+fn ticks_from_best(side: BookSide, best: i32, price: i32, cap: u32) -> u32 {
+    let mut p = best as i64;
+    let target = price as i64;
+    for n in 0..cap {
+        let reached = match side {
+            BookSide::Bid => p <= target,
+            BookSide::Offer => p >= target,
+        };
+        if reached {
+            return n;
+        }
+        p = match side {
+            BookSide::Bid => p - tick_down(p),
+            BookSide::Offer => p + tick_up(p),
+        };
+    }
+    cap
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BookOrder {
+    side: BookSide,
+    price: i32,
+    qty: u32,
+    broker: u16,
+}
+
+/// The full board-lot book of one security, as the builder tracks it.
+#[derive(Debug, Clone, Default)]
+struct SecurityBook {
+    orders: HashMap<u64, BookOrder>,
+    /// Per side: price -> order ids in time priority.
+    levels: [BTreeMap<i32, VecDeque<u64>>; 2],
+}
+
+impl SecurityBook {
+    /// Price levels best first.
+    fn levels_best_first(&self, side: BookSide) -> Vec<(i32, &VecDeque<u64>)> {
+        let levels = &self.levels[side.index()];
+        match side {
+            BookSide::Bid => levels.iter().rev().map(|(p, q)| (*p, q)).collect(),
+            BookSide::Offer => levels.iter().map(|(p, q)| (*p, q)).collect(),
+        }
+    }
+
+    /// The levels a client must see: within 10 ticks of best (9 spreads), at most 10.
+    fn visible_levels(&self, side: BookSide) -> Vec<crate::image::Level> {
+        let all = self.levels_best_first(side);
+        let Some(&(best, _)) = all.first() else {
+            return Vec::new();
+        };
+        all.iter()
+            .take(OMD_BOOK_LEVELS)
+            .take_while(|(price, _)| within_ticks(side, best, *price, OMD_BOOK_LEVELS as u32 - 1))
+            .map(|(price, queue)| crate::image::Level {
+                price: *price,
+                aggregate_quantity: queue
+                    .iter()
+                    .filter_map(|id| self.orders.get(id))
+                    .map(|o| o.qty as u64)
+                    .sum(),
+                number_of_orders: queue.len() as u32,
+            })
+            .collect()
+    }
+
+    /// Broker queue items of one side: brokers at the best price, then for each further
+    /// price a spread marker (spreads from best) followed by its brokers; at most 40.
+    fn broker_items(&self, side: BookSide) -> (Vec<BrokerQueueItem>, bool) {
+        let mut items = Vec::new();
+        let all = self.levels_best_first(side);
+        let best = all.first().map(|(p, _)| *p);
+        for (i, (price, queue)) in all.iter().enumerate() {
+            if i > 0 {
+                let spreads = ticks_from_best(side, best.unwrap_or(*price), *price, 255);
+                items.push(BrokerQueueItem::Spread(spreads as u16));
+            }
+            for id in queue.iter() {
+                if let Some(order) = self.orders.get(id) {
+                    items.push(BrokerQueueItem::Broker(order.broker));
+                }
+            }
+            if items.len() > BrokerQueue::MAX_ITEMS {
+                break;
+            }
+        }
+        let more = items.len() > BrokerQueue::MAX_ITEMS;
+        items.truncate(BrokerQueue::MAX_ITEMS);
+        if matches!(items.last(), Some(BrokerQueueItem::Spread(_))) {
+            items.pop();
+        }
+        (items, more)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TradeInfo {
+    trade_id: u32,
+    ticker_id: u32,
+    price: i32,
+    qty: u32,
+    cancelled: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SecurityTrades {
+    next_trade_id: u32,
+    next_ticker_id: u32,
+    by_exec: HashMap<u64, TradeInfo>,
+    /// Ticker id -> (ticker as last sent or pending, remaining quantity).
+    tickers: BTreeMap<u32, TradeTicker>,
+    pending_ticker: Option<u32>,
+    short_sell: (u32, i64),
+}
+
+/// Builds one channel's messages from [`MarketEvent`]s.
+#[derive(Debug, Clone)]
+pub struct ProductBuilder {
+    product: Product,
+    books: BTreeMap<u32, SecurityBook>,
+    trades: BTreeMap<u32, SecurityTrades>,
+    /// What clients have been told: aggregate levels and broker queues per security.
+    published_aggregate: BTreeMap<u32, crate::image::AggregateBook>,
+    published_queues: BTreeMap<(u32, usize), (Vec<BrokerQueueItem>, bool)>,
+    dirty_books: BTreeSet<u32>,
+    dirty_stats: BTreeSet<u32>,
+}
+
+impl ProductBuilder {
+    pub fn new(product: Product) -> ProductBuilder {
+        ProductBuilder {
+            product,
+            books: BTreeMap::new(),
+            trades: BTreeMap::new(),
+            published_aggregate: BTreeMap::new(),
+            published_queues: BTreeMap::new(),
+            dirty_books: BTreeSet::new(),
+            dirty_stats: BTreeSet::new(),
+        }
+    }
+
+    pub fn product(&self) -> Product {
+        self.product
+    }
+
+    /// Turn one event into messages appended to `out` (only the product's types). On error
+    /// nothing is emitted and the builder's state is unchanged.
+    pub fn on_event(
+        &mut self,
+        event: &MarketEvent,
+        out: &mut Vec<Message>,
+    ) -> Result<(), ProductError> {
+        let mut emitted = Vec::new();
+        self.build(event, &mut emitted)?;
+        out.extend(
+            emitted
+                .into_iter()
+                .filter(|m| self.product.carries(m.msg_type())),
+        );
+        Ok(())
+    }
+
+    /// End of a matching burst / batch: aggregate book updates (53), broker queues (54),
+    /// pending trade tickers (52) and statistics (60) for what changed.
+    pub fn end_batch(&mut self, out: &mut Vec<Message>) {
+        let mut emitted = Vec::new();
+        for security in std::mem::take(&mut self.dirty_books) {
+            self.emit_aggregate(security, &mut emitted);
+            self.emit_broker_queues(security, &mut emitted);
+        }
+        let pending: Vec<u32> = self
+            .trades
+            .iter()
+            .filter(|(_, t)| t.pending_ticker.is_some())
+            .map(|(s, _)| *s)
+            .collect();
+        for security in pending {
+            self.flush_ticker(security, &mut emitted);
+        }
+        for security in std::mem::take(&mut self.dirty_stats) {
+            emitted.push(self.statistics(security).into());
+        }
+        out.extend(
+            emitted
+                .into_iter()
+                .filter(|m| self.product.carries(m.msg_type())),
+        );
+    }
+
+    /// Re-send a security's aggregate book after a 74 Orderbook Clear (e.g. after a failover).
+    pub fn clear_and_resend_book(&mut self, security: SecurityCode, out: &mut Vec<Message>) {
+        let mut emitted = vec![Message::from(AggregateOrderBookUpdate {
+            security_code: security.0,
+            entries: vec![BookEntry {
+                update_action: UpdateAction::OrderBookClear,
+                ..BookEntry::default()
+            }],
+        })];
+        self.published_aggregate.remove(&security.0);
+        self.emit_aggregate(security.0, &mut emitted);
+        out.extend(
+            emitted
+                .into_iter()
+                .filter(|m| self.product.carries(m.msg_type())),
+        );
+    }
+
+    fn build(&mut self, event: &MarketEvent, out: &mut Vec<Message>) -> Result<(), ProductError> {
+        match *event {
+            MarketEvent::OrderAdded {
+                security,
+                order_id,
+                side,
+                price,
+                qty,
+                broker,
+                odd_lot,
+            } => self.order_added(security, order_id, side, price, qty, broker, odd_lot, out),
+            MarketEvent::OrderModified {
+                security,
+                order_id,
+                qty,
+            } => self.order_modified(security, order_id, qty, out),
+            MarketEvent::OrderDeleted { security, order_id } => {
+                self.order_deleted(security, order_id, out)
+            }
+            MarketEvent::Trade {
+                security,
+                exec_id,
+                price,
+                qty,
+                trd_type,
+                time,
+            } => self.trade(security, exec_id, price, qty, trd_type, time, out),
+            MarketEvent::TradeCancelled { security, exec_id } => {
+                self.trade_cancelled(security, exec_id, out)
+            }
+            MarketEvent::ShortSellTotals {
+                security,
+                shares,
+                turnover,
+            } => {
+                self.trades.entry(security.0).or_default().short_sell = (shares, turnover);
+                out.push(self.statistics(security.0).into());
+                Ok(())
+            }
+            MarketEvent::SecurityStatus { security, halted } => {
+                out.push(
+                    SecurityStatus {
+                        security_code: security.0,
+                        suspension_indicator: if halted { 2 } else { 3 },
+                    }
+                    .into(),
+                );
+                Ok(())
+            }
+            MarketEvent::Nominal { security, price } => {
+                out.push(
+                    NominalPrice {
+                        security_code: security.0,
+                        nominal_price: omd_price(price)?,
+                    }
+                    .into(),
+                );
+                Ok(())
+            }
+            MarketEvent::Iep {
+                security,
+                price,
+                qty,
+            } => {
+                out.push(
+                    IndicativeEquilibriumPrice {
+                        security_code: security.0,
+                        price: omd_price(price.unwrap_or(Price::ZERO))?,
+                        aggregate_quantity: qty.0,
+                    }
+                    .into(),
+                );
+                Ok(())
+            }
+            MarketEvent::ReferencePrice {
+                security,
+                reference,
+                lower,
+                upper,
+            } => {
+                out.push(
+                    ReferencePrice {
+                        security_code: security.0,
+                        reference_price: omd_price(reference)?,
+                        lower_price: omd_price(lower)?,
+                        upper_price: omd_price(upper)?,
+                    }
+                    .into(),
+                );
+                Ok(())
+            }
+            MarketEvent::ClosingPrice {
+                security,
+                price,
+                number_of_trades,
+            } => {
+                let number_of_trades = match self.product {
+                    Product::SecuritiesStandard => 0,
+                    _ => number_of_trades,
+                };
+                out.push(
+                    ClosingPrice {
+                        security_code: security.0,
+                        closing_price: omd_price(price)?,
+                        number_of_trades,
+                    }
+                    .into(),
+                );
+                Ok(())
+            }
+            MarketEvent::OrderImbalance {
+                security,
+                direction,
+                qty,
+            } => {
+                out.push(
+                    OrderImbalance {
+                        security_code: security.0,
+                        order_imbalance_direction: AsciiStr::from_char(direction),
+                        order_imbalance_quantity: qty.0,
+                    }
+                    .into(),
+                );
+                Ok(())
+            }
+            MarketEvent::PassThrough(ref msg) => {
+                out.push((**msg).clone());
+                Ok(())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn order_added(
+        &mut self,
+        security: SecurityCode,
+        order_id: OrderId,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        broker: BrokerId,
+        odd_lot: bool,
+        out: &mut Vec<Message>,
+    ) -> Result<(), ProductError> {
+        let price = omd_price(price)?;
+        let quantity = omd_qty(qty)?;
+        let broker_id =
+            u16::try_from(broker.0).map_err(|_| ProductError::BrokerOutOfRange(broker.0))?;
+        let side = BookSide::from_core(side);
+        if odd_lot {
+            out.push(
+                AddOddLotOrder {
+                    security_code: security.0,
+                    order_id: order_id.0,
+                    price,
+                    quantity,
+                    broker_id,
+                    side,
+                }
+                .into(),
+            );
+            return Ok(());
+        }
+        let book = self.books.entry(security.0).or_default();
+        if book.orders.contains_key(&order_id.0) {
+            return Err(ProductError::DuplicateOrder(order_id.0));
+        }
+        book.orders.insert(
+            order_id.0,
+            BookOrder {
+                side,
+                price,
+                qty: quantity,
+                broker: broker_id,
+            },
+        );
+        book.levels[side.index()]
+            .entry(price)
+            .or_default()
+            .push_back(order_id.0);
+        self.dirty_books.insert(security.0);
+        out.push(
+            AddOrder {
+                security_code: security.0,
+                order_id: order_id.0,
+                price,
+                quantity,
+                side,
+                order_type: AsciiStr::from_char(b'2'),
+                order_book_position: 0,
+            }
+            .into(),
+        );
+        Ok(())
+    }
+
+    fn order_modified(
+        &mut self,
+        security: SecurityCode,
+        order_id: OrderId,
+        qty: Qty,
+        out: &mut Vec<Message>,
+    ) -> Result<(), ProductError> {
+        let quantity = omd_qty(qty)?;
+        let order = self
+            .books
+            .get_mut(&security.0)
+            .and_then(|b| b.orders.get_mut(&order_id.0))
+            .ok_or(ProductError::UnknownOrder(order_id.0))?;
+        order.qty = quantity;
+        let side = order.side;
+        self.dirty_books.insert(security.0);
+        out.push(
+            ModifyOrder {
+                security_code: security.0,
+                order_id: order_id.0,
+                quantity,
+                side,
+                order_book_position: 0,
+            }
+            .into(),
+        );
+        Ok(())
+    }
+
+    fn order_deleted(
+        &mut self,
+        security: SecurityCode,
+        order_id: OrderId,
+        out: &mut Vec<Message>,
+    ) -> Result<(), ProductError> {
+        let book = self
+            .books
+            .get_mut(&security.0)
+            .ok_or(ProductError::UnknownOrder(order_id.0))?;
+        let order = book
+            .orders
+            .remove(&order_id.0)
+            .ok_or(ProductError::UnknownOrder(order_id.0))?;
+        let levels = &mut book.levels[order.side.index()];
+        if let Some(queue) = levels.get_mut(&order.price) {
+            queue.retain(|id| *id != order_id.0);
+            if queue.is_empty() {
+                levels.remove(&order.price);
+            }
+        }
+        self.dirty_books.insert(security.0);
+        out.push(
+            DeleteOrder {
+                security_code: security.0,
+                order_id: order_id.0,
+                side: order.side,
+            }
+            .into(),
+        );
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn trade(
+        &mut self,
+        security: SecurityCode,
+        exec_id: u64,
+        price: Price,
+        qty: Qty,
+        trd_type: i16,
+        time: Timestamp,
+        out: &mut Vec<Message>,
+    ) -> Result<(), ProductError> {
+        let price = omd_price(price)?;
+        let quantity = omd_qty(qty)?;
+        // TradeTime has microsecond precision.
+        let trade_time = time.0 - time.0 % 1_000;
+        let pending_matches = {
+            let trades = self.trades.entry(security.0).or_default();
+            trades
+                .pending_ticker
+                .and_then(|id| trades.tickers.get(&id))
+                .is_some_and(|t| t.price == price && t.trd_type == trd_type)
+        };
+        if !pending_matches {
+            self.flush_ticker(security.0, out);
+        }
+        let trades = self.trades.entry(security.0).or_default();
+        trades.next_trade_id += 1;
+        let trade_id = trades.next_trade_id;
+        let ticker_id = match (pending_matches, trades.pending_ticker) {
+            (true, Some(id)) => {
+                if let Some(ticker) = trades.tickers.get_mut(&id) {
+                    ticker.aggregate_quantity += quantity as u64;
+                }
+                id
+            }
+            _ => {
+                trades.next_ticker_id += 1;
+                let id = trades.next_ticker_id;
+                trades.tickers.insert(
+                    id,
+                    TradeTicker {
+                        security_code: security.0,
+                        ticker_id: id,
+                        price,
+                        aggregate_quantity: quantity as u64,
+                        trade_time,
+                        trd_type,
+                        trd_cancel_flag: AsciiStr::from_char(b'N'),
+                    },
+                );
+                trades.pending_ticker = Some(id);
+                id
+            }
+        };
+        trades.by_exec.insert(
+            exec_id,
+            TradeInfo {
+                trade_id,
+                ticker_id,
+                price,
+                qty: quantity,
+                cancelled: false,
+            },
+        );
+        // Overseas trades (104) are excluded from statistics.
+        if trd_type != 104 {
+            self.dirty_stats.insert(security.0);
+        }
+        out.push(
+            Trade {
+                security_code: security.0,
+                trade_id,
+                price,
+                quantity,
+                trd_type,
+                trade_time,
+            }
+            .into(),
+        );
+        Ok(())
+    }
+
+    fn trade_cancelled(
+        &mut self,
+        security: SecurityCode,
+        exec_id: u64,
+        out: &mut Vec<Message>,
+    ) -> Result<(), ProductError> {
+        let info = self
+            .trades
+            .get(&security.0)
+            .and_then(|t| t.by_exec.get(&exec_id))
+            .copied()
+            .filter(|info| !info.cancelled)
+            .ok_or(ProductError::UnknownTrade(exec_id))?;
+        if self.trades[&security.0].pending_ticker == Some(info.ticker_id) {
+            self.flush_ticker(security.0, out);
+        }
+        let trades = self.trades.entry(security.0).or_default();
+        if let Some(entry) = trades.by_exec.get_mut(&exec_id) {
+            entry.cancelled = true;
+        }
+        out.push(
+            TradeCancel {
+                security_code: security.0,
+                trade_id: info.trade_id,
+            }
+            .into(),
+        );
+        if let Some(ticker) = trades.tickers.get_mut(&info.ticker_id) {
+            ticker.aggregate_quantity = ticker.aggregate_quantity.saturating_sub(info.qty as u64);
+            ticker.trd_cancel_flag = AsciiStr::from_char(b'Y');
+            out.push(ticker.clone().into());
+        }
+        out.push(self.statistics(security.0).into());
+        Ok(())
+    }
+
+    fn flush_ticker(&mut self, security: u32, out: &mut Vec<Message>) {
+        if let Some(trades) = self.trades.get_mut(&security) {
+            if let Some(id) = trades.pending_ticker.take() {
+                if let Some(ticker) = trades.tickers.get(&id) {
+                    out.push(ticker.clone().into());
+                }
+            }
+        }
+    }
+
+    fn statistics(&self, security: u32) -> Statistics {
+        let mut stats = Statistics {
+            security_code: security,
+            ..Statistics::default()
+        };
+        let Some(trades) = self.trades.get(&security) else {
+            return stats;
+        };
+        let mut live: Vec<&TradeInfo> = trades.by_exec.values().filter(|t| !t.cancelled).collect();
+        live.sort_by_key(|t| t.trade_id);
+        for t in &live {
+            stats.shares_traded += t.qty as u64;
+            stats.turnover += t.price as i64 * t.qty as i64;
+        }
+        stats.high_price = live.iter().map(|t| t.price).max().unwrap_or(0);
+        stats.low_price = live.iter().map(|t| t.price).min().unwrap_or(0);
+        stats.last_price = live.last().map_or(0, |t| t.price);
+        stats.vwap = match self.product {
+            Product::SecuritiesStandard => 0,
+            _ if stats.shares_traded > 0 => (stats.turnover / stats.shares_traded as i64) as i32,
+            _ => 0,
+        };
+        stats.short_sell_shares_traded = trades.short_sell.0;
+        stats.short_sell_turnover = trades.short_sell.1;
+        stats
+    }
+
+    /// Diff the visible levels against what clients were told, in client order (§2.3).
+    fn emit_aggregate(&mut self, security: u32, out: &mut Vec<Message>) {
+        let book = self.books.get(&security);
+        let mut entries = Vec::new();
+        let published = self.published_aggregate.entry(security).or_default();
+        for side in [BookSide::Bid, BookSide::Offer] {
+            let target = book.map(|b| b.visible_levels(side)).unwrap_or_default();
+            let current = &mut published.sides[side.index()];
+            entries.extend(diff_levels(side, current, &target));
+            debug_assert_eq!(
+                current, &target,
+                "Invariant: the client view equals the target"
+            );
+        }
+        if !entries.is_empty() {
+            out.push(
+                AggregateOrderBookUpdate {
+                    security_code: security,
+                    entries,
+                }
+                .into(),
+            );
+        }
+    }
+
+    fn emit_broker_queues(&mut self, security: u32, out: &mut Vec<Message>) {
+        for (side, bq_side) in [
+            (BookSide::Bid, BrokerQueueSide::Buy),
+            (BookSide::Offer, BrokerQueueSide::Sell),
+        ] {
+            let current = self
+                .books
+                .get(&security)
+                .map(|b| b.broker_items(side))
+                .unwrap_or_default();
+            let key = (security, side.index());
+            if self.published_queues.get(&key) == Some(&current) {
+                continue;
+            }
+            if current.0.is_empty() && !self.published_queues.contains_key(&key) {
+                continue;
+            }
+            self.published_queues.insert(key, current.clone());
+            out.push(
+                BrokerQueue {
+                    security_code: security,
+                    side: bq_side,
+                    more: current.1,
+                    items: current.0,
+                }
+                .into(),
+            );
+        }
+    }
+}
+
+/// The entries that turn the client's `current` levels into `target`, applying each to
+/// `current` with the client's rules as it goes (so implicit shifts and the truncation at 10
+/// levels are accounted for: no delete is sent for a level pushed past level 10).
+pub fn diff_levels(
+    side: BookSide,
+    current: &mut Vec<crate::image::Level>,
+    target: &[crate::image::Level],
+) -> Vec<BookEntry> {
+    let mut entries = Vec::new();
+    let entry = |level: &crate::image::Level, index: usize, action| BookEntry {
+        aggregate_quantity: level.aggregate_quantity,
+        price: level.price,
+        number_of_orders: level.number_of_orders,
+        side,
+        price_level: index as u8 + 1,
+        update_action: action,
+    };
+    let mut index = 0;
+    while index < current.len().max(target.len()) {
+        match (current.get(index), target.get(index)) {
+            (Some(have), Some(want)) if have.price == want.price => {
+                if have != want {
+                    entries.push(entry(want, index, UpdateAction::Change));
+                    current[index] = *want;
+                }
+                index += 1;
+            }
+            (Some(have), Some(want)) if side.better(want.price, have.price) => {
+                entries.push(entry(want, index, UpdateAction::New));
+                current.insert(index, *want);
+                current.truncate(OMD_BOOK_LEVELS);
+                index += 1;
+            }
+            (Some(have), _) => {
+                entries.push(entry(have, index, UpdateAction::Delete));
+                current.remove(index);
+            }
+            (None, Some(want)) => {
+                entries.push(entry(want, index, UpdateAction::New));
+                current.push(*want);
+                index += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    entries
+}
+
+fn omd_price(price: Price) -> Result<i32, ProductError> {
+    price
+        .to_omd()
+        .map_err(|_| ProductError::PriceOutOfRange(price.0))
+}
+
+fn omd_qty(qty: Qty) -> Result<u32, ProductError> {
+    u32::try_from(qty.0).map_err(|_| ProductError::QtyOutOfRange(qty.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{Level, MarketImage};
+    use proptest::prelude::*;
+
+    fn add(id: u64, side: Side, price: i64, qty: u64, broker: u32) -> MarketEvent {
+        MarketEvent::OrderAdded {
+            security: SecurityCode(700),
+            order_id: OrderId(id),
+            side,
+            price: Price(price),
+            qty: Qty(qty),
+            broker: BrokerId(broker),
+            odd_lot: false,
+        }
+    }
+
+    fn level(price: i32, qty: u64, n: u32) -> Level {
+        Level {
+            price,
+            aggregate_quantity: qty,
+            number_of_orders: n,
+        }
+    }
+
+    #[test]
+    fn spread_table_part_a() {
+        assert_eq!(tick_up(250), 5);
+        assert_eq!(tick_down(250), 1);
+        assert_eq!(tick_up(20_000), 20);
+        assert_eq!(tick_down(20_000), 10);
+        assert!(within_ticks(BookSide::Bid, 10_000, 9_910, 9));
+        assert!(!within_ticks(BookSide::Bid, 10_000, 9_900, 9));
+        assert!(within_ticks(BookSide::Offer, 19_950, 20_080, 9));
+        assert!(!within_ticks(BookSide::Offer, 19_950, 20_100, 9));
+    }
+
+    #[test]
+    fn better_bid_shifts_levels_and_the_tenth_is_dropped_implicitly() {
+        // Ten bids 10.00 down to 9.91, one tick apart; a new best bid at 10.01.
+        let mut current: Vec<Level> = (0..10).map(|i| level(10_000 - 10 * i, 100, 1)).collect();
+        let mut target = vec![level(10_010, 100, 1)];
+        target.extend(current[..9].iter().copied());
+        let entries = diff_levels(BookSide::Bid, &mut current, &target);
+        assert_eq!(
+            entries.len(),
+            1,
+            "one insert, no explicit delete: {entries:?}"
+        );
+        assert_eq!(entries[0].update_action, UpdateAction::New);
+        assert_eq!(entries[0].price_level, 1);
+        assert_eq!(current, target);
+    }
+
+    #[test]
+    fn level_beyond_ten_ticks_but_within_ten_levels_is_deleted_explicitly() {
+        let mut current = vec![level(10_000, 100, 1), level(9_920, 100, 1)];
+        // New best 10.10: 9.92 is now 18 ticks away.
+        let target = vec![level(10_100, 100, 1), level(10_000, 100, 1)];
+        let entries = diff_levels(BookSide::Bid, &mut current, &target);
+        let actions: Vec<_> = entries
+            .iter()
+            .map(|e| (e.update_action, e.price_level))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![(UpdateAction::New, 1), (UpdateAction::Delete, 3)]
+        );
+        assert_eq!(current, target);
+    }
+
+    #[test]
+    fn revealed_levels_are_added_explicitly_when_the_book_shrinks() {
+        let mut b = ProductBuilder::new(Product::SecuritiesStandard);
+        let mut out = Vec::new();
+        for i in 0..12u64 {
+            b.on_event(
+                &add(i + 1, Side::Sell, 10_000 + 10 * i as i64, 100, 1),
+                &mut out,
+            )
+            .unwrap();
+        }
+        b.end_batch(&mut out);
+        let mut image = MarketImage::default();
+        for m in &out {
+            image.apply(m).unwrap();
+        }
+        assert_eq!(image.aggregate[&700].sides[1].len(), 10);
+        out.clear();
+        b.on_event(
+            &MarketEvent::OrderDeleted {
+                security: SecurityCode(700),
+                order_id: OrderId(1),
+            },
+            &mut out,
+        )
+        .unwrap();
+        b.end_batch(&mut out);
+        for m in &out {
+            image.apply(m).unwrap();
+        }
+        let offers = &image.aggregate[&700].sides[1];
+        assert_eq!(offers.first().unwrap().price, 10_010);
+        assert_eq!(
+            offers.last().unwrap().price,
+            10_100,
+            "the 11th level is revealed"
+        );
+    }
+
+    #[test]
+    fn trades_aggregate_into_tickers_and_cancel_reports_the_remainder() {
+        let mut b = ProductBuilder::new(Product::Combined);
+        let mut out = Vec::new();
+        let trade = |exec_id, price| MarketEvent::Trade {
+            security: SecurityCode(700),
+            exec_id,
+            price: Price(price),
+            qty: Qty(100),
+            trd_type: 0,
+            time: Timestamp(1_000_123_456),
+        };
+        b.on_event(&trade(1, 10_000), &mut out).unwrap();
+        b.on_event(&trade(2, 10_000), &mut out).unwrap();
+        b.on_event(&trade(3, 10_010), &mut out).unwrap();
+        b.end_batch(&mut out);
+        let tickers: Vec<_> = out
+            .iter()
+            .filter_map(|m| match m {
+                Message::TradeTicker(t) => Some((t.ticker_id, t.price, t.aggregate_quantity)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tickers, vec![(1, 10_000, 200), (2, 10_010, 100)]);
+        assert!(out.iter().any(|m| matches!(m, Message::Statistics(s)
+            if s.shares_traded == 300 && s.high_price == 10_010 && s.vwap == 10_003)));
+        out.clear();
+        b.on_event(
+            &MarketEvent::TradeCancelled {
+                security: SecurityCode(700),
+                exec_id: 2,
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert!(out.iter().any(|m| matches!(m, Message::TradeTicker(t)
+            if t.ticker_id == 1 && t.aggregate_quantity == 100 && t.trd_cancel_flag.char() == b'Y')));
+        assert!(out
+            .iter()
+            .any(|m| matches!(m, Message::TradeCancel(t) if t.trade_id == 2)));
+    }
+
+    #[test]
+    fn broker_queue_lists_brokers_and_spread_markers() {
+        let mut b = ProductBuilder::new(Product::SecuritiesStandard);
+        let mut out = Vec::new();
+        b.on_event(&add(1, Side::Buy, 10_000, 100, 11), &mut out)
+            .unwrap();
+        b.on_event(&add(2, Side::Buy, 10_000, 100, 12), &mut out)
+            .unwrap();
+        b.on_event(&add(3, Side::Buy, 9_980, 100, 13), &mut out)
+            .unwrap();
+        b.end_batch(&mut out);
+        let queue = out.iter().find_map(|m| match m {
+            Message::BrokerQueue(q) if q.side == BrokerQueueSide::Buy => Some(q.items.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            queue,
+            Some(vec![
+                BrokerQueueItem::Broker(11),
+                BrokerQueueItem::Broker(12),
+                BrokerQueueItem::Spread(2),
+                BrokerQueueItem::Broker(13),
+            ])
+        );
+        assert!(
+            !out.iter().any(|m| matches!(m, Message::AddOrder(_))),
+            "not in SS"
+        );
+    }
+
+    proptest! {
+        /// Random order flow: the client-side aggregate book rebuilt from 53 messages always
+        /// equals the levels within 10 ticks of the best computed from the full book.
+        #[test]
+        fn aggregate_book_matches_the_full_book(ops in proptest::collection::vec((0u8..3, any::<bool>(), 0i64..30, 1u64..5), 1..200)) {
+            let mut b = ProductBuilder::new(Product::Combined);
+            let mut image = MarketImage::default();
+            let mut live: Vec<u64> = Vec::new();
+            let mut next_id = 1u64;
+            for (op, buy, offset, lots) in ops {
+                let mut out = Vec::new();
+                let event = match (op, live.is_empty()) {
+                    (0, _) | (_, true) => {
+                        let side = if buy { Side::Buy } else { Side::Sell };
+                        let price = if buy { 9_900 - 10 * offset + 150 } else { 10_000 + 10 * offset - 150 };
+                        next_id += 1;
+                        live.push(next_id);
+                        add(next_id, side, price.max(10), lots * 100, 1 + offset as u32)
+                    }
+                    (1, false) => MarketEvent::OrderModified {
+                        security: SecurityCode(700),
+                        order_id: OrderId(live[offset as usize % live.len()]),
+                        qty: Qty(lots * 50),
+                    },
+                    _ => {
+                        let id = live.remove(offset as usize % live.len());
+                        MarketEvent::OrderDeleted { security: SecurityCode(700), order_id: OrderId(id) }
+                    }
+                };
+                b.on_event(&event, &mut out).unwrap();
+                b.end_batch(&mut out);
+                for m in &out {
+                    image.apply(m).unwrap();
+                }
+                let book = b.books.get(&700).cloned().unwrap_or_default();
+                for side in [BookSide::Bid, BookSide::Offer] {
+                    let want = book.visible_levels(side);
+                    let have = image.aggregate.get(&700).map(|a| a.sides[side.index()].clone()).unwrap_or_default();
+                    prop_assert_eq!(have, want);
+                }
+            }
+        }
+    }
+}
