@@ -436,6 +436,13 @@ impl Engine {
         }
         self.phase = p;
         out.push(Event::PhaseChanged { phase: p });
+        if (p.is_pos() && !prev.is_pos()) || (p.is_cas() && !prev.is_cas()) {
+            for s in &mut self.secs {
+                s.auction_done = false;
+                s.auction_traded = false;
+                s.iep = None;
+            }
+        }
         match p {
             Phase::PosOrderInput | Phase::CasOrderInput => {
                 for s in &mut self.secs {
@@ -1075,7 +1082,7 @@ impl Engine {
             self.orders.get(sell).owner.broker,
         );
         let order_pair = match aggressor {
-            Some(Side::Sell) => [(sell, sb, true), (buy, bb, false)],
+            Some(Side::Sell) => [(sell, bb, true), (buy, sb, false)],
             Some(Side::Buy) => [(buy, sb, true), (sell, bb, false)],
             None => [(buy, sb, false), (sell, bb, false)],
         };
@@ -1223,7 +1230,8 @@ impl Engine {
             }
             self.secs[si].iep = None;
             if pos {
-                self.after_pos(si, out);
+                let halted = self.secs[si].halted;
+                self.after_pos(si, halted, out);
             }
         }
     }
@@ -1310,7 +1318,8 @@ impl Engine {
 
     /// End of POS: unfilled at-auction orders are cancelled; at-auction limit orders become limit
     /// orders unless 9 times or more away from the nominal price.
-    fn after_pos(&mut self, si: usize, out: &mut Vec<Event>) {
+    /// A security halted at the auction moment did not match: all its auction orders expire.
+    fn after_pos(&mut self, si: usize, halted: bool, out: &mut Vec<Event>) {
         let nominal = self.secs[si]
             .last_trade
             .unwrap_or(self.secs[si].def.prev_close);
@@ -1328,7 +1337,11 @@ impl Engine {
             };
             for i in rest {
                 let p = self.orders.get(i).price.unwrap_or_default();
-                if p.0 as i128 * 9 <= nominal.0 as i128 || p.0 as i128 >= nominal.0 as i128 * 9 {
+                if halted && self.orders.get(i).order_type.is_auction() {
+                    self.remove_resting(i, CancelReason::Expired, None, out);
+                } else if p.0 as i128 * 9 <= nominal.0 as i128
+                    || p.0 as i128 >= nominal.0 as i128 * 9
+                {
                     self.remove_resting(
                         i,
                         CancelReason::Restated(RESTATE_SYSTEM_CANCEL),
