@@ -1063,7 +1063,9 @@ impl Session {
         logon
     }
 
-    fn reject(&mut self, now: Timestamp, ref_seq: u64, ref_msg_type: &str, v: &Violation) {
+    /// Send a session-level Reject (35=3) for the received message `ref_seq`; for the gateway's
+    /// use when an application parser answers [`crate::app::MappingError::Reject`].
+    pub fn reject(&mut self, now: Timestamp, ref_seq: u64, ref_msg_type: &str, v: &Violation) {
         let reject = Message::new("3")
             .with(45, ref_seq.to_string())
             .with_opt(371, v.ref_tag_id.map(|t| t.to_string()))
