@@ -6,6 +6,7 @@
 //! * [`wire`], [`message`], [`packet`]: the codec (every message of the reference catalogue).
 //! * [`products`]: messages of each product from [`MarketEvent`]s (book, ticker, statistics).
 //! * [`image`]: the market image a client rebuilds; also the refresh service's source.
+//! * [`rts`]: retransmission server and client; [`refresh`]: snapshot cycles.
 //! * [`publisher`]: per-channel sequencing, Line A/B packetisation, heartbeats, reset, DR.
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,8 @@ pub mod message;
 pub mod packet;
 pub mod products;
 pub mod publisher;
+pub mod refresh;
+pub mod rts;
 
 pub use image::MarketImage;
 pub use message::Message;
@@ -24,6 +27,8 @@ pub use products::{MarketEvent, Product, ProductBuilder, ProductError};
 pub use publisher::{
     ChannelPublisher, Datagram, DrChannelPublisher, DrStatus, Line, PublisherConfig,
 };
+pub use refresh::{RefreshConfig, RefreshService};
+pub use rts::{RtsClient, RtsClientConfig, RtsClientEvent, RtsServer, RtsServerConfig};
 pub use wire::{BookSide, DecodeError};
 
 #[cfg(test)]

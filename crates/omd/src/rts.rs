@@ -1,0 +1,1048 @@
+//! Retransmission service (§3.2), server and client, sans-IO.
+//!
+//! The TCP link carries the same 16-byte packet header as multicast. The server keeps the last
+//! 50,000 messages of each channel, serves at most 10,000 sequence numbers per request and 1,000
+//! requests per user per day (all channels), expects a Logon within 5 s, sends a heartbeat every
+//! 30 s and disconnects a client that does not echo it byte for byte within 5 s. Requests are
+//! served serially, answered with a Retransmission Response and then the messages with their
+//! original sequence numbers. Output for a connection goes only to that connection.
+
+use crate::message::{
+    Logon, LogonResponse, Message, RetransmissionRequest, RetransmissionResponse,
+};
+use crate::packet::{heartbeat, Packet, PacketBuilder, PacketHeader, StreamDeframer};
+use crate::wire::{DecodeError, NulStr};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use twinsite_core::limits::{
+    OMD_MAX_PAYLOAD, OMD_RTS_HEARTBEAT_ECHO_SECS, OMD_RTS_MAX_PER_REQUEST,
+    OMD_RTS_MAX_REQUESTS_PER_DAY, OMD_RTS_RETAINED_PER_CHANNEL,
+};
+use twinsite_core::time::NANOS_PER_SEC;
+use twinsite_core::Timestamp;
+
+/// SessionStatus of Logon Response (102).
+pub mod session_status {
+    pub const ACTIVE: u8 = 0;
+    pub const INVALID_USERNAME_OR_IP: u8 = 5;
+    pub const ALREADY_CONNECTED: u8 = 100;
+}
+
+/// RetransStatus of Retransmission Response (202).
+pub mod retrans_status {
+    pub const ACCEPTED: u8 = 0;
+    pub const UNKNOWN_CHANNEL: u8 = 1;
+    pub const NOT_AVAILABLE: u8 = 2;
+    pub const EXCEEDS_RANGE: u8 = 100;
+    pub const EXCEEDS_DAILY_REQUESTS: u8 = 101;
+}
+
+/// Server limits and timers; defaults are the documented values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtsServerConfig {
+    /// Usernames allowed to log on.
+    pub users: BTreeSet<String>,
+    /// Channels the service retransmits (refresh channels are never served).
+    pub channels: BTreeSet<u16>,
+    pub retained_per_channel: u32,
+    pub max_per_request: u32,
+    pub max_requests_per_day: u32,
+    pub logon_timeout_ns: u64,
+    pub heartbeat_interval_ns: u64,
+    pub heartbeat_response_timeout_ns: u64,
+}
+
+impl RtsServerConfig {
+    pub fn new(
+        users: impl IntoIterator<Item = String>,
+        channels: impl IntoIterator<Item = u16>,
+    ) -> Self {
+        RtsServerConfig {
+            users: users.into_iter().collect(),
+            channels: channels.into_iter().collect(),
+            retained_per_channel: OMD_RTS_RETAINED_PER_CHANNEL,
+            max_per_request: OMD_RTS_MAX_PER_REQUEST,
+            max_requests_per_day: OMD_RTS_MAX_REQUESTS_PER_DAY,
+            logon_timeout_ns: 5 * NANOS_PER_SEC,
+            heartbeat_interval_ns: 30 * NANOS_PER_SEC,
+            heartbeat_response_timeout_ns: OMD_RTS_HEARTBEAT_ECHO_SECS * NANOS_PER_SEC,
+        }
+    }
+}
+
+/// The last N messages of each channel, by sequence number.
+#[derive(Debug, Clone, Default)]
+pub struct RetransmissionStore {
+    capacity: u32,
+    channels: HashMap<u16, VecDeque<(u32, Vec<u8>)>>,
+}
+
+impl RetransmissionStore {
+    pub fn new(capacity: u32) -> Self {
+        RetransmissionStore {
+            capacity: capacity.max(1),
+            channels: HashMap::new(),
+        }
+    }
+
+    /// Keep a published message. Sequence numbers must increase by one; a jump (which only a
+    /// caller bug produces) restarts the channel's store.
+    pub fn record(&mut self, channel: u16, seq_num: u32, bytes: Vec<u8>) {
+        let kept = self.channels.entry(channel).or_default();
+        if kept
+            .back()
+            .is_some_and(|(last, _)| last.wrapping_add(1) != seq_num)
+        {
+            kept.clear();
+        }
+        kept.push_back((seq_num, bytes));
+        while kept.len() > self.capacity as usize {
+            kept.pop_front();
+        }
+    }
+
+    /// Forget a channel's messages (Sequence Reset).
+    pub fn reset(&mut self, channel: u16) {
+        self.channels.remove(&channel);
+    }
+
+    /// The messages `begin..=end`, if all are retained.
+    pub fn range(&self, channel: u16, begin: u32, end: u32) -> Option<Vec<(u32, &[u8])>> {
+        let kept = self.channels.get(&channel)?;
+        let (first, _) = kept.front()?;
+        let (last, _) = kept.back()?;
+        if begin < *first || end > *last || begin > end {
+            return None;
+        }
+        let start = (begin - first) as usize;
+        let count = (end - begin) as usize + 1;
+        Some(
+            kept.range(start..start + count)
+                .map(|(s, b)| (*s, b.as_slice()))
+                .collect(),
+        )
+    }
+}
+
+/// A TCP connection, named by the runtime.
+pub type ConnectionId = u64;
+
+#[derive(Debug, Clone)]
+enum ServerState {
+    ExpectLogon {
+        deadline: Timestamp,
+    },
+    LoggedOn {
+        user: String,
+        next_heartbeat: Timestamp,
+        /// The heartbeat sent and not yet echoed, with its deadline.
+        awaiting_echo: Option<(Vec<u8>, Timestamp)>,
+    },
+    Closing,
+}
+
+#[derive(Debug, Clone)]
+struct ServerSession {
+    state: ServerState,
+    deframer: StreamDeframer,
+    out: VecDeque<Vec<u8>>,
+}
+
+/// What the server reports (for logs and drills).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtsServerEvent {
+    LoggedOn {
+        connection: ConnectionId,
+        user: String,
+    },
+    Rejected {
+        connection: ConnectionId,
+        status: u8,
+    },
+    Served {
+        connection: ConnectionId,
+        channel: u16,
+        begin: u32,
+        end: u32,
+        status: u8,
+    },
+    /// The connection must be closed once its output is sent.
+    Closing {
+        connection: ConnectionId,
+        reason: &'static str,
+    },
+}
+
+/// The retransmission server for all channels of one site.
+#[derive(Debug, Clone)]
+pub struct RtsServer {
+    config: RtsServerConfig,
+    store: RetransmissionStore,
+    sessions: BTreeMap<ConnectionId, ServerSession>,
+    requests_today: HashMap<String, u32>,
+    events: VecDeque<RtsServerEvent>,
+}
+
+impl RtsServer {
+    pub fn new(config: RtsServerConfig) -> RtsServer {
+        RtsServer {
+            store: RetransmissionStore::new(config.retained_per_channel),
+            config,
+            sessions: BTreeMap::new(),
+            requests_today: HashMap::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Where published messages are kept: call `record` for every real-time message.
+    pub fn store_mut(&mut self) -> &mut RetransmissionStore {
+        &mut self.store
+    }
+
+    /// A new business day: request counters restart.
+    pub fn start_of_day(&mut self) {
+        self.requests_today.clear();
+    }
+
+    /// A client connected.
+    pub fn accept(&mut self, connection: ConnectionId, now: Timestamp) {
+        self.sessions.insert(
+            connection,
+            ServerSession {
+                state: ServerState::ExpectLogon {
+                    deadline: now.plus_nanos(self.config.logon_timeout_ns),
+                },
+                deframer: StreamDeframer::default(),
+                out: VecDeque::new(),
+            },
+        );
+    }
+
+    /// The runtime closed (or lost) the connection.
+    pub fn handle_closed(&mut self, connection: ConnectionId) {
+        self.sessions.remove(&connection);
+    }
+
+    /// Bytes from a client.
+    pub fn handle_data(&mut self, connection: ConnectionId, bytes: &[u8], now: Timestamp) {
+        let Some(session) = self.sessions.get_mut(&connection) else {
+            return;
+        };
+        session.deframer.push(bytes);
+        loop {
+            let Some(session) = self.sessions.get_mut(&connection) else {
+                return;
+            };
+            if matches!(session.state, ServerState::Closing) {
+                return;
+            }
+            match session.deframer.next_packet() {
+                Ok(Some(packet)) => self.handle_packet(connection, &packet, now),
+                Ok(None) => return,
+                Err(_) => return self.close(connection, "corrupt stream"),
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, connection: ConnectionId, bytes: &[u8], now: Timestamp) {
+        let Ok(packet) = Packet::parse(bytes) else {
+            return self.close(connection, "malformed packet");
+        };
+        if packet.header.is_heartbeat() {
+            if let Some(session) = self.sessions.get_mut(&connection) {
+                if let ServerState::LoggedOn { awaiting_echo, .. } = &mut session.state {
+                    if awaiting_echo
+                        .as_ref()
+                        .is_some_and(|(sent, _)| sent == bytes)
+                    {
+                        *awaiting_echo = None;
+                    }
+                }
+            }
+            return;
+        }
+        for (_, raw) in packet.messages() {
+            match Message::decode(raw) {
+                Ok(Message::Logon(logon)) => self.logon(connection, &logon, now),
+                Ok(Message::RetransmissionRequest(request)) => {
+                    self.retransmission(connection, &request, now)
+                }
+                _ => return self.close(connection, "unexpected message"),
+            }
+        }
+    }
+
+    fn logon(&mut self, connection: ConnectionId, logon: &Logon, now: Timestamp) {
+        let user = logon.username.text();
+        let Some(session) = self.sessions.get(&connection) else {
+            return;
+        };
+        if !matches!(session.state, ServerState::ExpectLogon { .. }) {
+            return self.close(connection, "second logon");
+        }
+        let already = self
+            .sessions
+            .values()
+            .any(|s| matches!(&s.state, ServerState::LoggedOn { user: u, .. } if *u == user));
+        let status = if !self.config.users.contains(&user) {
+            session_status::INVALID_USERNAME_OR_IP
+        } else if already {
+            session_status::ALREADY_CONNECTED
+        } else {
+            session_status::ACTIVE
+        };
+        self.send(
+            connection,
+            &LogonResponse {
+                session_status: status,
+            }
+            .into(),
+            0,
+            now,
+        );
+        if status != session_status::ACTIVE {
+            self.events
+                .push_back(RtsServerEvent::Rejected { connection, status });
+            return self.close(connection, "logon rejected");
+        }
+        if let Some(session) = self.sessions.get_mut(&connection) {
+            session.state = ServerState::LoggedOn {
+                user: user.clone(),
+                next_heartbeat: now.plus_nanos(self.config.heartbeat_interval_ns),
+                awaiting_echo: None,
+            };
+        }
+        self.events
+            .push_back(RtsServerEvent::LoggedOn { connection, user });
+    }
+
+    fn retransmission(
+        &mut self,
+        connection: ConnectionId,
+        request: &RetransmissionRequest,
+        now: Timestamp,
+    ) {
+        let Some(ServerState::LoggedOn { user, .. }) =
+            self.sessions.get(&connection).map(|s| s.state.clone())
+        else {
+            return self.close(connection, "request before logon");
+        };
+        let used = self.requests_today.entry(user).or_insert(0);
+        let (begin, end) = (request.begin_seq_num, request.end_seq_num);
+        let status = if *used >= self.config.max_requests_per_day {
+            retrans_status::EXCEEDS_DAILY_REQUESTS
+        } else if !self.config.channels.contains(&request.channel_id) {
+            retrans_status::UNKNOWN_CHANNEL
+        } else if end < begin || end - begin >= self.config.max_per_request {
+            retrans_status::EXCEEDS_RANGE
+        } else if self.store.range(request.channel_id, begin, end).is_none() {
+            retrans_status::NOT_AVAILABLE
+        } else {
+            retrans_status::ACCEPTED
+        };
+        *used = used.saturating_add(1);
+        let response = RetransmissionResponse {
+            channel_id: request.channel_id,
+            retrans_status: status,
+            begin_seq_num: begin,
+            end_seq_num: end,
+        };
+        self.send(connection, &response.into(), 0, now);
+        self.events.push_back(RtsServerEvent::Served {
+            connection,
+            channel: request.channel_id,
+            begin,
+            end,
+            status,
+        });
+        if status == retrans_status::EXCEEDS_DAILY_REQUESTS {
+            return self.close(connection, "daily request limit");
+        }
+        if status != retrans_status::ACCEPTED {
+            return;
+        }
+        let packets = self.retransmission_packets(request.channel_id, begin, end, now);
+        if let Some(session) = self.sessions.get_mut(&connection) {
+            session.out.extend(packets);
+        }
+    }
+
+    fn retransmission_packets(
+        &self,
+        channel: u16,
+        begin: u32,
+        end: u32,
+        now: Timestamp,
+    ) -> Vec<Vec<u8>> {
+        let mut packets = Vec::new();
+        let mut builder = PacketBuilder::new(OMD_MAX_PAYLOAD);
+        for (seq, bytes) in self.store.range(channel, begin, end).unwrap_or_default() {
+            if !builder.push_raw(seq, bytes) {
+                packets.push(builder.finish(now));
+                let accepted = builder.push_raw(seq, bytes);
+                debug_assert!(accepted, "Invariant: a published message fits a packet");
+            }
+        }
+        if !builder.is_empty() {
+            packets.push(builder.finish(now));
+        }
+        packets
+    }
+
+    fn send(&mut self, connection: ConnectionId, msg: &Message, seq: u32, now: Timestamp) {
+        if let Some(session) = self.sessions.get_mut(&connection) {
+            let mut builder = PacketBuilder::new(OMD_MAX_PAYLOAD);
+            builder.push_raw(seq, &msg.to_bytes());
+            session.out.push_back(builder.finish(now));
+        }
+    }
+
+    fn close(&mut self, connection: ConnectionId, reason: &'static str) {
+        if let Some(session) = self.sessions.get_mut(&connection) {
+            if !matches!(session.state, ServerState::Closing) {
+                session.state = ServerState::Closing;
+                self.events
+                    .push_back(RtsServerEvent::Closing { connection, reason });
+            }
+        }
+    }
+
+    /// Logon timeouts, heartbeats, heartbeat-echo timeouts.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let mut to_close = Vec::new();
+        for (&connection, session) in self.sessions.iter_mut() {
+            match &mut session.state {
+                ServerState::ExpectLogon { deadline } if now >= *deadline => {
+                    to_close.push((connection, "logon timeout"));
+                }
+                ServerState::LoggedOn {
+                    next_heartbeat,
+                    awaiting_echo,
+                    ..
+                } => {
+                    if awaiting_echo.as_ref().is_some_and(|(_, d)| now >= *d) {
+                        to_close.push((connection, "heartbeat not echoed"));
+                    } else if now >= *next_heartbeat {
+                        let hb = heartbeat(0, now);
+                        *awaiting_echo = Some((
+                            hb.clone(),
+                            now.plus_nanos(self.config.heartbeat_response_timeout_ns),
+                        ));
+                        *next_heartbeat = now.plus_nanos(self.config.heartbeat_interval_ns);
+                        session.out.push_back(hb);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (connection, reason) in to_close {
+            self.close(connection, reason);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.sessions
+            .values()
+            .filter_map(|s| match &s.state {
+                ServerState::ExpectLogon { deadline } => Some(*deadline),
+                ServerState::LoggedOn {
+                    next_heartbeat,
+                    awaiting_echo,
+                    ..
+                } => Some(awaiting_echo.as_ref().map_or(*next_heartbeat, |(_, d)| *d)),
+                ServerState::Closing => None,
+            })
+            .min()
+    }
+
+    /// The next bytes for `connection` (and only for it).
+    pub fn poll_transmit(&mut self, connection: ConnectionId) -> Option<Vec<u8>> {
+        self.sessions.get_mut(&connection)?.out.pop_front()
+    }
+
+    /// A connection whose output is sent and which must now be closed; it is forgotten.
+    pub fn poll_close(&mut self) -> Option<ConnectionId> {
+        let connection = self
+            .sessions
+            .iter()
+            .find(|(_, s)| matches!(s.state, ServerState::Closing) && s.out.is_empty())
+            .map(|(c, _)| *c)?;
+        self.sessions.remove(&connection);
+        Some(connection)
+    }
+
+    pub fn poll_event(&mut self) -> Option<RtsServerEvent> {
+        self.events.pop_front()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client.
+
+/// Client timers; defaults: 5 s for the logon response, 5 s of silence during a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtsClientConfig {
+    pub username: String,
+    pub logon_timeout_ns: u64,
+    pub request_timeout_ns: u64,
+}
+
+impl RtsClientConfig {
+    pub fn new(username: &str) -> Self {
+        RtsClientConfig {
+            username: username.to_string(),
+            logon_timeout_ns: 5 * NANOS_PER_SEC,
+            request_timeout_ns: 5 * NANOS_PER_SEC,
+        }
+    }
+}
+
+/// What the client reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtsClientEvent {
+    LoggedOn,
+    /// Logon refused (status 5 or 100) or not answered; the connection should be closed.
+    LogonFailed {
+        status: Option<u8>,
+    },
+    /// The server answered a request; on a non-zero status no messages follow.
+    Response {
+        channel: u16,
+        begin: u32,
+        end: u32,
+        status: u8,
+    },
+    /// A retransmitted message with its original sequence number.
+    Message {
+        channel: u16,
+        seq_num: u32,
+        bytes: Vec<u8>,
+    },
+    /// Every message of the accepted request has arrived.
+    Complete {
+        channel: u16,
+        begin: u32,
+        end: u32,
+    },
+    /// The request stalled, or the stream was corrupt; the connection should be closed.
+    Failed {
+        channel: Option<u16>,
+        reason: String,
+    },
+}
+
+/// API misuse by the client's owner.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RtsClientError {
+    #[error("the retransmission client is not logged on")]
+    NotLoggedOn,
+    #[error("range {begin}..={end} is empty or longer than {max} sequence numbers")]
+    BadRange { begin: u32, end: u32, max: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClientState {
+    Disconnected,
+    AwaitLogonResponse {
+        deadline: Timestamp,
+    },
+    Ready,
+    AwaitResponse {
+        request: RetransmissionRequest,
+        deadline: Timestamp,
+    },
+    Receiving {
+        request: RetransmissionRequest,
+        next_seq: u32,
+        deadline: Timestamp,
+    },
+    Failed,
+}
+
+/// The retransmission client: one TCP session, requests served one at a time.
+#[derive(Debug, Clone)]
+pub struct RtsClient {
+    config: RtsClientConfig,
+    state: ClientState,
+    deframer: StreamDeframer,
+    queue: VecDeque<RetransmissionRequest>,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<RtsClientEvent>,
+}
+
+impl RtsClient {
+    pub fn new(config: RtsClientConfig) -> RtsClient {
+        RtsClient {
+            config,
+            state: ClientState::Disconnected,
+            deframer: StreamDeframer::default(),
+            queue: VecDeque::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The runtime connected TCP: send the Logon.
+    pub fn connected(&mut self, now: Timestamp) {
+        self.deframer = StreamDeframer::default();
+        self.out.clear();
+        let logon = Logon {
+            username: NulStr::new(&self.config.username),
+        };
+        self.out.push_back(tcp_packet(&logon.into()));
+        self.state = ClientState::AwaitLogonResponse {
+            deadline: now.plus_nanos(self.config.logon_timeout_ns),
+        };
+    }
+
+    /// The connection is gone; an outstanding request fails.
+    pub fn handle_closed(&mut self) {
+        if let Some(request) = self.outstanding() {
+            self.events.push_back(RtsClientEvent::Failed {
+                channel: Some(request.channel_id),
+                reason: "connection closed".into(),
+            });
+        }
+        self.state = ClientState::Disconnected;
+        self.queue.clear();
+        self.out.clear();
+    }
+
+    pub fn is_logged_on(&self) -> bool {
+        matches!(
+            self.state,
+            ClientState::Ready | ClientState::AwaitResponse { .. } | ClientState::Receiving { .. }
+        )
+    }
+
+    /// True if no request is queued or outstanding.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && matches!(self.state, ClientState::Ready)
+    }
+
+    fn outstanding(&self) -> Option<RetransmissionRequest> {
+        match &self.state {
+            ClientState::AwaitResponse { request, .. } | ClientState::Receiving { request, .. } => {
+                Some(request.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Queue a request for `begin..=end` on `channel`.
+    pub fn request(
+        &mut self,
+        channel: u16,
+        begin: u32,
+        end: u32,
+        now: Timestamp,
+    ) -> Result<(), RtsClientError> {
+        if !self.is_logged_on() {
+            return Err(RtsClientError::NotLoggedOn);
+        }
+        if end < begin || end - begin >= OMD_RTS_MAX_PER_REQUEST {
+            return Err(RtsClientError::BadRange {
+                begin,
+                end,
+                max: OMD_RTS_MAX_PER_REQUEST,
+            });
+        }
+        self.queue.push_back(RetransmissionRequest {
+            channel_id: channel,
+            begin_seq_num: begin,
+            end_seq_num: end,
+        });
+        self.send_next(now);
+        Ok(())
+    }
+
+    fn send_next(&mut self, now: Timestamp) {
+        if self.state != ClientState::Ready {
+            return;
+        }
+        if let Some(request) = self.queue.pop_front() {
+            self.out.push_back(tcp_packet(&request.clone().into()));
+            self.state = ClientState::AwaitResponse {
+                request,
+                deadline: now.plus_nanos(self.config.request_timeout_ns),
+            };
+        }
+    }
+
+    /// Bytes from the server.
+    pub fn handle_data(&mut self, bytes: &[u8], now: Timestamp) {
+        self.deframer.push(bytes);
+        loop {
+            if self.state == ClientState::Failed {
+                return;
+            }
+            match self.deframer.next_packet() {
+                Ok(Some(packet)) => self.handle_packet(&packet, now),
+                Ok(None) => return,
+                Err(e) => return self.fail(format!("corrupt stream: {e}")),
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, bytes: &[u8], now: Timestamp) {
+        let packet = match Packet::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => return self.fail(format!("malformed packet: {e}")),
+        };
+        if packet.header.is_heartbeat() {
+            // Echo an exact copy (§1.3).
+            self.out.push_back(bytes.to_vec());
+            return;
+        }
+        for (seq, raw) in packet.messages() {
+            self.handle_message(seq, raw, now);
+        }
+    }
+
+    fn handle_message(&mut self, seq: u32, raw: &[u8], now: Timestamp) {
+        match (&self.state, Message::decode(raw)) {
+            (ClientState::AwaitLogonResponse { .. }, Ok(Message::LogonResponse(r))) => {
+                if r.session_status == session_status::ACTIVE {
+                    self.state = ClientState::Ready;
+                    self.events.push_back(RtsClientEvent::LoggedOn);
+                    self.send_next(now);
+                } else {
+                    self.state = ClientState::Failed;
+                    self.events.push_back(RtsClientEvent::LogonFailed {
+                        status: Some(r.session_status),
+                    });
+                }
+            }
+            (
+                ClientState::AwaitResponse { request, .. },
+                Ok(Message::RetransmissionResponse(r)),
+            ) => {
+                let request = request.clone();
+                self.events.push_back(RtsClientEvent::Response {
+                    channel: r.channel_id,
+                    begin: r.begin_seq_num,
+                    end: r.end_seq_num,
+                    status: r.retrans_status,
+                });
+                if r.retrans_status == retrans_status::ACCEPTED {
+                    self.state = ClientState::Receiving {
+                        next_seq: request.begin_seq_num,
+                        request,
+                        deadline: now.plus_nanos(self.config.request_timeout_ns),
+                    };
+                } else if r.retrans_status == retrans_status::EXCEEDS_DAILY_REQUESTS {
+                    self.state = ClientState::Failed;
+                } else {
+                    self.state = ClientState::Ready;
+                    self.send_next(now);
+                }
+            }
+            (
+                ClientState::Receiving {
+                    request, next_seq, ..
+                },
+                _,
+            ) if seq == *next_seq => {
+                let request = request.clone();
+                self.events.push_back(RtsClientEvent::Message {
+                    channel: request.channel_id,
+                    seq_num: seq,
+                    bytes: raw.to_vec(),
+                });
+                if seq >= request.end_seq_num {
+                    self.events.push_back(RtsClientEvent::Complete {
+                        channel: request.channel_id,
+                        begin: request.begin_seq_num,
+                        end: request.end_seq_num,
+                    });
+                    self.state = ClientState::Ready;
+                    self.send_next(now);
+                } else {
+                    self.state = ClientState::Receiving {
+                        request,
+                        next_seq: seq + 1,
+                        deadline: now.plus_nanos(self.config.request_timeout_ns),
+                    };
+                }
+            }
+            _ => self.fail(format!(
+                "unexpected message {:?} (seq {seq})",
+                raw.get(2..4)
+            )),
+        }
+    }
+
+    fn fail(&mut self, reason: String) {
+        let channel = self.outstanding().map(|r| r.channel_id);
+        self.state = ClientState::Failed;
+        self.events
+            .push_back(RtsClientEvent::Failed { channel, reason });
+    }
+
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        match &self.state {
+            ClientState::AwaitLogonResponse { deadline } if now >= *deadline => {
+                self.state = ClientState::Failed;
+                self.events
+                    .push_back(RtsClientEvent::LogonFailed { status: None });
+            }
+            ClientState::AwaitResponse { deadline, .. }
+            | ClientState::Receiving { deadline, .. }
+                if now >= *deadline =>
+            {
+                self.fail("request timed out".into());
+            }
+            _ => {}
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        match &self.state {
+            ClientState::AwaitLogonResponse { deadline }
+            | ClientState::AwaitResponse { deadline, .. }
+            | ClientState::Receiving { deadline, .. } => Some(*deadline),
+            _ => None,
+        }
+    }
+
+    /// True once the client has given up on this connection: close it and reconnect (to
+    /// another RTS endpoint).
+    pub fn wants_disconnect(&self) -> bool {
+        self.state == ClientState::Failed
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<RtsClientEvent> {
+        self.events.pop_front()
+    }
+}
+
+/// A TCP request packet: PktSize, MsgCount 1, SeqNum 0, SendTime 0 (§3.2).
+fn tcp_packet(msg: &Message) -> Vec<u8> {
+    let bytes = msg.to_bytes();
+    let mut out = vec![0u8; PacketHeader::LEN];
+    PacketHeader {
+        pkt_size: (PacketHeader::LEN + bytes.len()) as u16,
+        msg_count: 1,
+        filler: b' ',
+        seq_num: 0,
+        send_time: 0,
+    }
+    .encode(&mut out);
+    out.extend_from_slice(&bytes);
+    out
+}
+
+/// Decode failures on the RTS link are reported as [`RtsClientEvent::Failed`]; this alias
+/// documents the error type carried in the reason.
+pub type RtsDecodeError = DecodeError;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::NominalPrice;
+
+    const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
+
+    fn server() -> RtsServer {
+        let mut s = RtsServer::new(RtsServerConfig::new(
+            ["alice".to_string(), "bob".to_string()],
+            [21u16],
+        ));
+        for seq in 1..=100u32 {
+            let msg = Message::from(NominalPrice {
+                security_code: seq,
+                nominal_price: 1,
+            });
+            s.store_mut().record(21, seq, msg.to_bytes());
+        }
+        s
+    }
+
+    /// Shuttle bytes both ways until neither side has anything to send.
+    fn pump(server: &mut RtsServer, conn: ConnectionId, client: &mut RtsClient, now: Timestamp) {
+        loop {
+            let mut moved = false;
+            while let Some(bytes) = client.poll_transmit() {
+                server.handle_data(conn, &bytes, now);
+                moved = true;
+            }
+            while let Some(bytes) = server.poll_transmit(conn) {
+                client.handle_data(&bytes, now);
+                moved = true;
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn events(client: &mut RtsClient) -> Vec<RtsClientEvent> {
+        std::iter::from_fn(|| client.poll_event()).collect()
+    }
+
+    fn logged_on(server: &mut RtsServer, conn: ConnectionId, user: &str) -> RtsClient {
+        let mut client = RtsClient::new(RtsClientConfig::new(user));
+        server.accept(conn, T0);
+        client.connected(T0);
+        pump(server, conn, &mut client, T0);
+        assert_eq!(events(&mut client), vec![RtsClientEvent::LoggedOn]);
+        client
+    }
+
+    #[test]
+    fn logon_request_and_original_sequence_numbers() {
+        let mut s = server();
+        let mut c = logged_on(&mut s, 1, "alice");
+        c.request(21, 40, 45, T0).unwrap();
+        pump(&mut s, 1, &mut c, T0);
+        let ev = events(&mut c);
+        assert_eq!(
+            ev[0],
+            RtsClientEvent::Response {
+                channel: 21,
+                begin: 40,
+                end: 45,
+                status: 0
+            }
+        );
+        let seqs: Vec<u32> = ev
+            .iter()
+            .filter_map(|e| match e {
+                RtsClientEvent::Message { seq_num, .. } => Some(*seq_num),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, (40..=45).collect::<Vec<_>>());
+        assert!(matches!(ev.last(), Some(RtsClientEvent::Complete { .. })));
+        assert!(c.is_idle());
+    }
+
+    #[test]
+    fn refusals_carry_the_documented_status_codes() {
+        let mut config = RtsServerConfig::new(["alice".to_string()], [21u16]);
+        config.max_requests_per_day = 4;
+        config.max_per_request = 10;
+        let mut s = RtsServer::new(config);
+        for seq in 1..=20u32 {
+            s.store_mut()
+                .record(21, seq, NominalPrice::default().to_bytes_for_test());
+        }
+        let mut c = logged_on(&mut s, 1, "alice");
+        let status_of = |c: &mut RtsClient, s: &mut RtsServer, ch, b, e| {
+            c.request(ch, b, e, T0).unwrap();
+            pump(s, 1, c, T0);
+            events(c)
+                .into_iter()
+                .find_map(|e| match e {
+                    RtsClientEvent::Response { status, .. } => Some(status),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            status_of(&mut c, &mut s, 22, 1, 2),
+            retrans_status::UNKNOWN_CHANNEL
+        );
+        assert_eq!(
+            status_of(&mut c, &mut s, 21, 1, 11),
+            retrans_status::EXCEEDS_RANGE
+        );
+        assert_eq!(
+            status_of(&mut c, &mut s, 21, 15, 21),
+            retrans_status::NOT_AVAILABLE
+        );
+        assert_eq!(
+            status_of(&mut c, &mut s, 21, 1, 2),
+            retrans_status::ACCEPTED
+        );
+        assert_eq!(
+            status_of(&mut c, &mut s, 21, 1, 2),
+            retrans_status::EXCEEDS_DAILY_REQUESTS
+        );
+        assert!(c.wants_disconnect());
+        assert_eq!(s.poll_close(), Some(1), "disconnected after the response");
+    }
+
+    #[test]
+    fn bad_user_and_second_session_are_rejected() {
+        let mut s = server();
+        let _alice = logged_on(&mut s, 1, "alice");
+        for (conn, user, status) in [(2, "mallory", 5u8), (3, "alice", 100u8)] {
+            let mut c = RtsClient::new(RtsClientConfig::new(user));
+            s.accept(conn, T0);
+            c.connected(T0);
+            pump(&mut s, conn, &mut c, T0);
+            assert_eq!(
+                events(&mut c),
+                vec![RtsClientEvent::LogonFailed {
+                    status: Some(status)
+                }]
+            );
+            assert_eq!(s.poll_close(), Some(conn));
+        }
+    }
+
+    #[test]
+    fn logon_timeout_and_unechoed_heartbeat_disconnect() {
+        let mut s = server();
+        s.accept(9, T0);
+        s.handle_timeout(T0.plus_nanos(5 * NANOS_PER_SEC));
+        assert_eq!(s.poll_close(), Some(9));
+
+        let mut c = logged_on(&mut s, 1, "alice");
+        let t = T0.plus_nanos(30 * NANOS_PER_SEC);
+        s.handle_timeout(t);
+        pump(&mut s, 1, &mut c, t); // the client echoes
+        s.handle_timeout(t.plus_nanos(6 * NANOS_PER_SEC));
+        assert_eq!(s.poll_close(), None, "echoed heartbeat keeps the session");
+
+        let t2 = t.plus_nanos(30 * NANOS_PER_SEC);
+        s.handle_timeout(t2);
+        let _ = s.poll_transmit(1); // lost: never reaches the client
+        s.handle_timeout(t2.plus_nanos(5 * NANOS_PER_SEC));
+        assert_eq!(s.poll_close(), Some(1));
+    }
+
+    #[test]
+    fn a_session_never_receives_another_users_data() {
+        let mut s = server();
+        let mut alice = logged_on(&mut s, 1, "alice");
+        let mut bob = logged_on(&mut s, 2, "bob");
+        alice.request(21, 1, 50, T0).unwrap();
+        while let Some(bytes) = alice.poll_transmit() {
+            s.handle_data(1, &bytes, T0);
+        }
+        assert_eq!(s.poll_transmit(2), None, "bob's connection gets nothing");
+        pump(&mut s, 2, &mut bob, T0);
+        assert!(events(&mut bob).is_empty());
+        pump(&mut s, 1, &mut alice, T0);
+        assert_eq!(
+            events(&mut alice)
+                .iter()
+                .filter(|e| matches!(e, RtsClientEvent::Message { .. }))
+                .count(),
+            50
+        );
+    }
+
+    #[test]
+    fn store_keeps_only_the_last_n() {
+        let mut store = RetransmissionStore::new(10);
+        for seq in 1..=25 {
+            store.record(1, seq, vec![seq as u8]);
+        }
+        assert!(store.range(1, 15, 25).is_none());
+        assert_eq!(store.range(1, 16, 25).unwrap().len(), 10);
+        store.reset(1);
+        assert!(store.range(1, 16, 25).is_none());
+    }
+
+    impl NominalPrice {
+        fn to_bytes_for_test(&self) -> Vec<u8> {
+            Message::from(self.clone()).to_bytes()
+        }
+    }
+}
