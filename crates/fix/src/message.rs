@@ -82,10 +82,10 @@ pub fn is_admin_msg_type(msg_type: &str) -> bool {
     matches!(msg_type, "0" | "1" | "2" | "3" | "4" | "5" | "A")
 }
 
-/// Tags of the FIXT.1.1 standard header that twinsite reads or writes.
+/// Tags of the FIXT.1.1 standard header twinsite accepts. OnBehalfOf*/DeliverTo* (115, 116,
+/// 128, 129, 144, 145, 370) are not used by OCG-C, so they are unknown tags here and rejected.
 pub const HEADER_TAGS: &[u32] = &[
-    8, 9, 35, 34, 43, 49, 50, 52, 56, 57, 97, 115, 116, 122, 128, 129, 142, 143, 144, 145, 369,
-    370, 1128,
+    8, 9, 35, 34, 43, 49, 50, 52, 56, 57, 97, 122, 142, 143, 369, 1128,
 ];
 
 pub fn is_header_tag(tag: u32) -> bool {

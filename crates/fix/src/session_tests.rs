@@ -976,14 +976,82 @@ proptest! {
         let mut last = s.state().clone();
         for c in &chunks {
             s.handle_bytes(t0(), c);
+            let mut next_new = last.next_outbound_seq;
             while let Some(a) = s.poll_action() {
                 if let Action::Send(b) = a {
-                    prop_assert!(read_frame(&b).is_ok());
+                    let sent = read_frame(&b);
+                    prop_assert!(sent.is_ok());
+                    let sent = sent.unwrap();
+                    let seq = sent.header.msg_seq_num.unwrap();
+                    if sent.header.poss_dup {
+                        prop_assert!(seq < last.next_outbound_seq, "replays reuse old numbers");
+                    } else {
+                        prop_assert_eq!(seq, next_new, "new messages are numbered without gaps");
+                        next_new += 1;
+                    }
                 }
             }
+            prop_assert_eq!(s.state().next_outbound_seq, next_new);
             prop_assert!(s.state().next_inbound_seq >= last.next_inbound_seq);
             prop_assert!(s.state().next_outbound_seq >= last.next_outbound_seq);
             last = s.state().clone();
         }
     }
+}
+
+#[test]
+fn rsa_encrypted_password_logon_end_to_end() {
+    use crate::password::{test_keys, LogonVerifier, Padding, RsaCredentials, RsaLogonVerifier};
+    use rand::SeedableRng;
+    let (private, public) = test_keys();
+    let run = |password: &str| {
+        let mut credentials = RsaCredentials {
+            key: public.clone(),
+            password: password.to_string(),
+            new_password: None,
+            padding: Padding::Pkcs1v15,
+            rng: rand_chacha::ChaCha20Rng::seed_from_u64(1),
+        };
+        let verifier: Box<dyn LogonVerifier + Send> = Box::new(RsaLogonVerifier::new(
+            vec![private.clone()],
+            crate::password::PASSWORD_TIME_TOLERANCE_SECS,
+            |comp: &str| (comp == BROKER).then(|| "abcd1234".to_string()),
+        ));
+        let mut exchange = Session::acceptor(
+            SessionConfig::acceptor(EXCHANGE, BROKER),
+            SessionState::new(EXCHANGE, BROKER),
+            verifier,
+            t0(),
+        );
+        let mut broker = Session::initiator(
+            SessionConfig::initiator(BROKER, EXCHANGE),
+            SessionState::new(BROKER, EXCHANGE),
+            Box::new(move |now| credentials.logon_fields(now).expect("encrypts")),
+            t0(),
+        );
+        let mut out = Outputs::default();
+        for b in collect(&mut broker, &mut Outputs::default()) {
+            exchange.handle_bytes(t0(), &b);
+        }
+        collect(&mut exchange, &mut out);
+        out
+    };
+    let good = run("abcd1234");
+    assert!(good.established);
+    assert_eq!(good.sent[0].message.get(1409), Some("0"));
+    let bad = run("wrong123");
+    assert!(!bad.established);
+    assert_eq!(bad.sent[0].message.msg_type, "5");
+    assert_eq!(bad.sent[0].message.get(1409), Some("5"));
+}
+
+#[test]
+fn on_behalf_of_header_tags_are_not_accepted() {
+    let (mut s, _) = logged_on_acceptor();
+    let out = feed(
+        &mut s,
+        &raw_to_exchange("0", 2, &[(115, "OTHER")], &[], t0()),
+    );
+    assert_eq!(out.sent[0].message.get(373), Some("0"));
+    assert_eq!(out.sent[0].message.get(371), Some("115"));
 }
