@@ -1055,3 +1055,40 @@ fn on_behalf_of_header_tags_are_not_accepted() {
     assert_eq!(out.sent[0].message.get(373), Some("0"));
     assert_eq!(out.sent[0].message.get(371), Some("115"));
 }
+
+#[test]
+fn message_lost_mid_session_is_recovered_by_resend_request() {
+    let mut pair = Pair::fresh();
+    pair.exchange
+        .send(pair.now, execution_report("E1"))
+        .unwrap();
+    // Lost in flight, the connection stays up.
+    collect(&mut pair.exchange, &mut pair.exchange_out);
+    pair.exchange
+        .send(pair.now, execution_report("E2"))
+        .unwrap();
+    pair.drive();
+    let resend_requests = pair
+        .broker_out
+        .sent
+        .iter()
+        .filter(|m| m.message.msg_type == "2")
+        .count();
+    assert_eq!(resend_requests, 1);
+    let got: Vec<_> = pair
+        .broker_out
+        .delivered
+        .iter()
+        .map(|m| (m.seq, m.message.get(17)))
+        .collect();
+    assert_eq!(got, vec![(2, Some("E1")), (3, Some("E2"))]);
+    assert_eq!(
+        pair.broker.stats().duplicates_ignored,
+        1,
+        "the replayed E2 is a duplicate"
+    );
+    assert_eq!(
+        pair.broker.state().next_inbound_seq,
+        pair.exchange.state().next_outbound_seq
+    );
+}
