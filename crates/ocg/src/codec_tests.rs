@@ -192,51 +192,6 @@ fn golden_new_order() {
     assert_golden(msg.into(), 7, &expected);
 }
 
-fn empty_execution_report() -> ExecutionReport {
-    ExecutionReport {
-        cl_ord_id: None,
-        submitting_broker_id: None,
-        security_id: None,
-        security_id_source: None,
-        security_exchange: None,
-        broker_location_id: None,
-        transact_time: None,
-        side: None,
-        orig_cl_ord_id: None,
-        order_id: None,
-        owning_broker_id: None,
-        ord_type: None,
-        price: None,
-        order_qty: None,
-        time_in_force: None,
-        position_effect: None,
-        order_restrictions: None,
-        max_price_levels: None,
-        order_capacity: None,
-        text: None,
-        reason: None,
-        exec_id: None,
-        ord_status: None,
-        exec_type: None,
-        cum_qty: None,
-        leaves_qty: None,
-        order_reject_code: None,
-        lot_type: None,
-        exec_restatement_reason: None,
-        cancel_reject_code: None,
-        match_type: None,
-        counterparty_broker_id: None,
-        last_qty: None,
-        last_px: None,
-        reference_exec_id: None,
-        order_category: None,
-        amend_reject_code: None,
-        trade_match_id: None,
-        exchange_trade_type: None,
-        aggressor_indicator: None,
-    }
-}
-
 #[test]
 fn golden_execution_report_fill() {
     // A fill: bits 0 ClOrdID, 9 Order ID, 21 Exec ID, 22 Order Status, 23 Exec Type,
@@ -278,7 +233,7 @@ fn golden_execution_report_fill() {
         last_qty: Some(Decimal(40_000_000_000)),
         last_px: Some(Decimal(80_000_000_000)),
         aggressor_indicator: Some(AggressorIndicator::Aggressor),
-        ..empty_execution_report()
+        ..ExecutionReport::default()
     };
     assert_golden(msg.into(), 9, &expected);
 }

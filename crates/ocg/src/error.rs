@@ -86,7 +86,7 @@ impl DecodeError {
             DecodeError::UnknownMessageType(_) => (C::InvalidMessageType, None),
             _ => (C::Other, None),
         };
-        (code as u16, bit)
+        (code.to_wire(), bit)
     }
 
     pub(crate) fn from_field(e: FieldError, msg: u8, bit: u16) -> Self {

@@ -28,3 +28,16 @@ pub use error::{DecodeError, EncodeError, FieldError};
 pub use frame::{decode_frame, decode_one, encode, FrameDecoder, Header, RawFrame};
 pub use messages::*;
 pub use wire::{Block, Char, Decimal, FixedStr, Group, VarStr, WireField};
+
+pub mod cod;
+pub mod password;
+pub mod server;
+pub mod session;
+pub mod throttle;
+
+pub use server::{
+    ConnectionId, DisconnectReason, DurableSession, OcgServer, ParticipantConfig, ServerAction,
+    ServerConfig, ServerError,
+};
+#[cfg(test)]
+mod server_tests;

@@ -697,6 +697,54 @@ messages! {
     }
 }
 
+/// Every field absent; fill in what a variant needs with struct update syntax.
+impl Default for ExecutionReport {
+    fn default() -> Self {
+        ExecutionReport {
+            cl_ord_id: None,
+            submitting_broker_id: None,
+            security_id: None,
+            security_id_source: None,
+            security_exchange: None,
+            broker_location_id: None,
+            transact_time: None,
+            side: None,
+            orig_cl_ord_id: None,
+            order_id: None,
+            owning_broker_id: None,
+            ord_type: None,
+            price: None,
+            order_qty: None,
+            time_in_force: None,
+            position_effect: None,
+            order_restrictions: None,
+            max_price_levels: None,
+            order_capacity: None,
+            text: None,
+            reason: None,
+            exec_id: None,
+            ord_status: None,
+            exec_type: None,
+            cum_qty: None,
+            leaves_qty: None,
+            order_reject_code: None,
+            lot_type: None,
+            exec_restatement_reason: None,
+            cancel_reject_code: None,
+            match_type: None,
+            counterparty_broker_id: None,
+            last_qty: None,
+            last_px: None,
+            reference_exec_id: None,
+            order_category: None,
+            amend_reject_code: None,
+            trade_match_id: None,
+            exchange_trade_type: None,
+            aggressor_indicator: None,
+        }
+    }
+}
+
 impl Message {
     /// Session (administrative) messages: never replayed, always gap-filled (reference §1.8).
     pub fn is_admin(&self) -> bool {
