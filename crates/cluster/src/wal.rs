@@ -74,7 +74,16 @@ pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveredRecord {
     pub segment_id: u64,
+    /// Byte offset of the record's header in its segment.
+    pub offset: u64,
     pub payload: Vec<u8>,
+}
+
+impl Wal {
+    /// Path of a segment, for error messages.
+    pub fn segment_path(&self, id: u64) -> PathBuf {
+        segment_path(&self.dir, id)
+    }
 }
 
 /// What recovery found besides the records.
@@ -142,7 +151,7 @@ enum ScanEnd {
 
 /// Scan a segment's bytes, pushing good payloads, stopping at the end marker or the first bad
 /// record. Pure: no I/O, never panics on any input.
-fn scan_segment(bytes: &[u8], payloads: &mut Vec<Vec<u8>>) -> ScanEnd {
+fn scan_segment(bytes: &[u8], payloads: &mut Vec<(u64, Vec<u8>)>) -> ScanEnd {
     let total = bytes.len() as u64;
     let mut offset: u64 = 0;
     loop {
@@ -182,7 +191,7 @@ fn scan_segment(bytes: &[u8], payloads: &mut Vec<Vec<u8>>) -> ScanEnd {
             let reason = format!("crc32c mismatch: stored {crc:#010x}, computed {expected:#010x}");
             return bad_record(bytes, offset, body_start + len, &reason);
         }
-        payloads.push(body.to_vec());
+        payloads.push((offset, body.to_vec()));
         offset = body_start + len;
     }
 }
@@ -244,10 +253,15 @@ impl Wal {
                     append_offset = offset;
                 }
             }
-            records.extend(payloads.into_iter().map(|payload| RecoveredRecord {
-                segment_id: *id,
-                payload,
-            }));
+            records.extend(
+                payloads
+                    .into_iter()
+                    .map(|(offset, payload)| RecoveredRecord {
+                        segment_id: *id,
+                        offset,
+                        payload,
+                    }),
+            );
         }
         if segment_ids.is_empty() {
             create_segment(dir, 0, segment_bytes)?;

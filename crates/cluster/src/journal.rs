@@ -1,0 +1,640 @@
+//! The [`Journal`] handle: start a node, propose commands, watch leadership, move leadership.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, ForwardReason, RaftError};
+use openraft::{BasicNode, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::log_store::{LogStore, WalStats};
+use crate::net::{Faults, NetworkFactory, VoteGate};
+use crate::sm_store::{SmShared, SmStore};
+use crate::types::{Command, C};
+use crate::{node_id, role_of, Durability, JournalConfig, JournalError, NodeRole, StateMachine};
+
+/// A snapshot of this node's view, published on every change (see [`Journal::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalStatus {
+    pub role: NodeRole,
+    pub leader: Option<NodeRole>,
+    pub is_leader: bool,
+    /// Leader and not the witness: this node's site should serve participants.
+    pub serving: bool,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_log_index: u64,
+}
+
+/// How far one follower is behind, as seen by the leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerReplication {
+    pub matched_index: Option<u64>,
+    /// Entries the follower is behind the leader's last log index.
+    pub lag: u64,
+}
+
+/// Metrics of one node; `replication` is filled only on the leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalMetrics {
+    pub status: JournalStatus,
+    pub state: &'static str,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub millis_since_quorum_ack: Option<u64>,
+    pub replication: BTreeMap<NodeRole, PeerReplication>,
+    pub durability: &'static str,
+    pub wal_syncs: u64,
+    pub wal_records: u64,
+    pub wal_sync_nanos_total: u64,
+    /// Times this node, as witness, found itself leader and handed leadership on.
+    pub witness_handovers: u64,
+}
+
+struct Inner<S: StateMachine> {
+    role: NodeRole,
+    config: JournalConfig,
+    raft: Raft<C, SmStore<S>>,
+    sm: Arc<SmShared<S>>,
+    faults: Arc<Faults>,
+    status_rx: watch::Receiver<JournalStatus>,
+    wal_stats: Arc<WalStats>,
+    local_addr: SocketAddr,
+    witness_handovers: Arc<AtomicU64>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl<S: StateMachine> Drop for Inner<S> {
+    fn drop(&mut self) {
+        for task in self.tasks.lock().expect("tasks mutex").drain(..) {
+            task.abort();
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let raft = self.raft.clone();
+            handle.spawn(async move {
+                let _ = raft.shutdown().await;
+            });
+        }
+    }
+}
+
+/// One node's handle on the replicated journal. Cheap to clone.
+pub struct Journal<S: StateMachine> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: StateMachine> Clone for Journal<S> {
+    fn clone(&self) -> Self {
+        Journal {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: StateMachine> std::fmt::Debug for Journal<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("role", &self.inner.role)
+            .field("local_addr", &self.inner.local_addr)
+            .field("status", &*self.inner.status_rx.borrow())
+            .finish()
+    }
+}
+
+fn raft_config(config: &JournalConfig) -> Result<openraft::Config, JournalError> {
+    let millis = |d: Duration| d.as_millis() as u64;
+    let raft = openraft::Config {
+        cluster_name: "twinsite".into(),
+        heartbeat_interval: millis(config.heartbeat_interval),
+        election_timeout_min: millis(config.election_timeout_min),
+        election_timeout_max: millis(config.election_timeout_max),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: config.log_entries_kept_after_snapshot,
+        enable_pre_vote: Some(true),
+        backoff: "20ms 40ms ...300ms".into(),
+        // A node whose damaged data directory was deleted rejoins with an empty log; the
+        // leader restarts its replication from scratch instead of stopping.
+        allow_log_reversion: Some(true),
+        ..Default::default()
+    };
+    raft.validate()
+        .map_err(|e| JournalError::Start(format!("raft config: {e}")))
+}
+
+impl<S: StateMachine> Journal<S> {
+    /// Start this node, listening on its configured address.
+    pub async fn start(config: JournalConfig, sm: S) -> Result<Journal<S>, JournalError> {
+        let addr = *config
+            .addresses
+            .get(&config.role)
+            .ok_or_else(|| JournalError::Start(format!("no address for {:?}", config.role)))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| JournalError::Start(format!("bind {addr}: {e}")))?;
+        Self::start_with_listener(config, sm, listener).await
+    }
+
+    /// Start this node on an already bound listener (tests bind port 0 first).
+    pub async fn start_with_listener(
+        config: JournalConfig,
+        sm: S,
+        listener: TcpListener,
+    ) -> Result<Journal<S>, JournalError> {
+        let role = config.role;
+        let id = node_id(role);
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| JournalError::Start(e.to_string()))?;
+        let wal_stats = Arc::new(WalStats::default());
+        let (log_store, sm_store) = open_stores(&config, sm, wal_stats.clone())?;
+        let gate = Arc::new(VoteGate::new(
+            log_store.is_empty() && sm_store.shared.applied_index() == 0,
+        ));
+        let sm = sm_store.shared.clone();
+        let faults = Arc::new(Faults::default());
+        let addresses: BTreeMap<u64, SocketAddr> = config
+            .addresses
+            .iter()
+            .map(|(r, a)| (node_id(*r), *a))
+            .collect();
+        let network = NetworkFactory {
+            faults: faults.clone(),
+            addresses: Arc::new(addresses.clone()),
+        };
+        let raft_cfg = Arc::new(raft_config(&config)?);
+        let raft = Raft::new(id, raft_cfg, network, log_store, sm_store)
+            .await
+            .map_err(|e| JournalError::Start(format!("raft: {e}")))?;
+        let server = tokio::spawn(crate::net::serve(
+            listener,
+            raft.clone(),
+            faults.clone(),
+            gate,
+        ));
+        let (status_tx, status_rx) =
+            watch::channel(status_of(role, &raft.metrics().borrow_watched()));
+        let status_task = tokio::spawn(publish_status(role, raft.clone(), status_tx));
+        let mut tasks = vec![server, status_task];
+        let witness_handovers = Arc::new(AtomicU64::new(0));
+        if role == NodeRole::Witness {
+            tasks.push(tokio::spawn(witness_handover(
+                raft.clone(),
+                status_rx.clone(),
+                config.election_timeout_max,
+                witness_handovers.clone(),
+            )));
+        }
+        let journal = Journal {
+            inner: Arc::new(Inner {
+                role,
+                config,
+                raft,
+                sm,
+                faults,
+                status_rx,
+                wal_stats,
+                local_addr,
+                witness_handovers,
+                tasks: Mutex::new(tasks),
+            }),
+        };
+        journal.form_cluster_if_fresh(&addresses).await?;
+        tracing::info!(?role, %local_addr, "journal: node started");
+        Ok(journal)
+    }
+
+    /// A fresh cluster is formed by the primary alone (the recommended single initializer);
+    /// the other nodes wait to be replicated to.
+    async fn form_cluster_if_fresh(
+        &self,
+        addresses: &BTreeMap<u64, SocketAddr>,
+    ) -> Result<(), JournalError> {
+        let raft = &self.inner.raft;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| JournalError::Raft(e.to_string()))?;
+        if initialized || self.inner.role != NodeRole::Primary {
+            return Ok(());
+        }
+        let members: BTreeMap<u64, BasicNode> = addresses
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr.to_string())))
+            .collect();
+        assert_eq!(
+            members.len(),
+            3,
+            "a journal cluster has exactly three nodes"
+        );
+        raft.initialize(members)
+            .await
+            .map_err(|e| JournalError::Start(format!("initialize: {e}")))
+    }
+
+    pub fn role(&self) -> NodeRole {
+        self.inner.role
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn config(&self) -> &JournalConfig {
+        &self.inner.config
+    }
+
+    /// Propose a command; returns its index and the state machine's reply once it is committed
+    /// on a quorum and applied here. Any error means the caller must not acknowledge it.
+    pub async fn propose(&self, cmd: Vec<u8>) -> Result<(u64, Vec<u8>), JournalError> {
+        let inner = &self.inner;
+        if inner.role == NodeRole::Witness {
+            return Err(JournalError::Witness);
+        }
+        let timeout = inner.config.propose_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timeout_ms = timeout.as_millis() as u64;
+        let command = Command(cmd);
+        loop {
+            let metrics = inner.raft.metrics().borrow_watched().clone();
+            if metrics.state != ServerState::Leader {
+                return Err(JournalError::NotLeader {
+                    role: inner.role,
+                    leader: metrics.current_leader.and_then(role_of),
+                });
+            }
+            let write = inner.raft.client_write(command.clone());
+            let forward = match tokio::time::timeout_at(deadline, write).await {
+                Err(_) => return Err(JournalError::Timeout { timeout_ms }),
+                Ok(Ok(response)) => return Ok((response.log_id.index, response.data.0)),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => forward,
+                Ok(Err(e)) => return Err(JournalError::Raft(e.to_string())),
+            };
+            if forward.reason != ForwardReason::LeaseExpired {
+                return Err(JournalError::NotLeader {
+                    role: inner.role,
+                    leader: forward.leader_id.and_then(role_of),
+                });
+            }
+            // Not appended: a new leader has no quorum acknowledgement yet, or an isolated
+            // leader's lease ran out. Retry on the next metrics change until the deadline.
+            let mut changes = inner.raft.metrics();
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return Err(JournalError::QuorumLost {
+                    millis_since_quorum_ack: millis_since_quorum_ack(&metrics)
+                        .unwrap_or(timeout_ms),
+                });
+            }
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.inner.status_rx.borrow().is_leader
+    }
+
+    /// Leader and not the witness: this site should serve participants.
+    pub fn is_serving(&self) -> bool {
+        self.inner.status_rx.borrow().serving
+    }
+
+    pub fn leader(&self) -> Option<NodeRole> {
+        self.inner.status_rx.borrow().leader
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.inner.status_rx.borrow().commit_index
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.inner.sm.applied_index()
+    }
+
+    pub fn status(&self) -> JournalStatus {
+        self.inner.status_rx.borrow().clone()
+    }
+
+    /// Role and index changes; open or close services when `serving` flips.
+    pub fn subscribe(&self) -> watch::Receiver<JournalStatus> {
+        self.inner.status_rx.clone()
+    }
+
+    /// The applied index, updated after every applied batch.
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.inner.sm.subscribe_applied()
+    }
+
+    /// The state machine's hash right after applying `index`, if still remembered.
+    pub fn state_hash_at(&self, index: u64) -> Option<u64> {
+        self.inner.sm.state_hash_at(index)
+    }
+
+    /// The current state hash and the index it belongs to, read atomically.
+    pub fn state_hash(&self) -> (u64, u64) {
+        self.inner.sm.current_hash()
+    }
+
+    /// Read the local state machine (for queries; never for mutations).
+    pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        let state = self.inner.sm.lock();
+        f(&state.sm)
+    }
+
+    /// Wait until `index` is applied here, or the timeout passes.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), JournalError> {
+        let mut rx = self.subscribe_applied();
+        let wait = async { rx.wait_for(|applied| *applied >= index).await.map(|_| ()) };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(JournalError::Shutdown),
+            Err(_) => Err(JournalError::Timeout {
+                timeout_ms: timeout.as_millis() as u64,
+            }),
+        }
+    }
+
+    /// Wait until this node knows a leader, or the timeout passes.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeRole, JournalError> {
+        self.wait_status(timeout, |s| s.leader.is_some())
+            .await
+            .map(|s| s.leader.expect("checked by the predicate"))
+    }
+
+    /// Wait until the status satisfies `predicate`, or the timeout passes.
+    pub async fn wait_status(
+        &self,
+        timeout: Duration,
+        predicate: impl FnMut(&JournalStatus) -> bool,
+    ) -> Result<JournalStatus, JournalError> {
+        let mut rx = self.subscribe();
+        let wait = async { rx.wait_for(predicate).await.map(|s| s.clone()) };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(status)) => Ok(status),
+            Ok(Err(_)) => Err(JournalError::Shutdown),
+            Err(_) => Err(JournalError::Timeout {
+                timeout_ms: timeout.as_millis() as u64,
+            }),
+        }
+    }
+
+    /// Move leadership to `to` (the scheduled failover). Call on the leader; returns once this
+    /// node sees `to` as leader. Nothing committed is lost: raft only elects a node holding
+    /// every committed entry.
+    pub async fn transfer_leadership(&self, to: NodeRole) -> Result<(), JournalError> {
+        let status = self.status();
+        if status.leader == Some(to) {
+            return Ok(());
+        }
+        if !status.is_leader {
+            return Err(JournalError::NotLeader {
+                role: self.inner.role,
+                leader: status.leader,
+            });
+        }
+        tracing::info!(from = ?self.inner.role, ?to, "journal: transferring leadership");
+        let timeout = self.inner.config.election_timeout_max * 10;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = self.subscribe();
+        loop {
+            self.inner
+                .raft
+                .trigger()
+                .transfer_leader(node_id(to))
+                .await
+                .map_err(|e| JournalError::Raft(e.to_string()))?;
+            // Retry each election timeout: the target may still have been catching up.
+            let step = tokio::time::Instant::now() + self.inner.config.election_timeout_max;
+            let wait = async { rx.wait_for(|s| s.leader == Some(to)).await.map(|_| ()) };
+            match tokio::time::timeout_at(step.min(deadline), wait).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(_)) => return Err(JournalError::Shutdown),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(JournalError::TransferTimeout {
+                        to,
+                        timeout_ms: timeout.as_millis() as u64,
+                    })
+                }
+                Err(_) => {
+                    if !self.is_leader() {
+                        // Someone else won; keep waiting for the target to appear.
+                        continue;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ask the leader to hand leadership to `to` and return at once (drills, tests).
+    pub async fn request_transfer(&self, to: NodeRole) -> Result<(), JournalError> {
+        self.inner
+            .raft
+            .trigger()
+            .transfer_leader(node_id(to))
+            .await
+            .map_err(|e| JournalError::Raft(e.to_string()))
+    }
+
+    /// Force an election on this node (drills).
+    pub async fn trigger_election(&self) -> Result<(), JournalError> {
+        self.inner
+            .raft
+            .trigger()
+            .elect(false)
+            .await
+            .map_err(|e| JournalError::Raft(e.to_string()))
+    }
+
+    /// Cut this node off from its peers (both directions), or heal it. For tests and drills.
+    pub fn set_isolated(&self, isolated: bool) {
+        tracing::warn!(role = ?self.inner.role, isolated, "journal: network isolation changed");
+        self.inner.faults.set_isolated(isolated);
+    }
+
+    pub fn metrics(&self) -> JournalMetrics {
+        let m = self.inner.raft.metrics().borrow_watched().clone();
+        let status = status_of(self.inner.role, &m);
+        let last = m.last_log_index.unwrap_or(0);
+        let replication = m
+            .replication
+            .as_ref()
+            .map(|peers| {
+                peers
+                    .iter()
+                    .filter_map(|(id, matched)| {
+                        let role = role_of(*id)?;
+                        let matched_index = matched.map(|l| l.index);
+                        let lag = last.saturating_sub(matched_index.unwrap_or(0));
+                        Some((role, PeerReplication { matched_index, lag }))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let stats = &self.inner.wal_stats;
+        JournalMetrics {
+            status,
+            state: state_name(m.state),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            millis_since_quorum_ack: millis_since_quorum_ack(&m),
+            replication,
+            durability: match self.inner.config.durability {
+                Durability::Disk(_) => "disk",
+                Durability::Memory => "memory (demo: nothing survives a restart)",
+            },
+            wal_syncs: stats.syncs.load(Ordering::Relaxed),
+            wal_records: stats.records.load(Ordering::Relaxed),
+            wal_sync_nanos_total: stats.sync_nanos_total.load(Ordering::Relaxed),
+            witness_handovers: self.inner.witness_handovers.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stop this node: its RPC server, its tasks and its raft core. The WAL writer finishes
+    /// its in-flight batch and exits once the log store is released.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<JoinHandle<()>> =
+            self.inner.tasks.lock().expect("tasks").drain(..).collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        let _ = self.inner.raft.shutdown().await;
+        tracing::info!(role = ?self.inner.role, "journal: node stopped");
+    }
+}
+
+fn open_stores<S: StateMachine>(
+    config: &JournalConfig,
+    sm: S,
+    wal_stats: Arc<WalStats>,
+) -> Result<(LogStore, SmStore<S>), JournalError> {
+    let start_error = |e: crate::OpenError| JournalError::Start(e.to_string());
+    match &config.durability {
+        Durability::Disk(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| JournalError::Start(format!("create {}: {e}", dir.display())))?;
+            let log =
+                LogStore::open(dir, config.wal_segment_bytes, wal_stats).map_err(start_error)?;
+            let sm =
+                SmStore::open(sm, Some(dir), config.state_hash_history).map_err(start_error)?;
+            Ok((log, sm))
+        }
+        Durability::Memory => {
+            tracing::warn!(role = ?config.role,
+                "journal: DURABILITY=MEMORY (demo mode): nothing is written to disk, a restart \
+                 loses this node's journal");
+            let sm = SmStore::open(sm, None, config.state_hash_history).map_err(start_error)?;
+            Ok((LogStore::memory(), sm))
+        }
+    }
+}
+
+fn millis_since_quorum_ack(m: &RaftMetrics<C>) -> Option<u64> {
+    m.last_quorum_acked
+        .as_ref()
+        .map(|acked| openraft::Instant::elapsed(&**acked).as_millis() as u64)
+}
+
+fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Learner => "learner",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Leader => "leader",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+fn status_of(role: NodeRole, m: &RaftMetrics<C>) -> JournalStatus {
+    let is_leader = m.state == ServerState::Leader;
+    JournalStatus {
+        role,
+        leader: m.current_leader.and_then(role_of),
+        is_leader,
+        // A new leader accepts writes only once a quorum has acknowledged it.
+        serving: is_leader && role != NodeRole::Witness && m.last_quorum_acked.is_some(),
+        term: m.current_term,
+        commit_index: m.local_committed.map_or(0, |l| l.index),
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        last_log_index: m.last_log_index.unwrap_or(0),
+    }
+}
+
+async fn publish_status<S: StateMachine>(
+    role: NodeRole,
+    raft: Raft<C, SmStore<S>>,
+    tx: watch::Sender<JournalStatus>,
+) {
+    let mut metrics = raft.metrics();
+    loop {
+        let status = status_of(role, &metrics.borrow_watched());
+        let mut leadership_changed = false;
+        tx.send_if_modified(|current| {
+            if *current == status {
+                return false;
+            }
+            leadership_changed =
+                current.leader != status.leader || current.serving != status.serving;
+            *current = status.clone();
+            true
+        });
+        if leadership_changed {
+            tracing::info!(?role, leader = ?status.leader, term = status.term,
+                serving = status.serving, "journal: leadership changed");
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The witness keeps the log but never serves: whenever it finds itself leader it hands
+/// leadership to the backup site, or to the primary if the backup is not replicating.
+async fn witness_handover<S: StateMachine>(
+    raft: Raft<C, SmStore<S>>,
+    mut status: watch::Receiver<JournalStatus>,
+    election_timeout_max: Duration,
+    handovers: Arc<AtomicU64>,
+) {
+    loop {
+        if status.wait_for(|s| s.is_leader).await.map(|_| ()).is_err() {
+            return;
+        }
+        let metrics = raft.metrics().borrow_watched().clone();
+        let matched = |role: NodeRole| {
+            metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&node_id(role)).cloned().flatten())
+                .map(|l| l.index)
+        };
+        let target = match (matched(NodeRole::Backup), matched(NodeRole::Primary)) {
+            (None, Some(_)) => NodeRole::Primary,
+            (Some(b), Some(p)) if p > b => NodeRole::Primary,
+            _ => NodeRole::Backup,
+        };
+        tracing::warn!(
+            ?target,
+            "journal: witness is leader; handing leadership to a site"
+        );
+        handovers.fetch_add(1, Ordering::Relaxed);
+        if raft
+            .trigger()
+            .transfer_leader(node_id(target))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // Give the transfer an election timeout before trying again.
+        let wait = async { status.wait_for(|s| !s.is_leader).await.map(|_| ()) };
+        let _ = tokio::time::timeout(election_timeout_max, wait).await;
+    }
+}

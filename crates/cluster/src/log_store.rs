@@ -1,0 +1,486 @@
+//! The raft log: entries in memory for reads, made durable by the WAL with group commit.
+//!
+//! Every mutation (append, truncate, purge, committed) is a WAL record. One writer thread owns
+//! the WAL: it takes every job queued while the previous fdatasync was in flight, writes them
+//! all, syncs once, then acknowledges each job (group commit). The vote is a separate small
+//! file, written to a temporary name, synced, renamed and the directory synced before
+//! `save_vote` returns.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Entry, LogId, Vote, C};
+use crate::wal::{Wal, WalError};
+
+/// One WAL record of the raft log.
+#[derive(Debug, Serialize, Deserialize)]
+enum LogRecord {
+    Entry(Entry),
+    TruncateAfter(Option<LogId>),
+    Purge(LogId),
+    Committed(Option<LogId>),
+}
+
+/// Group-commit counters, for metrics and the bench.
+#[derive(Debug, Default)]
+pub struct WalStats {
+    pub syncs: AtomicU64,
+    pub records: AtomicU64,
+    pub sync_nanos_total: AtomicU64,
+}
+
+type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
+
+struct WriteJob {
+    /// Records with the entry index they carry, if any.
+    records: Vec<(Option<u64>, Vec<u8>)>,
+    purge_upto: Option<u64>,
+    done: Option<Done>,
+}
+
+#[derive(Default)]
+struct LogData {
+    entries: BTreeMap<u64, Entry>,
+    last_purged: Option<LogId>,
+    committed: Option<LogId>,
+    vote: Option<Vote>,
+}
+
+struct LogShared {
+    data: Mutex<LogData>,
+    writer: Option<Mutex<mpsc::Sender<WriteJob>>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    vote_path: Option<PathBuf>,
+}
+
+impl Drop for LogShared {
+    fn drop(&mut self) {
+        // Close the queue, then let the writer finish its in-flight batch, so a restarted node
+        // never opens the WAL while the old writer still writes to it.
+        drop(self.writer.take());
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The raft log store; cheap to clone (the reader is a clone).
+#[derive(Clone)]
+pub struct LogStore {
+    shared: Arc<LogShared>,
+}
+
+/// Failure to open the log on start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(
+        "{what} at {file}:{offset} has a valid checksum but cannot be decoded ({reason}); \
+         recover by deleting this node's data directory and restarting it: it re-syncs from a peer"
+    )]
+    Undecodable {
+        what: &'static str,
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LogStore {
+    /// A log that lives only in memory (demos): nothing survives a restart.
+    pub fn memory() -> LogStore {
+        LogStore {
+            shared: Arc::new(LogShared {
+                data: Mutex::new(LogData::default()),
+                writer: None,
+                writer_thread: None,
+                vote_path: None,
+            }),
+        }
+    }
+
+    /// Open the durable log in `dir`, replaying the WAL and reading the vote.
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        stats: Arc<WalStats>,
+    ) -> Result<LogStore, OpenError> {
+        let wal_dir = dir.join("wal");
+        let (wal, records, report) = Wal::open(&wal_dir, segment_bytes)?;
+        if let Some((file, offset)) = &report.torn_tail {
+            tracing::warn!(file = %file.display(), offset, "journal: truncated a torn final WAL record");
+        }
+        let mut data = LogData::default();
+        let mut segment_max: BTreeMap<u64, Option<u64>> =
+            wal.segment_ids().iter().map(|id| (*id, None)).collect();
+        for record in &records {
+            let decoded: LogRecord =
+                serde_json::from_slice(&record.payload).map_err(|e| OpenError::Undecodable {
+                    what: "WAL record",
+                    file: wal.segment_path(record.segment_id),
+                    offset: record.offset,
+                    reason: e.to_string(),
+                })?;
+            replay(&mut data, decoded, record.segment_id, &mut segment_max);
+        }
+        if data.committed < data.last_purged {
+            data.committed = data.last_purged;
+        }
+        let vote_path = dir.join("vote");
+        data.vote = read_vote_file(&vote_path)?;
+        tracing::info!(dir = %dir.display(), entries = data.entries.len(),
+            segments = report.segment_count, "journal: durable log opened");
+        let (tx, rx) = mpsc::channel();
+        let writer_thread = std::thread::Builder::new()
+            .name("journal-wal".into())
+            .spawn(move || writer_loop(wal, segment_max, rx, stats))
+            .map_err(|source| OpenError::Io {
+                path: wal_dir.clone(),
+                source,
+            })?;
+        Ok(LogStore {
+            shared: Arc::new(LogShared {
+                data: Mutex::new(data),
+                writer: Some(Mutex::new(tx)),
+                writer_thread: Some(writer_thread),
+                vote_path: Some(vote_path),
+            }),
+        })
+    }
+
+    fn data(&self) -> std::sync::MutexGuard<'_, LogData> {
+        self.shared.data.lock().expect("log mutex")
+    }
+
+    /// Queue a WAL job; without a writer (memory mode) it completes at once.
+    fn submit(&self, records: Vec<(Option<u64>, Vec<u8>)>, purge_upto: Option<u64>, done: Done) {
+        match &self.shared.writer {
+            None => done(Ok(())),
+            Some(writer) => {
+                let job = WriteJob {
+                    records,
+                    purge_upto,
+                    done: Some(done),
+                };
+                if let Err(mpsc::SendError(job)) = writer.lock().expect("writer mutex").send(job) {
+                    if let Some(done) = job.done {
+                        done(Err(io::Error::other("journal WAL writer has stopped")));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queue a WAL job and wait until it is durable.
+    async fn submit_and_wait(
+        &self,
+        records: Vec<(Option<u64>, Vec<u8>)>,
+        purge_upto: Option<u64>,
+    ) -> io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(
+            records,
+            purge_upto,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.await
+            .unwrap_or_else(|_| Err(io::Error::other("journal WAL writer has stopped")))
+    }
+
+    /// No entries, nothing purged and no vote: a fresh or wiped node.
+    pub fn is_empty(&self) -> bool {
+        let data = self.data();
+        data.entries.is_empty() && data.last_purged.is_none() && data.vote.is_none()
+    }
+
+    fn is_durable(&self) -> bool {
+        self.shared.writer.is_some()
+    }
+}
+
+fn encode(record: &LogRecord) -> Vec<u8> {
+    serde_json::to_vec(record).expect("log records always serialize")
+}
+
+fn replay(
+    data: &mut LogData,
+    record: LogRecord,
+    segment_id: u64,
+    segment_max: &mut BTreeMap<u64, Option<u64>>,
+) {
+    match record {
+        LogRecord::Entry(entry) => {
+            let index = entry.log_id.index;
+            let max = segment_max.entry(segment_id).or_default();
+            *max = (*max).max(Some(index));
+            data.entries.insert(index, entry);
+        }
+        LogRecord::TruncateAfter(after) => {
+            let first_removed = after.map_or(0, |l| l.index + 1);
+            data.entries.split_off(&first_removed);
+        }
+        LogRecord::Purge(upto) => {
+            data.entries = data.entries.split_off(&(upto.index + 1));
+            if data.last_purged < Some(upto) {
+                data.last_purged = Some(upto);
+            }
+        }
+        LogRecord::Committed(committed) => {
+            if data.committed < committed {
+                data.committed = committed;
+            }
+        }
+    }
+}
+
+fn writer_loop(
+    mut wal: Wal,
+    mut segment_max: BTreeMap<u64, Option<u64>>,
+    rx: mpsc::Receiver<WriteJob>,
+    stats: Arc<WalStats>,
+) {
+    let failed = AtomicBool::new(false);
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        // Group commit: everything that queued up while the last sync was in flight.
+        while batch.len() < 65_536 {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&mut wal, &mut segment_max, &batch, &stats, &failed);
+        if let Err(e) = &result {
+            // Fail-stop: after an I/O error the WAL's state is unknown, so nothing more is
+            // acknowledged and openraft stops this node on the storage error.
+            failed.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "journal: WAL write failed; this node stops");
+        }
+        for job in batch {
+            if let Some(done) = job.done {
+                done(match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::other(e.to_string())),
+                });
+            }
+        }
+    }
+}
+
+fn write_batch(
+    wal: &mut Wal,
+    segment_max: &mut BTreeMap<u64, Option<u64>>,
+    batch: &[WriteJob],
+    stats: &WalStats,
+    failed: &AtomicBool,
+) -> Result<(), WalError> {
+    if failed.load(Ordering::SeqCst) {
+        return Err(WalError::Io {
+            path: wal.segment_path(wal.current_segment_id()),
+            source: io::Error::other("an earlier WAL write failed"),
+        });
+    }
+    let mut purge_upto = None;
+    let mut records = 0u64;
+    for job in batch {
+        for (index, payload) in &job.records {
+            let segment = wal.append(payload)?;
+            let max = segment_max.entry(segment).or_default();
+            *max = (*max).max(*index);
+            records += 1;
+        }
+        purge_upto = purge_upto.max(job.purge_upto);
+    }
+    let started = std::time::Instant::now();
+    wal.sync()?;
+    stats
+        .sync_nanos_total
+        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    stats.syncs.fetch_add(1, Ordering::Relaxed);
+    stats.records.fetch_add(records, Ordering::Relaxed);
+    if let Some(upto) = purge_upto {
+        // A segment can go once every entry in it is purged. The latest Purge record is in the
+        // current segment, which is never removed, so replay still knows the purge point.
+        let current = wal.current_segment_id();
+        let removable: Vec<u64> = segment_max
+            .iter()
+            .filter(|(id, max)| **id < current && max.is_none_or(|m| m <= upto))
+            .map(|(id, _)| *id)
+            .collect();
+        if !removable.is_empty() {
+            wal.remove_segments(&removable)?;
+            for id in &removable {
+                segment_max.remove(id);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_vote_file(path: &Path) -> Result<Option<Vote>, OpenError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(OpenError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let payload = crate::framed_file::decode(&bytes).map_err(|reason| {
+        OpenError::Wal(WalError::Corrupt {
+            file: path.to_path_buf(),
+            offset: 0,
+            reason,
+        })
+    })?;
+    serde_json::from_slice(payload)
+        .map(Some)
+        .map_err(|e| OpenError::Undecodable {
+            what: "vote file",
+            file: path.to_path_buf(),
+            offset: 0,
+            reason: e.to_string(),
+        })
+}
+
+fn range_to_start_end<RB: RangeBounds<u64>>(range: &RB) -> (u64, Bound<u64>) {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    (start, range.end_bound().cloned())
+}
+
+impl RaftLogReader<C> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = range_to_start_end(&range);
+        let data = self.data();
+        Ok(data
+            .entries
+            .range((Bound::Included(start), end))
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.data().vote)
+    }
+}
+
+impl RaftLogStorage<C> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        let data = self.data();
+        let last = data.entries.values().next_back().map(|e| e.log_id);
+        Ok(LogState {
+            last_purged_log_id: data.last_purged,
+            last_log_id: last.or(data.last_purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        if let Some(path) = self.shared.vote_path.clone() {
+            let payload = serde_json::to_vec(vote).map_err(io::Error::other)?;
+            // The vote must be durable before it is returned: a node that forgets its vote can
+            // vote twice in one term.
+            tokio::task::spawn_blocking(move || crate::framed_file::write_atomic(&path, &payload))
+                .await
+                .map_err(io::Error::other)??;
+        }
+        self.data().vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.data().committed = committed;
+        if self.is_durable() {
+            // Not waited for: the committed index only speeds up recovery, and it is synced
+            // with the next group commit.
+            let record = encode(&LogRecord::Committed(committed));
+            self.submit(vec![(None, record)], None, Box::new(|_| {}));
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.data().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let durable = self.is_durable();
+        let mut records = Vec::new();
+        {
+            let mut data = self.data();
+            for entry in entries {
+                let index = entry.log_id.index;
+                if durable {
+                    records.push((Some(index), encode(&LogRecord::Entry(entry.clone()))));
+                }
+                // Readable as soon as append returns, durable once the callback fires.
+                data.entries.insert(index, entry);
+            }
+        }
+        self.submit(records, None, Box::new(move |r| callback.io_completed(r)));
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        {
+            let mut data = self.data();
+            let first_removed = last_log_id.map_or(0, |l| l.index + 1);
+            data.entries.split_off(&first_removed);
+        }
+        if self.is_durable() {
+            let record = encode(&LogRecord::TruncateAfter(last_log_id));
+            self.submit_and_wait(vec![(None, record)], None).await?;
+        }
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        {
+            let mut data = self.data();
+            data.entries = data.entries.split_off(&(log_id.index + 1));
+            data.last_purged = Some(log_id);
+        }
+        if self.is_durable() {
+            let record = encode(&LogRecord::Purge(log_id));
+            self.submit_and_wait(vec![(None, record)], Some(log_id.index))
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,407 @@
+//! Raft RPCs over TCP: one request at a time per connection, each message a 4-byte big-endian
+//! length followed by serde_json.
+//!
+//! A [`Faults`] switch per node cuts it off from its peers (both directions) for partition
+//! tests and drills.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, OptionalSend, Raft, RaftNetworkV2};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::sm_store::SmStore;
+use crate::types::{Snapshot, SnapshotMeta, Vote, C};
+use crate::StateMachine;
+
+/// The largest message accepted, so a corrupt length cannot allocate without bound.
+const MESSAGE_BYTES_MAX: usize = 256 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    Append(AppendEntriesRequest<C>),
+    Vote(VoteRequest<C>),
+    PreVote(VoteRequest<C>),
+    Snapshot {
+        vote: Vote,
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    },
+    TransferLeader(TransferLeaderRequest<C>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Response {
+    Append(AppendEntriesResponse<C>),
+    Vote(VoteResponse<C>),
+    Snapshot(SnapshotResponse<C>),
+    TransferLeader(TransferLeaderResponse<C>),
+    Error(String),
+}
+
+/// Fault injection for one node: when isolated it neither sends nor answers raft RPCs.
+#[derive(Debug, Default)]
+pub struct Faults {
+    isolated: AtomicBool,
+}
+
+impl Faults {
+    pub fn set_isolated(&self, isolated: bool) {
+        self.isolated.store(isolated, Ordering::SeqCst);
+    }
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::SeqCst)
+    }
+}
+
+/// Keeps a node that started with an empty log (a fresh node, or one whose damaged data
+/// directory was deleted) from voting in a cluster that already has history until it has
+/// caught up with the commit index the leader reported when the node rejoined. Without this a
+/// wiped node could elect a stale candidate and lose committed commands.
+#[derive(Debug)]
+pub(crate) struct VoteGate {
+    empty_at_start: bool,
+    catch_up_to: std::sync::Mutex<Option<u64>>,
+    caught_up: AtomicBool,
+}
+
+impl VoteGate {
+    pub(crate) fn new(empty_at_start: bool) -> VoteGate {
+        VoteGate {
+            empty_at_start,
+            catch_up_to: std::sync::Mutex::new(None),
+            caught_up: AtomicBool::new(!empty_at_start),
+        }
+    }
+
+    fn on_append(&self, leader_commit: Option<u64>) {
+        if self.empty_at_start {
+            let mut target = self.catch_up_to.lock().expect("vote gate mutex");
+            if target.is_none() {
+                *target = Some(leader_commit.unwrap_or(0));
+            }
+        }
+    }
+
+    /// May this node vote for a candidate whose last log index is `candidate_last`?
+    fn may_vote(&self, candidate_last: u64, local_committed: u64) -> bool {
+        if self.caught_up.load(Ordering::SeqCst) || candidate_last == 0 {
+            // A candidate with an empty history is forming a fresh cluster.
+            return true;
+        }
+        let target = *self.catch_up_to.lock().expect("vote gate mutex");
+        match target {
+            Some(target) if local_committed >= target => {
+                tracing::info!(
+                    target,
+                    "journal: rejoined node caught up; it may vote again"
+                );
+                self.caught_up.store(true, Ordering::SeqCst);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+async fn write_message<T: Serialize>(stream: &mut TcpStream, message: &T) -> std::io::Result<()> {
+    let body = serde_json::to_vec(message).map_err(std::io::Error::other)?;
+    let mut framed = Vec::with_capacity(4 + body.len());
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&body);
+    stream.write_all(&framed).await
+}
+
+async fn read_message<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> std::io::Result<T> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MESSAGE_BYTES_MAX {
+        return Err(std::io::Error::other(format!(
+            "message of {len} bytes is too large"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map_err(std::io::Error::other)
+}
+
+/// Accept raft RPCs for `raft` until the task is aborted.
+pub(crate) async fn serve<S: StateMachine>(
+    listener: TcpListener,
+    raft: Raft<C, SmStore<S>>,
+    faults: Arc<Faults>,
+    gate: Arc<VoteGate>,
+) {
+    // Connection tasks live in this set, so aborting the server (node shutdown) also closes
+    // every accepted connection; peers then reconnect to whatever listens next.
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let raft = raft.clone();
+                let faults = faults.clone();
+                let gate = gate.clone();
+                connections.spawn(async move { serve_connection(stream, raft, faults, gate).await });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection<S: StateMachine>(
+    mut stream: TcpStream,
+    raft: Raft<C, SmStore<S>>,
+    faults: Arc<Faults>,
+    gate: Arc<VoteGate>,
+) {
+    while let Ok(request) = read_message::<Request>(&mut stream).await {
+        if faults.is_isolated() {
+            // A partition: drop the connection without answering.
+            return;
+        }
+        let response = handle(&raft, &gate, request).await;
+        if write_message(&mut stream, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle<S: StateMachine>(
+    raft: &Raft<C, SmStore<S>>,
+    gate: &VoteGate,
+    request: Request,
+) -> Response {
+    let error = |e: &dyn std::fmt::Display| Response::Error(e.to_string());
+    if let Request::Append(rpc) = &request {
+        gate.on_append(rpc.leader_commit.map(|l| l.index));
+    }
+    if let Request::Vote(rpc) | Request::PreVote(rpc) = &request {
+        let candidate_last = rpc.last_log_id.map_or(0, |l| l.index);
+        let local_committed = raft
+            .metrics()
+            .borrow_watched()
+            .local_committed
+            .map_or(0, |l| l.index);
+        if !gate.may_vote(candidate_last, local_committed) {
+            return Response::Error("rejoining node has not caught up; it does not vote".into());
+        }
+    }
+    match request {
+        Request::Append(rpc) => match raft.append_entries(rpc).await {
+            Ok(r) => Response::Append(r),
+            Err(e) => error(&e),
+        },
+        Request::Vote(rpc) => match raft.vote(rpc).await {
+            Ok(r) => Response::Vote(r),
+            Err(e) => error(&e),
+        },
+        Request::PreVote(rpc) => match raft.pre_vote(rpc).await {
+            Ok(r) => Response::Vote(r),
+            Err(e) => error(&e),
+        },
+        Request::Snapshot { vote, meta, data } => {
+            let snapshot = Snapshot {
+                meta,
+                snapshot: data,
+            };
+            match raft.install_full_snapshot(vote, snapshot).await {
+                Ok(r) => Response::Snapshot(r),
+                Err(e) => error(&e),
+            }
+        }
+        Request::TransferLeader(rpc) => match raft.handle_transfer_leader(rpc).await {
+            Ok(r) => Response::TransferLeader(r),
+            Err(e) => error(&e),
+        },
+    }
+}
+
+/// Creates one [`PeerClient`] per replication target.
+#[derive(Clone)]
+pub(crate) struct NetworkFactory {
+    pub(crate) faults: Arc<Faults>,
+    pub(crate) addresses: Arc<BTreeMap<u64, SocketAddr>>,
+}
+
+impl RaftNetworkFactory<C> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        let addr = self
+            .addresses
+            .get(&target)
+            .copied()
+            .or_else(|| node.addr.parse().ok());
+        PeerClient {
+            target,
+            addr,
+            stream: None,
+            faults: self.faults.clone(),
+        }
+    }
+}
+
+/// A lazily connected client to one peer; reconnects after any error.
+pub(crate) struct PeerClient {
+    target: u64,
+    addr: Option<SocketAddr>,
+    stream: Option<TcpStream>,
+    faults: Arc<Faults>,
+}
+
+#[derive(Debug)]
+enum CallError {
+    Unreachable(String),
+    Network(String),
+}
+
+impl PeerClient {
+    async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, CallError> {
+        if self.faults.is_isolated() {
+            self.stream = None;
+            return Err(CallError::Unreachable("this node is isolated".into()));
+        }
+        let addr = self.addr.ok_or_else(|| {
+            CallError::Unreachable(format!("no address for node {}", self.target))
+        })?;
+        let result = tokio::time::timeout(timeout, async {
+            if self.stream.is_none() {
+                let stream = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| CallError::Unreachable(format!("connect {addr}: {e}")))?;
+                let _ = stream.set_nodelay(true);
+                self.stream = Some(stream);
+            }
+            let stream = self.stream.as_mut().expect("connected above");
+            write_message(stream, request)
+                .await
+                .map_err(|e| CallError::Network(format!("send to {addr}: {e}")))?;
+            read_message::<Response>(stream)
+                .await
+                .map_err(|e| CallError::Network(format!("receive from {addr}: {e}")))
+        })
+        .await;
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Network(format!(
+                "rpc to {addr} timed out after {timeout:?}"
+            ))),
+        };
+        if result.is_err() {
+            self.stream = None;
+        }
+        match result? {
+            Response::Error(e) => Err(CallError::Network(format!("node {}: {e}", self.target))),
+            other => Ok(other),
+        }
+    }
+}
+
+fn rpc_error(e: CallError) -> RPCError<C> {
+    match e {
+        CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::from_string(m)),
+        CallError::Network(m) => RPCError::Network(NetworkError::from_string(m)),
+    }
+}
+
+fn unexpected(what: &str) -> CallError {
+    CallError::Network(format!("unexpected response to {what}"))
+}
+
+impl RaftNetworkV2<C> for PeerClient {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        match self.call(&Request::Append(rpc), option.soft_ttl()).await {
+            Ok(Response::Append(r)) => Ok(r),
+            Ok(_) => Err(rpc_error(unexpected("append"))),
+            Err(e) => Err(rpc_error(e)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        match self.call(&Request::Vote(rpc), option.soft_ttl()).await {
+            Ok(Response::Vote(r)) => Ok(r),
+            Ok(_) => Err(rpc_error(unexpected("vote"))),
+            Err(e) => Err(rpc_error(e)),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        match self.call(&Request::PreVote(rpc), option.soft_ttl()).await {
+            Ok(Response::Vote(r)) => Ok(r),
+            Ok(_) => Err(rpc_error(unexpected("pre-vote"))),
+            Err(e) => Err(rpc_error(e)),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let request = Request::Snapshot {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot,
+        };
+        let timeout = option.hard_ttl().max(Duration::from_secs(10));
+        match self.call(&request, timeout).await {
+            Ok(Response::Snapshot(r)) => Ok(r),
+            Ok(_) => Err(StreamingError::Network(NetworkError::from_string(
+                "unexpected response to snapshot",
+            ))),
+            Err(CallError::Unreachable(m)) => {
+                Err(StreamingError::Unreachable(Unreachable::from_string(m)))
+            }
+            Err(CallError::Network(m)) => {
+                Err(StreamingError::Network(NetworkError::from_string(m)))
+            }
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<C>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
+        match self
+            .call(&Request::TransferLeader(req), option.soft_ttl())
+            .await
+        {
+            Ok(Response::TransferLeader(r)) => Ok(r),
+            Ok(_) => Err(rpc_error(unexpected("transfer-leader"))),
+            Err(e) => Err(rpc_error(e)),
+        }
+    }
+}
