@@ -154,6 +154,7 @@ fields! {
     133 OfferPx Price;
     134 BidSize Qty;
     135 OfferSize Qty;
+    141 ResetSeqNumFlag Boolean ["N"];
     150 ExecType Char ["0", "4", "5", "8", "C", "D", "F", "H", "L"];
     151 LeavesQty Qty;
     207 SecurityExchange String ["XHKG"];
@@ -363,6 +364,7 @@ pub static MESSAGES: &[MessageDef] = &[
             req(98),
             req(108),
             req(789),
+            opt(141),
             opt(554),
             opt(925),
             opt(1400),

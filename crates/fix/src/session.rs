@@ -1018,7 +1018,7 @@ impl Session {
     /// Why a Logon cannot be accepted, as the Logout text; `None` if it can.
     fn logon_problem(&self, now: Timestamp, r: &Received, seq: u64) -> Option<String> {
         let h = &r.header;
-        if r.message.get(141).is_some() {
+        if r.message.get(141) == Some("Y") {
             return Some(
                 "ResetSeqNumFlag (141) is not supported; resets are agreed with the exchange"
                     .into(),

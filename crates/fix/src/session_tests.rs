@@ -456,6 +456,32 @@ fn raw_to_exchange(
     encode(BEGIN_STRING, &raw_fields(msg_type, seq, header, body, now))
 }
 
+/// Logon as jspurefix writes it (141=N, password in a length-prefixed data field) is accepted.
+#[test]
+fn logon_with_reset_flag_no_and_data_field_password_is_accepted() {
+    let mut s = acceptor(SessionState::new(EXCHANGE, BROKER), t0());
+    let body = [
+        (98, "0"),
+        (108, "20"),
+        (141, "N"),
+        (789, "1"),
+        (1400, "101"),
+        (1401, "4"),
+        (1402, "QUJD"),
+        (1137, "9"),
+    ];
+    let mut fields = raw_fields("A", 1, &[], &body, t0());
+    fields.retain(|f| f.tag != 0);
+    let text = crate::codec::to_pipes(&encode(BEGIN_STRING, &fields)).replacen("|9=", "|9=000", 1);
+    // Zero-padded BodyLength changes the checksum: recompute it.
+    let without_trailer = &text[..text.rfind("10=").unwrap()];
+    let bytes = crate::codec::from_pipes(without_trailer);
+    let mut framed = bytes.clone();
+    framed.extend_from_slice(format!("10={:03}\x01", crate::codec::checksum(&bytes)).as_bytes());
+    let out = feed(&mut s, &framed);
+    assert!(out.established, "{:?}", out.disconnect);
+}
+
 const LOGON_BODY: &[(u32, &str)] = &[
     (98, "0"),
     (108, "20"),
