@@ -1252,6 +1252,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
         #[test]
         fn order_round_trips(
             price in 1i64..10_000_000,

@@ -465,7 +465,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #![proptest_config(crate::proptest_config(512))]
         #[test]
         fn arbitrary_bytes_never_panic(chunks in proptest::collection::vec(
             proptest::collection::vec(any::<u8>(), 0..64), 0..8)) {

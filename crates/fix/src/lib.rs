@@ -28,3 +28,19 @@ pub use session::{Action, DisconnectReason, Inbound, Session, SessionConfig, Ses
 
 #[cfg(test)]
 mod session_tests;
+
+/// Property tests run with a fixed seed so that every run, local or CI, explores the same cases
+/// (set `PROPTEST_RNG_SEED` to explore others).
+#[cfg(test)]
+pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x7715_5173);
+    proptest::test_runner::Config {
+        cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}

@@ -243,7 +243,8 @@ enum Role {
 }
 
 enum Queued {
-    Pending(Box<Received>),
+    /// Received early, with its arrival time (its SendingTime was checked against that).
+    Pending(Box<Received>, Timestamp),
     /// Already acted on out of order (a ResendRequest); only its number remains to consume.
     Handled,
 }
@@ -318,6 +319,15 @@ impl Session {
         phase: Phase,
         now: Timestamp,
     ) -> Session {
+        assert!(
+            state.local_comp_id == config.local_comp_id
+                && state.remote_comp_id == config.remote_comp_id,
+            "Condition failed: session state {}->{} used with config {}->{}",
+            state.local_comp_id,
+            state.remote_comp_id,
+            config.local_comp_id,
+            config.remote_comp_id
+        );
         state.check_invariants();
         Session {
             heartbeat_interval_secs: config.heartbeat_interval_secs,
@@ -714,7 +724,7 @@ impl Session {
                 self.on_resend_request(now, &r, seq);
                 self.queue(seq, Queued::Handled);
             }
-            _ => self.queue(seq, Queued::Pending(Box::new(r))),
+            _ => self.queue(seq, Queued::Pending(Box::new(r), now)),
         }
         if self.resend_outstanding_until.is_none() {
             let request = Message::new("2")
@@ -748,8 +758,10 @@ impl Session {
             match self.queued.remove(&expected) {
                 None => break,
                 Some(Queued::Handled) => self.state.next_inbound_seq += 1,
-                Some(Queued::Pending(r)) => {
-                    if self.header_ok(now, &r, expected) {
+                Some(Queued::Pending(r, arrived)) => {
+                    // Header checks use the arrival time: a gap that takes long to fill must
+                    // not turn a message that was on time into a SendingTime violation.
+                    if self.header_ok(arrived, &r, expected) {
                         self.process_in_sequence(now, *r, expected);
                     }
                 }

@@ -266,12 +266,12 @@ fn resend_after_dropped_connection_replays_with_poss_dup() {
         .unwrap();
     let exchange_state = std::mem::replace(
         &mut pair.exchange,
-        acceptor(SessionState::new("X", "Y"), t0()),
+        acceptor(SessionState::new(EXCHANGE, BROKER), t0()),
     )
     .into_state();
     let broker_state = std::mem::replace(
         &mut pair.broker,
-        initiator(SessionState::new("X", "Y"), t0()),
+        initiator(SessionState::new(BROKER, EXCHANGE), t0()),
     )
     .into_state();
     assert_eq!(broker_state.next_inbound_seq, 2);
@@ -336,12 +336,12 @@ fn orders_lost_in_flight_are_replayed_by_the_participant() {
     pair.exchange.handle_disconnect();
     let e = std::mem::replace(
         &mut pair.exchange,
-        acceptor(SessionState::new("X", "Y"), t0()),
+        acceptor(SessionState::new(EXCHANGE, BROKER), t0()),
     )
     .into_state();
     let b = std::mem::replace(
         &mut pair.broker,
-        initiator(SessionState::new("X", "Y"), t0()),
+        initiator(SessionState::new(BROKER, EXCHANGE), t0()),
     )
     .into_state();
     let again = Pair::connect(e, b, pair.now.plus_nanos(10 * SECOND));
@@ -410,7 +410,7 @@ fn session_state_survives_serialization_for_the_backup_site() {
     pair.broker.handle_disconnect();
     let b = std::mem::replace(
         &mut pair.broker,
-        initiator(SessionState::new("X", "Y"), t0()),
+        initiator(SessionState::new(BROKER, EXCHANGE), t0()),
     )
     .into_state();
     let again = Pair::connect(restored, b, pair.now.plus_nanos(30 * SECOND));
@@ -976,7 +976,7 @@ fn identify_logon_reads_comp_ids() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(crate::proptest_config(256))]
 
     /// Whatever a peer writes, the acceptor never panics, its sequence numbers never go down,
     /// and it only ever sends well-formed frames.

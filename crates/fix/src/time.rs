@@ -145,6 +145,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
         #[test]
         fn format_parse_round_trip(ns in 0u64..4_000_000_000_000_000_000) {
             let t = Timestamp(ns);
