@@ -29,15 +29,23 @@ pub use frame::{decode_frame, decode_one, encode, FrameDecoder, Header, RawFrame
 pub use messages::*;
 pub use wire::{Block, Char, Decimal, FixedStr, Group, VarStr, WireField};
 
+pub mod client;
 pub mod cod;
+pub mod lookup;
 pub mod password;
 pub mod server;
 pub mod session;
 pub mod throttle;
 
+pub use client::{
+    ClientAction, ClientConfig, ClientError, ClientState, ConnectPurpose, OcgClient, StopReason,
+};
+pub use lookup::{LookupOutcome, LookupService};
 pub use server::{
     ConnectionId, DisconnectReason, DurableSession, OcgServer, ParticipantConfig, ServerAction,
     ServerConfig, ServerError,
 };
+#[cfg(test)]
+mod client_tests;
 #[cfg(test)]
 mod server_tests;
