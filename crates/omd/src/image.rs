@@ -54,8 +54,6 @@ pub enum ApplyError {
         level: u8,
         action: UpdateAction,
     },
-    #[error("security {security}: trade {trade_id} is not known")]
-    UnknownTrade { security: u32, trade_id: u32 },
 }
 
 /// Everything a client knows about the channel's market.
@@ -120,16 +118,14 @@ impl MarketImage {
                 self.trades.insert((m.security_code, m.trade_id), record);
                 Ok(())
             }
-            Message::TradeCancel(m) => match self.trades.get_mut(&(m.security_code, m.trade_id)) {
-                Some(record) => {
+            Message::TradeCancel(m) => {
+                // A trade missed before a refresh (snapshots carry no trades) can still be
+                // cancelled later: the cancel is then not applicable to this history.
+                if let Some(record) = self.trades.get_mut(&(m.security_code, m.trade_id)) {
                     record.cancelled = true;
-                    Ok(())
                 }
-                None => Err(ApplyError::UnknownTrade {
-                    security: m.security_code,
-                    trade_id: m.trade_id,
-                }),
-            },
+                Ok(())
+            }
             Message::TradeTicker(m) => {
                 self.tickers
                     .insert((m.security_code, m.ticker_id), m.clone());

@@ -7,11 +7,13 @@
 //! * [`products`]: messages of each product from [`MarketEvent`]s (book, ticker, statistics).
 //! * [`image`]: the market image a client rebuilds; also the refresh service's source.
 //! * [`rts`]: retransmission server and client; [`refresh`]: snapshot cycles.
+//! * [`handler`]: the reference feed handler (arbitration, gap recovery, reset, DR).
 //! * [`publisher`]: per-channel sequencing, Line A/B packetisation, heartbeats, reset, DR.
 #![forbid(unsafe_code)]
 
 #[macro_use]
 pub mod wire;
+pub mod handler;
 pub mod image;
 pub mod message;
 pub mod packet;
@@ -20,6 +22,7 @@ pub mod publisher;
 pub mod refresh;
 pub mod rts;
 
+pub use handler::{ChannelHandler, FeedHandler, HandlerConfig, HandlerEvent, Problem};
 pub use image::MarketImage;
 pub use message::Message;
 pub use packet::{Packet, PacketBuilder, PacketHeader};
