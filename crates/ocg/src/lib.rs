@@ -29,6 +29,7 @@ pub use frame::{decode_frame, decode_one, encode, FrameDecoder, Header, RawFrame
 pub use messages::*;
 pub use wire::{Block, Char, Decimal, FixedStr, Group, VarStr, WireField};
 
+pub mod accessors;
 pub mod client;
 pub mod cod;
 pub mod lookup;

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// Logon reply says "password due to expire" (status 2) within this many days of expiry.
     pub password_warning_days: i64,
     pub throttle: ThrottleConfig,
+    /// Gross throttle violation: after this many rejected messages in one window the session is
+    /// logged out and dropped (the reference allows it; the threshold is not documented).
+    pub throttle_rejects_before_logout: Option<u32>,
     /// Replayed frames emitted per call; the rest follow on later calls (a replay in progress is
     /// what makes a second Resend Request fatal).
     pub replay_batch: usize,
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             password_expiry_days: twinsite_core::limits::OCG_PASSWORD_EXPIRY_DAYS as i64,
             password_warning_days: 7,
             throttle: ThrottleConfig::default(),
+            throttle_rejects_before_logout: None,
             replay_batch: 1_000,
             retained_outbound_max: 1_000_000,
             max_frame_len: frame::MAX_FRAME_LEN,
@@ -173,6 +177,7 @@ pub enum DisconnectReason {
     LogonRejected(SessionStatus),
     LogonTimeout,
     SecondResendRequest,
+    ThrottleAbuse,
     HeartbeatTimeout,
     ClientLogout,
     LogoutTimeout,
@@ -732,6 +737,16 @@ impl OcgServer {
                     business_reject_reference_id: client_reference(&msg),
                 };
                 self.send_stored(id, comp, Message::BusinessMessageReject(bmr), now);
+                let rejected = self.participants[&comp].throttle.rejected_in_window();
+                if self
+                    .config
+                    .throttle_rejects_before_logout
+                    .is_some_and(|max| rejected > max)
+                {
+                    self.send_admin(id, logout_msg(None, "throttle limit grossly exceeded"), now);
+                    let reason = DisconnectReason::ThrottleAbuse;
+                    self.close(id, false, reason, DownCause::ProtocolViolation, now);
+                }
             }
         }
     }

@@ -818,3 +818,74 @@ fn exchange_outage_never_cancels_and_redelivery_carries_poss_resend_at_the_backu
         ]
     );
 }
+
+#[test]
+fn gross_throttle_violation_logs_out() {
+    let config = ServerConfig {
+        throttle_rejects_before_logout: Some(2),
+        ..ServerConfig::default()
+    };
+    let mut s = server_with(config, None);
+    logon(&mut s, C1, 1, 1, T0);
+    for seq in 2..=12 {
+        s.handle_bytes(C1, &frame(seq, new_order(&seq.to_string())), T0);
+    }
+    let seen = drain(&mut s);
+    assert_eq!(seen.delivered.len(), 8);
+    let bmrs = seen
+        .frames
+        .iter()
+        .filter(|f| matches!(f.2, Message::BusinessMessageReject(_)))
+        .count();
+    assert_eq!(bmrs, 3);
+    assert!(matches!(seen.frames.last().unwrap().2, Message::Logout(_)));
+    assert_eq!(
+        seen.disconnects,
+        [(C1, false, DisconnectReason::ThrottleAbuse)]
+    );
+}
+
+#[test]
+fn exchange_logout_waits_for_the_reply_then_closes() {
+    let mut s = server();
+    logon(&mut s, C1, 1, 1, T0);
+    s.logout(&comp(), "service shutdown", secs(1));
+    let seen = drain(&mut s);
+    assert_eq!(
+        status_of(&seen.frames[0].2),
+        Some(SessionStatus::LogoutComplete)
+    );
+    assert!(seen.disconnects.is_empty());
+    s.handle_bytes(
+        C1,
+        &frame(
+            2,
+            Logout {
+                logout_text: None,
+                session_status: None,
+            },
+        ),
+        secs(2),
+    );
+    let seen = drain(&mut s);
+    assert_eq!(
+        seen.disconnects,
+        [(C1, false, DisconnectReason::ExchangeLogout)]
+    );
+    // Without a reply the connection closes after the logout timeout.
+    logon(&mut s, C2, 3, 3, secs(3));
+    s.logout(&comp(), "service shutdown", secs(4));
+    s.handle_timeout(secs(63));
+    assert!(drain(&mut s).disconnects.is_empty());
+    s.handle_timeout(secs(64));
+    let d: Vec<_> = drain(&mut s).disconnects;
+    assert!(
+        d.contains(&(C2, false, DisconnectReason::LogoutTimeout)),
+        "{d:?}"
+    );
+    s.handle_timeout(secs(200));
+    assert!(
+        drain(&mut s).other.is_empty(),
+        "an exchange logout never cancels orders"
+    );
+}

@@ -29,6 +29,7 @@ pub struct Throttle {
     window_ns: u64,
     window: u64,
     used: u32,
+    rejected: u32,
 }
 
 impl Throttle {
@@ -42,6 +43,7 @@ impl Throttle {
             window_ns: config.window_ns,
             window: 0,
             used: 0,
+            rejected: 0,
         }
     }
 
@@ -52,13 +54,22 @@ impl Throttle {
         if window != self.window {
             self.window = window;
             self.used = 0;
+            self.rejected = 0;
         }
         if self.used < self.limit {
             self.used += 1;
             return Ok(());
         }
+        self.rejected += 1;
         let left_ns = (window + 1) * self.window_ns - now.0;
         Err(left_ns.div_ceil(NANOS_PER_MILLI).max(1))
+    }
+}
+
+impl Throttle {
+    /// Messages rejected in the current window (gross-violation detection).
+    pub fn rejected_in_window(&self) -> u32 {
+        self.rejected
     }
 }
 
