@@ -742,6 +742,10 @@ impl FeedHandler {
     pub fn poll_rts_transmit(&mut self) -> Option<Vec<u8>> {
         self.rts.poll_transmit()
     }
+    /// No RTS session: connect to an endpoint (of the active site) and call `rts_connected`.
+    pub fn rts_wants_connection(&self) -> bool {
+        self.rts.wants_connection()
+    }
     /// The RTS session is unusable: close it (and connect to another endpoint).
     pub fn rts_wants_disconnect(&self) -> bool {
         self.rts.wants_disconnect()

@@ -47,12 +47,9 @@ impl RefreshService {
     }
 
     /// Every message published on the real-time channel, in order, with its sequence number.
-    /// A Sequence Reset on the real-time channel clears the image.
     pub fn on_realtime(&mut self, seq_num: u32, msg: &Message) {
         if let Message::SequenceReset(_) = msg {
-            self.image.clear();
-            self.realtime_last_seq = 0;
-            return;
+            return self.realtime_sequence_reset();
         }
         // The real-time stream is the publisher's own output: it cannot be inconsistent with
         // the image built from it, and a failure here would only affect the snapshot.
@@ -62,6 +59,13 @@ impl RefreshService {
             "Invariant: the published stream is consistent"
         );
         self.realtime_last_seq = seq_num;
+    }
+
+    /// The real-time channel restarted its numbering (start of day, or the DR site taking
+    /// over). The market image is kept: the market state is continuous, only the numbering
+    /// restarts. A new business day starts with a new `RefreshService`.
+    pub fn realtime_sequence_reset(&mut self) {
+        self.realtime_last_seq = 0;
     }
 
     /// The image snapshots are taken from.

@@ -804,6 +804,11 @@ impl RtsClient {
         }
     }
 
+    /// True when there is no session: connect (to the next RTS endpoint) and call `connected`.
+    pub fn wants_connection(&self) -> bool {
+        self.state == ClientState::Disconnected
+    }
+
     /// True once the client has given up on this connection: close it and reconnect (to
     /// another RTS endpoint).
     pub fn wants_disconnect(&self) -> bool {

@@ -16,7 +16,9 @@ use twinsite_core::time::NANOS_PER_MILLI;
 use twinsite_core::{BrokerId, OrderId, Price, Qty, SecurityCode, Side, Timestamp};
 use twinsite_omd::handler::{FeedHandler, HandlerConfig, HandlerEvent};
 use twinsite_omd::products::{MarketEvent, Product, ProductBuilder};
-use twinsite_omd::publisher::{ChannelPublisher, Line, PublisherConfig};
+use twinsite_omd::publisher::{
+    ChannelPublisher, DrChannelPublisher, DrStatus, Line, PublisherConfig,
+};
 use twinsite_omd::refresh::{RefreshConfig, RefreshService};
 use twinsite_omd::rts::{RtsClientConfig, RtsServer, RtsServerConfig};
 
@@ -27,6 +29,7 @@ const MS: u64 = NANOS_PER_MILLI;
 enum Kind {
     RealTime,
     Refresh,
+    Dr,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -53,6 +56,8 @@ struct Sim {
     publisher: ChannelPublisher,
     refresh: RefreshService,
     rts: RtsServer,
+    rts_config: RtsServerConfig,
+    dr: DrChannelPublisher,
     handler: FeedHandler,
     network: BinaryHeap<Reverse<InFlight>>,
     sent: u64,
@@ -104,7 +109,7 @@ impl Sim {
         if scenario == 3 {
             rts_config.max_requests_per_day = 2;
         }
-        let mut rts = RtsServer::new(rts_config);
+        let mut rts = RtsServer::new(rts_config.clone());
         let mut handler =
             FeedHandler::new([HandlerConfig::new(CHANNEL)], RtsClientConfig::new("sim"));
         rts.accept(1, start);
@@ -113,6 +118,8 @@ impl Sim {
         let mut refresh = RefreshService::new(RefreshConfig::new(CHANNEL + 100), start);
         publisher.sequence_reset(start);
         refresh.sequence_reset(start);
+        let mut dr = DrChannelPublisher::new(PublisherConfig::new(99), 5_000 * MS, start);
+        dr.sequence_reset(start);
         Sim {
             seed,
             rng,
@@ -122,6 +129,8 @@ impl Sim {
             publisher,
             refresh,
             rts,
+            rts_config,
+            dr,
             handler,
             network: BinaryHeap::new(),
             sent: 0,
@@ -249,7 +258,7 @@ impl Sim {
 
     fn lost(&mut self, line: Line, kind: Kind) -> bool {
         let at = self.elapsed_ms();
-        if kind == Kind::Refresh {
+        if kind != Kind::RealTime {
             return self.rng.gen::<f64>() < self.faults.refresh_loss;
         }
         if self
@@ -313,6 +322,8 @@ impl Sim {
                 // Switch to another RTS endpoint.
                 self.rts.handle_closed(self.connection);
                 self.handler.rts_closed(self.now);
+            }
+            if self.handler.rts_wants_connection() {
                 self.connection += 1;
                 self.rts.accept(self.connection, self.now);
                 self.handler.rts_connected(self.now);
@@ -346,6 +357,55 @@ impl Sim {
         while let Some(d) = self.refresh.poll_transmit() {
             self.schedule(Kind::Refresh, d.line, d.bytes);
         }
+        self.dr.handle_timeout(self.now);
+        while let Some(d) = self.dr.poll_transmit() {
+            self.schedule(Kind::Dr, d.line, d.bytes);
+        }
+        self.deliver();
+        self.handler.handle_timeout(self.now);
+        self.shuttle_rts();
+        while let Some(event) = self.handler.poll_event() {
+            if let HandlerEvent::Refreshed { last_seq_num, .. } = event {
+                self.refreshed_at.push(last_seq_num);
+            }
+            if self.trace.len() >= 40 {
+                self.trace.remove(0);
+            }
+            self.trace
+                .push(format!("{} ms {event:?}", self.elapsed_ms()));
+        }
+    }
+
+    /// Site failover: the DR channel says DR in progress; the DR site takes over with the
+    /// replicated market state (builder and refresh image), a new publisher that starts with
+    /// a Sequence Reset, a new RTS (empty store); then DR completed.
+    fn fail_over(&mut self, silence_ms: u64) {
+        self.dr.signal(DrStatus::InProgress, self.now);
+        let resume = self.elapsed_ms() + silence_ms;
+        while self.elapsed_ms() < resume {
+            // Silence: no real-time or refresh output from either site.
+            let dt = self.rng.gen_range(1..=4) * MS;
+            self.now = self.now.plus_nanos(dt);
+            self.dr.handle_timeout(self.now);
+            while let Some(d) = self.dr.poll_transmit() {
+                self.schedule(Kind::Dr, d.line, d.bytes);
+            }
+            self.deliver();
+        }
+        self.publisher = ChannelPublisher::new(PublisherConfig::new(CHANNEL), self.now);
+        self.publisher.sequence_reset(self.now);
+        self.refresh.realtime_sequence_reset();
+        self.refresh.sequence_reset(self.now);
+        self.rts.handle_closed(self.connection);
+        self.handler.rts_closed(self.now);
+        self.rts = RtsServer::new(self.rts_config.clone());
+        for _ in 0..50 {
+            self.step(true);
+        }
+        self.dr.signal(DrStatus::Completed, self.now);
+    }
+
+    fn deliver(&mut self) {
         while self
             .network
             .peek()
@@ -359,20 +419,9 @@ impl Sim {
                     .handler
                     .handle_realtime(CHANNEL, line, &bytes, self.now),
                 Kind::Refresh => self.handler.handle_refresh(CHANNEL, line, &bytes, self.now),
+                Kind::Dr => self.handler.handle_dr(line, &bytes, self.now),
             }
             self.shuttle_rts();
-        }
-        self.handler.handle_timeout(self.now);
-        self.shuttle_rts();
-        while let Some(event) = self.handler.poll_event() {
-            if let HandlerEvent::Refreshed { last_seq_num, .. } = event {
-                self.refreshed_at.push(last_seq_num);
-            }
-            if self.trace.len() >= 40 {
-                self.trace.remove(0);
-            }
-            self.trace
-                .push(format!("{} ms {event:?}", self.elapsed_ms()));
         }
     }
 
@@ -469,4 +518,45 @@ fn handler_rebuilds_the_publishers_view_under_loss_for_many_seeds() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+#[test]
+fn site_failover_with_dr_signal_rebuilds_from_the_dr_site() {
+    // Mild loss on both lines (scenario 1 seeds) so recovery also runs around the failover.
+    let mut failures = Vec::new();
+    for seed in [1u64, 5, 9, 13] {
+        let mut sim = Sim::new(seed);
+        while sim.elapsed_ms() < 2_500 {
+            sim.step(false);
+        }
+        while sim.elapsed_ms() < 5_000 {
+            sim.step(true);
+        }
+        sim.fail_over(300);
+        while sim.elapsed_ms() < 8_000 {
+            sim.step(true);
+        }
+        sim.faults = Faults::default();
+        while sim.elapsed_ms() < 11_000 {
+            sim.step(false);
+        }
+        let channel = sim.handler.channel(CHANNEL).expect("configured");
+        let outcome = if !channel.is_live() {
+            Err("handler not live".to_string())
+        } else if channel.expected_seq() != sim.publisher.last_seq() + 1 {
+            Err(format!(
+                "expected {} vs DR publisher at {}",
+                channel.expected_seq(),
+                sim.publisher.last_seq()
+            ))
+        } else if channel.stats().refreshes == 0 {
+            Err("DR must rebuild from refresh".to_string())
+        } else {
+            channel.image().compare(sim.refresh.image(), false)
+        };
+        if let Err(e) = outcome {
+            failures.push(format!("seed {seed}: {e}\n{}", sim.trace.join("\n")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
