@@ -27,6 +27,8 @@ pub use message::{Field, Message, SessionRejectReason, Violation};
 pub use session::{Action, DisconnectReason, Inbound, Session, SessionConfig, SessionState};
 
 #[cfg(test)]
+mod session_sim_tests;
+#[cfg(test)]
 mod session_tests;
 
 /// Property tests run with a fixed seed so that every run, local or CI, explores the same cases

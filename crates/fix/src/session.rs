@@ -242,6 +242,17 @@ enum Role {
     Initiator(CredentialSource),
 }
 
+/// A ResendRequest we sent and have not seen answered.
+#[derive(Debug, Clone, Copy)]
+struct ResendRequestSent {
+    /// BeginSeqNo we asked from.
+    from: u64,
+    /// When we asked.
+    at: Timestamp,
+    /// The highest inbound number seen since.
+    until: u64,
+}
+
 enum Queued {
     /// Received early, with its arrival time (its SendingTime was checked against that).
     Pending(Box<Received>, Timestamp),
@@ -262,8 +273,8 @@ pub struct Session {
     last_received: Timestamp,
     test_request_sent: Option<Timestamp>,
     test_request_counter: u64,
-    /// The highest inbound number seen while a ResendRequest of ours is outstanding.
-    resend_outstanding_until: Option<u64>,
+    /// Our outstanding ResendRequest, if any.
+    resend_request: Option<ResendRequestSent>,
     queued: BTreeMap<u64, Queued>,
     stats: SessionStats,
 }
@@ -341,7 +352,7 @@ impl Session {
             last_received: now,
             test_request_sent: None,
             test_request_counter: 0,
-            resend_outstanding_until: None,
+            resend_request: None,
             queued: BTreeMap::new(),
             stats: SessionStats::default(),
         }
@@ -726,15 +737,28 @@ impl Session {
             }
             _ => self.queue(seq, Queued::Pending(Box::new(r), now)),
         }
-        if self.resend_outstanding_until.is_none() {
+        // One ResendRequest at a time (OCG-C kills a session that sends a second one while it
+        // is still resending). Ask again only if a whole heartbeat interval passed without any
+        // progress, which means the request or its answer was lost.
+        let interval = self.heartbeat_interval_secs.max(1) * NANOS_PER_SEC;
+        let stalled = self
+            .resend_request
+            .is_some_and(|r| r.from == expected && now.saturating_sub(r.at) >= interval);
+        if self.resend_request.is_none() || stalled {
             let request = Message::new("2")
                 .with(7, expected.to_string())
                 .with(16, "0");
             self.send_admin(now, request);
             self.stats.resend_requests_sent += 1;
+            self.resend_request = Some(ResendRequestSent {
+                from: expected,
+                at: now,
+                until: seq,
+            });
         }
-        let until = self.resend_outstanding_until.get_or_insert(seq);
-        *until = (*until).max(seq);
+        if let Some(r) = &mut self.resend_request {
+            r.until = r.until.max(seq);
+        }
     }
 
     fn queue(&mut self, seq: u64, entry: Queued) {
@@ -768,10 +792,10 @@ impl Session {
             }
         }
         if self
-            .resend_outstanding_until
-            .is_some_and(|until| self.state.next_inbound_seq > until)
+            .resend_request
+            .is_some_and(|r| self.state.next_inbound_seq > r.until)
         {
-            self.resend_outstanding_until = None;
+            self.resend_request = None;
         }
     }
 

@@ -1118,3 +1118,22 @@ fn message_lost_mid_session_is_recovered_by_resend_request() {
         pair.exchange.state().next_outbound_seq
     );
 }
+
+#[test]
+fn resend_request_is_repeated_only_after_a_heartbeat_interval_without_progress() {
+    let (mut s, _) = logged_on_acceptor();
+    let out = feed(&mut s, &raw_to_exchange("0", 4, &[], &[], t0()));
+    assert_eq!(sent_types(&out), vec!["2"]);
+    let out = feed(&mut s, &raw_to_exchange("0", 5, &[], &[], t0()));
+    assert!(out.sent.is_empty());
+    let later = t0().plus_nanos(21 * SECOND);
+    s.handle_bytes(later, &raw_to_exchange("0", 6, &[], &[], later));
+    let mut out = Outputs::default();
+    collect(&mut s, &mut out);
+    assert_eq!(
+        sent_types(&out),
+        vec!["2"],
+        "the first request or its answer was lost"
+    );
+    assert_eq!(out.sent[0].message.get(7), Some("2"));
+}
