@@ -1,0 +1,10 @@
+//! Market-data input from the core: engine events in commit order, with their time.
+
+use twinsite_core::Timestamp;
+use twinsite_engine::Event;
+
+/// What the core hands the market-data feed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedInput {
+    Events { events: Vec<Event>, now: Timestamp },
+}
