@@ -637,3 +637,22 @@ fn swarm_random_faults_lose_and_duplicate_nothing() {
         eprintln!("seed {seed}: orders {orders} reports {reports} logons {logons} dup-dropped {} seq {:?}", w.client.state().duplicates_dropped, (d.in_next, d.out_next));
     }
 }
+
+#[test]
+fn client_follows_an_emergency_sequence_reset() {
+    let mut w = World::new(new_server(fresh_durable()), |_| {});
+    w.start();
+    w.servers[0].1.send_sequence_reset(&comp(), 50, w.now);
+    w.servers[0]
+        .1
+        .send_business(&comp(), report("E1"), w.now)
+        .unwrap();
+    w.settle();
+    assert_eq!(
+        w.client_received.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [50]
+    );
+    assert_eq!(w.client.state().in_next, 51);
+    w.run_until(at(100));
+    assert!(w.client.is_logged_on());
+}

@@ -516,6 +516,51 @@ impl OcgServer {
         }
     }
 
+    /// Service shutdown: every live session is logged out (reference §1.7).
+    pub fn shutdown(&mut self, now: Timestamp) {
+        let live: Vec<CompId> = self
+            .participants
+            .values()
+            .filter(|p| p.live.is_some())
+            .map(|p| p.config.comp_id)
+            .collect();
+        for comp in live {
+            self.logout(&comp, "service shutdown", now);
+        }
+    }
+
+    /// Emergency Sequence Reset in Reset mode (OCG-C only, reference §1.8): the participant's
+    /// next expected number becomes `new_out_next`, which must move forward.
+    pub fn send_sequence_reset(&mut self, comp_id: &CompId, new_out_next: u32, now: Timestamp) {
+        self.tick(now);
+        let Some(part) = self.participants.get_mut(comp_id) else {
+            return;
+        };
+        let d = &mut part.durable;
+        assert!(
+            new_out_next > d.out_next,
+            "Condition failed: a sequence reset moves forward"
+        );
+        let seq = d.out_next;
+        let reset = Message::SequenceReset(SequenceReset {
+            gap_fill: Some(GapFill::Reset),
+            new_sequence_number: new_out_next,
+        });
+        let bytes = encode_or_panic(seq, &self.config.exchange_comp_id, &reset);
+        d.out_next = new_out_next;
+        d.outbound.push_evicted_through(new_out_next - 1);
+        if let Some(id) = part.live {
+            if let Some(conn) = self.connections.get_mut(&id) {
+                conn.live_cursor = new_out_next;
+                self.actions.push_back(ServerAction::Send {
+                    connection: id,
+                    bytes,
+                });
+                mark_sent(conn, true, now);
+            }
+        }
+    }
+
     /// An OCG-C outage (or the switch to the other site): every connection is dropped without
     /// Logout, no Cancel on Disconnect starts, and messages generated until each participant's
     /// next logon carry PossResend = 1.
@@ -721,12 +766,21 @@ impl OcgServer {
     ) {
         let part = self.participants.get_mut(&comp).expect("registered");
         match part.throttle.admit(now) {
-            Ok(()) => self.actions.push_back(ServerAction::Deliver {
-                comp_id: comp,
-                seq: header.seq,
-                poss_resend: header.poss_resend,
-                message: msg,
-            }),
+            Ok(()) => {
+                if let Message::ThrottleEntitlementRequest(req) = &msg {
+                    // The session layer owns the throttle, so it answers this itself.
+                    let units = part.config.throttle_units;
+                    let response = throttle_entitlement(req, units, &self.config.throttle);
+                    self.send_stored(id, comp, response, now);
+                    return;
+                }
+                self.actions.push_back(ServerAction::Deliver {
+                    comp_id: comp,
+                    seq: header.seq,
+                    poss_resend: header.poss_resend,
+                    message: msg,
+                })
+            }
             Err(ms_left) => {
                 let bmr = BusinessMessageReject {
                     business_reject_code: BusinessRejectCode::ThrottleLimitExceeded,
@@ -1256,6 +1310,26 @@ fn reject_msg(code: MessageRejectCode, text: &str, header: &Header) -> Message {
         reference_field_name: None,
         reference_sequence_number: header.seq,
         cl_ord_id: None,
+    })
+}
+
+/// Throttle Entitlement Response for a Comp ID: one inbound-rate throttle, reject on excess.
+fn throttle_entitlement(
+    req: &ThrottleEntitlementRequest,
+    units: u32,
+    t: &ThrottleConfig,
+) -> Message {
+    let seconds = (t.window_ns / NANOS_PER_SEC).max(1);
+    Message::ThrottleEntitlementResponse(ThrottleEntitlementResponse {
+        user_request_id: Some(req.user_request_id.clone()),
+        username: Some(req.username.clone()),
+        throttles: Some(crate::wire::Group(vec![ThrottleEntry {
+            throttle_action: Some(2),
+            throttle_type: Some(0),
+            throttle_no_messages: Some(units.saturating_mul(t.msgs_per_unit)),
+            throttle_time_interval: Some(u16::try_from(seconds).unwrap_or(u16::MAX)),
+            throttle_time_unit: Some(0),
+        }])),
     })
 }
 

@@ -889,3 +889,55 @@ fn exchange_logout_waits_for_the_reply_then_closes() {
         "an exchange logout never cancels orders"
     );
 }
+
+#[test]
+fn throttle_entitlement_request_is_answered_by_the_session() {
+    let mut s = server();
+    logon(&mut s, C1, 1, 1, T0);
+    let req = ThrottleEntitlementRequest {
+        user_request_id: FixedStr::new("R1"),
+        user_request_type: 5,
+        username: FixedStr::new("CO1"),
+    };
+    s.handle_bytes(C1, &frame(2, req), T0);
+    let seen = drain(&mut s);
+    assert!(seen.delivered.is_empty());
+    let Message::ThrottleEntitlementResponse(r) = &seen.frames[0].2 else {
+        panic!()
+    };
+    let entry = &r.throttles.as_ref().unwrap().0[0];
+    assert_eq!(entry.throttle_no_messages, Some(8), "4 units of 2 messages");
+    assert_eq!(
+        (entry.throttle_time_interval, entry.throttle_time_unit),
+        (Some(1), Some(0))
+    );
+}
+
+#[test]
+fn shutdown_logs_out_every_live_session() {
+    let mut s = server();
+    logon(&mut s, C1, 1, 1, T0);
+    s.shutdown(secs(1));
+    let seen = drain(&mut s);
+    assert_eq!(
+        status_of(&seen.frames[0].2),
+        Some(SessionStatus::LogoutComplete)
+    );
+}
+
+#[test]
+fn emergency_sequence_reset_moves_the_outbound_number() {
+    let mut s = server();
+    logon(&mut s, C1, 1, 1, T0);
+    s.send_sequence_reset(&comp(), 100, secs(1));
+    s.send_business(&comp(), report("E1"), secs(1)).unwrap();
+    let seen = drain(&mut s);
+    let Message::SequenceReset(r) = &seen.frames[0].2 else {
+        panic!()
+    };
+    assert_eq!(
+        (seen.frames[0].1.seq, r.gap_fill, r.new_sequence_number),
+        (2, Some(GapFill::Reset), 100)
+    );
+    assert_eq!(seen.frames[1].1.seq, 100);
+}

@@ -51,6 +51,11 @@ impl OutboundLog {
         }
     }
 
+    /// Numbers up to `seq` will never be replayed (skipped by a Reset-mode Sequence Reset).
+    pub fn push_evicted_through(&mut self, seq: u32) {
+        self.evicted_through = self.evicted_through.max(seq);
+    }
+
     pub fn get(&self, seq: u32) -> Option<&StoredMessage> {
         self.first_at_or_after(seq).filter(|m| m.seq == seq)
     }
