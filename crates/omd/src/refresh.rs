@@ -33,6 +33,7 @@ pub struct RefreshService {
     publisher: ChannelPublisher,
     cycle_interval_ns: u64,
     next_cycle: Timestamp,
+    inconsistent_messages: u64,
 }
 
 impl RefreshService {
@@ -43,6 +44,7 @@ impl RefreshService {
             publisher: ChannelPublisher::new(config.publisher, now),
             cycle_interval_ns: config.cycle_interval_ns,
             next_cycle: now.plus_nanos(config.cycle_interval_ns),
+            inconsistent_messages: 0,
         }
     }
 
@@ -66,6 +68,11 @@ impl RefreshService {
     /// restarts. A new business day starts with a new `RefreshService`.
     pub fn realtime_sequence_reset(&mut self) {
         self.realtime_last_seq = 0;
+    }
+
+    /// Real-time messages the image could not apply (should stay 0).
+    pub fn inconsistent_messages(&self) -> u64 {
+        self.inconsistent_messages
     }
 
     /// The image snapshots are taken from.

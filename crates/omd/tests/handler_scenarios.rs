@@ -245,3 +245,34 @@ fn the_other_lines_copy_of_a_sequence_reset_is_ignored() {
     assert_eq!(b.expected(), 5);
     assert!(b.handler.channel(CHANNEL).unwrap().is_live());
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes on every input of the feed handler never panic it.
+        #[test]
+        fn arbitrary_input_never_panics(
+            inputs in proptest::collection::vec((0u8..4, proptest::collection::vec(any::<u8>(), 0..200)), 1..40)
+        ) {
+            let mut handler = FeedHandler::new([HandlerConfig::new(CHANNEL)], RtsClientConfig::new("x"));
+            let mut now = Timestamp::from_secs(1_800_000_000);
+            handler.rts_connected(now);
+            for (kind, bytes) in inputs {
+                now = now.plus_nanos(30 * MS);
+                match kind {
+                    0 => handler.handle_realtime(CHANNEL, Line::A, &bytes, now),
+                    1 => handler.handle_refresh(CHANNEL, Line::B, &bytes, now),
+                    2 => handler.handle_dr(Line::A, &bytes, now),
+                    _ => handler.rts_data(&bytes, now),
+                }
+                handler.handle_timeout(now);
+                while handler.poll_event().is_some() {}
+                while handler.poll_rts_transmit().is_some() {}
+            }
+        }
+    }
+}
