@@ -17,6 +17,14 @@
 //! Owning Broker ID (OBO), 54 Sender Location = Broker Location ID, 3 Client ID = BCAN,
 //! 17 Contra Firm = Counterparty Broker ID; PartyIDSource `D` (proprietary).
 
+pub mod entitlement;
+pub mod quote;
+
+pub use entitlement::{
+    PartyEntitlementsReport, PartyEntitlementsRequest, UserRequest, UserResponse,
+};
+pub use quote::{Quote, QuoteCancel, QuoteStatusReport};
+
 use twinsite_core::{
     BrokerId, ClOrdId, MarketSegment, OrderId, Price, Qty, SecurityCode, Side, Timestamp,
 };
@@ -79,6 +87,71 @@ impl MappingError {
                 text: Some(text.clone()),
             }),
         }
+    }
+}
+
+impl MappingError {
+    /// Send the prescribed answer for the received message `ref_seq_num` on `session`: a
+    /// session Reject or a BusinessMessageReject.
+    pub fn answer(
+        &self,
+        session: &mut crate::session::Session,
+        now: Timestamp,
+        ref_seq_num: u64,
+        ref_msg_type: &str,
+    ) {
+        match self {
+            MappingError::Reject(v) => session.reject(now, ref_seq_num, ref_msg_type, v),
+            MappingError::BusinessReject { .. } => {
+                if let Some(bmr) = self.business_reject(ref_seq_num, ref_msg_type) {
+                    // Built from the dictionary's own fields; it cannot fail validation.
+                    let _ = session.send(now, bmr.to_message());
+                }
+            }
+        }
+    }
+}
+
+/// A message a participant may send to the exchange, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ParticipantMessage {
+    NewOrderSingle(NewOrderSingle),
+    OrderCancelRequest(OrderCancelRequest),
+    OrderCancelReplaceRequest(OrderCancelReplaceRequest),
+    OrderMassCancelRequest(OrderMassCancelRequest),
+    Quote(Quote),
+    QuoteCancel(QuoteCancel),
+    UserRequest(UserRequest),
+    PartyEntitlementsRequest(PartyEntitlementsRequest),
+}
+
+impl ParticipantMessage {
+    /// Parse a delivered message; exchange-to-participant types (ExecutionReport, ...) answer
+    /// BusinessRejectReason 3 "unsupported message type".
+    pub fn parse(m: &Message) -> Result<ParticipantMessage, MappingError> {
+        Ok(match m.msg_type.as_str() {
+            "D" => ParticipantMessage::NewOrderSingle(NewOrderSingle::from_message(m)?),
+            "F" => ParticipantMessage::OrderCancelRequest(OrderCancelRequest::from_message(m)?),
+            "G" => ParticipantMessage::OrderCancelReplaceRequest(
+                OrderCancelReplaceRequest::from_message(m)?,
+            ),
+            "q" => {
+                ParticipantMessage::OrderMassCancelRequest(OrderMassCancelRequest::from_message(m)?)
+            }
+            "S" => ParticipantMessage::Quote(Quote::from_message(m)?),
+            "Z" => ParticipantMessage::QuoteCancel(QuoteCancel::from_message(m)?),
+            "BE" => ParticipantMessage::UserRequest(UserRequest::from_message(m)?),
+            "CU" => ParticipantMessage::PartyEntitlementsRequest(
+                PartyEntitlementsRequest::from_message(m)?,
+            ),
+            other => {
+                return Err(MappingError::BusinessReject {
+                    reason: business_reject_reason::UNSUPPORTED_MESSAGE_TYPE,
+                    ref_tag_id: Some(35),
+                    text: format!("MsgType {other} is not accepted from participants"),
+                })
+            }
+        })
     }
 }
 
@@ -1249,6 +1322,29 @@ mod tests {
             business_reject_reason::CONDITIONALLY_REQUIRED_FIELD_MISSING
         );
         assert_eq!(bmr.ref_seq_num, Some(7));
+    }
+
+    #[test]
+    fn participant_messages_parse_and_exchange_types_are_refused() {
+        let m = full_order().to_message();
+        assert!(matches!(
+            ParticipantMessage::parse(&m),
+            Ok(ParticipantMessage::NewOrderSingle(_))
+        ));
+        let er = ExecutionReport::new(
+            OrderId(1),
+            "X",
+            ExecType::New,
+            OrdStatus::New,
+            SecurityCode(5),
+            OrderSide::Buy,
+            Qty(0),
+            Qty(1),
+        );
+        assert_eq!(
+            reject_reason(ParticipantMessage::parse(&er.to_message()).unwrap_err()),
+            ("bmr 3".to_string(), Some(35))
+        );
     }
 
     proptest! {

@@ -834,22 +834,38 @@ pub fn group_entries<'a>(msg_type: &str, body: &'a [Field], count_tag: u32) -> V
         return Vec::new();
     };
     let members = message_members(def);
-    let Some(gdef) = find_group(&members, count_tag) else {
+    match find_group(&members, count_tag) {
+        Some(gdef) => entries_from(body, gdef),
+        None => Vec::new(),
+    }
+}
+
+/// Entries of a group nested inside one entry of an outer group (for example NoEntitlements
+/// inside NoPartyEntitlements): `entry` is a slice [`group_entries`] returned.
+pub fn nested_group_entries(entry: &[Field], count_tag: u32) -> Vec<&[Field]> {
+    let gdef = MESSAGES
+        .iter()
+        .find_map(|m| find_group(&message_members(m), count_tag));
+    match gdef {
+        Some(gdef) => entries_from(entry, gdef),
+        None => Vec::new(),
+    }
+}
+
+fn entries_from<'a>(fields: &'a [Field], gdef: &'static GroupDef) -> Vec<&'a [Field]> {
+    let Some(start) = fields.iter().position(|f| f.tag == gdef.count_tag) else {
         return Vec::new();
     };
-    let Some(start) = body.iter().position(|f| f.tag == count_tag) else {
-        return Vec::new();
-    };
-    let count: usize = body[start].value.parse().unwrap_or(0);
+    let count: usize = fields[start].value.parse().unwrap_or(0);
     let mut entries = Vec::with_capacity(count.min(64));
     let mut pos = start + 1;
     for _ in 0..count {
         let begin = pos;
-        if body.get(pos).map(|f| f.tag) != Some(gdef.members[0].tag()) {
+        if fields.get(pos).map(|f| f.tag) != Some(gdef.members[0].tag()) {
             break;
         }
-        skip_entry(gdef.members, body, &mut pos);
-        entries.push(&body[begin..pos]);
+        skip_entry(gdef.members, fields, &mut pos);
+        entries.push(&fields[begin..pos]);
     }
     entries
 }

@@ -1137,3 +1137,35 @@ fn resend_request_is_repeated_only_after_a_heartbeat_interval_without_progress()
     );
     assert_eq!(out.sent[0].message.get(7), Some("2"));
 }
+
+#[test]
+fn gateway_answers_mapping_errors_with_reject_or_business_reject() {
+    use crate::app::ParticipantMessage;
+    let (mut s, _) = logged_on_acceptor();
+    let mut too_precise = order_body();
+    too_precise[6] = (44, "38.5501");
+    let mut market_with_price = order_body();
+    market_with_price[5] = (40, "1");
+    let mut expected = Vec::new();
+    for (seq, body) in [(2u64, too_precise), (3, market_with_price)] {
+        let out = feed(&mut s, &raw_to_exchange("D", seq, &[], &body, t0()));
+        let inbound = &out.delivered[0];
+        let error = ParticipantMessage::parse(&inbound.message).unwrap_err();
+        error.answer(&mut s, t0(), inbound.seq, &inbound.message.msg_type);
+        let mut answered = Outputs::default();
+        collect(&mut s, &mut answered);
+        let m = &answered.sent[0].message;
+        expected.push((
+            m.msg_type.clone(),
+            m.get(373).or(m.get(380)).map(str::to_string),
+        ));
+        assert_eq!(m.get(45), Some(seq.to_string().as_str()));
+    }
+    assert_eq!(
+        expected,
+        vec![
+            ("3".to_string(), Some("5".to_string())),
+            ("j".to_string(), Some("5".to_string()))
+        ]
+    );
+}
