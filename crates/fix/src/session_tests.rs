@@ -1169,3 +1169,28 @@ fn gateway_answers_mapping_errors_with_reject_or_business_reject() {
         ]
     );
 }
+
+#[test]
+fn logon_with_seq_above_expected_waits_for_the_participant_replay() {
+    let mut s = acceptor(SessionState::new(EXCHANGE, BROKER), t0());
+    let out = feed(&mut s, &raw_to_exchange("A", 3, &[], LOGON_BODY, t0()));
+    assert_eq!(sent_types(&out), vec!["A"]);
+    assert_eq!(out.sent[0].message.get(789), Some("1"));
+    assert_eq!(s.state().next_inbound_seq, 1, "1 and 2 were never received");
+    // No ResendRequest: the reply's 789=1 tells the participant to replay 1..=3.
+    let orig = format_utc_timestamp(t0(), TimePrecision::Millis);
+    let dup = [(43, "Y"), (122, orig.as_str())];
+    let mut replay = raw_to_exchange("D", 1, &dup, &order_body(), t0());
+    replay.extend(raw_to_exchange("D", 2, &dup, &order_body(), t0()));
+    replay.extend(raw_to_exchange(
+        "4",
+        3,
+        &dup,
+        &[(123, "Y"), (36, "4")],
+        t0(),
+    ));
+    let out = feed(&mut s, &replay);
+    assert_eq!(out.delivered.len(), 2);
+    assert!(out.sent.is_empty());
+    assert_eq!(s.state().next_inbound_seq, 4);
+}
