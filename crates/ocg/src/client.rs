@@ -19,7 +19,7 @@ use twinsite_core::{CompId, Timestamp};
 
 use crate::enums::*;
 use crate::error::EncodeError;
-use crate::frame::{self, FrameDecoder, RawFrame};
+use crate::frame::{self, FrameDecoder, Header, RawFrame};
 use crate::messages::*;
 use crate::password::{self, Padding};
 use crate::session::{
@@ -746,5 +746,3 @@ impl OcgClient {
         self.actions.push_back(ClientAction::Send(bytes));
     }
 }
-
-use crate::frame::Header;

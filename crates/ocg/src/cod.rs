@@ -51,11 +51,6 @@ impl CancelOnDisconnect {
     pub fn on_logon(&mut self) {
         self.deadline = None;
     }
-    /// An exchange outage cancels a pending timer too: the session is gone for the exchange's
-    /// own reasons and the reference forbids a cancel caused by it.
-    pub fn on_exchange_outage(&mut self) {
-        self.deadline = None;
-    }
     /// True once, when the delay has expired.
     pub fn poll(&mut self, now: Timestamp) -> bool {
         match self.deadline {

@@ -21,7 +21,7 @@ use twinsite_core::{CompId, Timestamp};
 use crate::cod::{CancelOnDisconnect, DownCause};
 use crate::enums::*;
 use crate::error::{DecodeError, EncodeError};
-use crate::frame::{self, FrameDecoder, RawFrame};
+use crate::frame::{self, FrameDecoder, Header, RawFrame};
 use crate::messages::*;
 use crate::password::{self, Credentials};
 use crate::session::{
@@ -138,11 +138,11 @@ impl DurableSession {
         self.outbound.mark_poss_resend(from_seq);
     }
 
-    /// Record an exchange-side outage (site failover): no Cancel on Disconnect, and messages
-    /// produced until the next logon carry PossResend = 1.
+    /// Record an exchange-side outage (site failover): messages produced until the next logon
+    /// carry PossResend = 1. The outage itself starts no Cancel on Disconnect; a timer already
+    /// started by an earlier client-side drop keeps running (its trigger was the client).
     pub fn begin_exchange_outage(&mut self) {
         self.poss_resend_pending = true;
-        self.cancel_on_disconnect.on_exchange_outage();
     }
 
     /// The manual "initialise sequence" agreed with the participant after a catastrophe
@@ -1349,5 +1349,3 @@ fn client_reference(msg: &Message) -> Option<Id21> {
         _ => None,
     }
 }
-
-use crate::frame::Header;
