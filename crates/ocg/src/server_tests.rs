@@ -941,3 +941,38 @@ fn emergency_sequence_reset_moves_the_outbound_number() {
     );
     assert_eq!(seen.frames[1].1.seq, 100);
 }
+
+#[test]
+fn cancel_on_disconnect_started_by_a_client_drop_survives_an_outage() {
+    let mut s = server();
+    logon(&mut s, C1, 1, 1, T0);
+    s.handle_closed(C1, secs(1));
+    s.exchange_outage(secs(2));
+    drain(&mut s);
+    s.handle_timeout(secs(31));
+    assert_eq!(
+        drain(&mut s).other,
+        [ServerAction::CancelOnDisconnect { comp_id: comp() }]
+    );
+}
+
+#[test]
+fn a_frame_under_another_comp_id_gets_reject_code_9() {
+    let mut s = server();
+    logon(&mut s, C1, 1, 1, T0);
+    let other = encode(
+        2,
+        false,
+        false,
+        &FixedStr::new("CO2"),
+        &new_order("1").into(),
+    )
+    .unwrap();
+    s.handle_bytes(C1, &other, T0);
+    let seen = drain(&mut s);
+    assert!(seen.delivered.is_empty());
+    let Message::Reject(r) = &seen.frames[0].2 else {
+        panic!()
+    };
+    assert_eq!(r.message_reject_code, MessageRejectCode::CompIdProblem);
+}
