@@ -185,7 +185,10 @@ macro_rules! char_enum {
             pub fn from_code(code: &str) -> Result<$name, MappingError> {
                 match code {
                     $($code => Ok($name::$variant),)*
-                    _ => Err(MappingError::value($tag, format!("{} {code:?} is not supported", stringify!($name)))),
+                    _ => Err(MappingError::value(
+                        $tag,
+                        format!("{} {code:?} is not supported", stringify!($name)),
+                    )),
                 }
             }
         }
@@ -1360,9 +1363,15 @@ mod tests {
             nanos in 0u64..4_000_000_000_000_000_000,
         ) {
             let sides = [OrderSide::Buy, OrderSide::Sell, OrderSide::SellShort];
-            let tifs = [TimeInForce::Day, TimeInForce::ImmediateOrCancel, TimeInForce::FillOrKill, TimeInForce::AtCrossing];
+            let tifs = [
+                TimeInForce::Day,
+                TimeInForce::ImmediateOrCancel,
+                TimeInForce::FillOrKill,
+                TimeInForce::AtCrossing,
+            ];
             let time = Timestamp(nanos / 1_000 * 1_000);
-            let mut terms = OrderTerms::limit(SecurityCode(security), sides[side], Price(price), Qty(qty), time);
+            let mut terms = OrderTerms::limit(
+                SecurityCode(security), sides[side], Price(price), Qty(qty), time);
             terms.time_in_force = tifs[tif];
             let order = NewOrderSingle { cl_ord_id: ClOrdId::new(&cl).unwrap(), terms };
             let m = order.to_message();
@@ -1377,7 +1386,9 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_field_values_never_panic(values in proptest::collection::vec((0usize..12, "\\PC{0,12}"), 0..12)) {
+        fn arbitrary_field_values_never_panic(
+            values in proptest::collection::vec((0usize..12, "\\PC{0,12}"), 0..12),
+        ) {
             let tags = [11, 37, 38, 40, 41, 44, 48, 54, 59, 60, 453, 530];
             let mut m = full_order().to_message();
             for (i, v) in &values {

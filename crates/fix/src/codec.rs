@@ -510,7 +510,8 @@ mod tests {
         fn encode_then_split_and_tokenize_round_trips(values in proptest::collection::vec(
             (1u32..6000, "[ -~&&[^=]]{1,12}"), 0..20)) {
             let fields: Vec<Field> = std::iter::once(Field::new(35, "D"))
-                .chain(values.iter().filter(|(t, _)| !matches!(t, 8 | 9 | 10 | 95 | 354 | 1401 | 1403))
+                .chain(values.iter()
+                    .filter(|(t, _)| !matches!(t, 8 | 9 | 10 | 95 | 354 | 1401 | 1403))
                     .map(|(t, v)| Field::new(*t, v.as_str())))
                 .collect();
             let bytes = encode(BEGIN_STRING, &fields);

@@ -595,7 +595,7 @@ impl Session {
 
     /// Header checks for a live session, then sequencing, then dispatch.
     fn on_established_frame(&mut self, now: Timestamp, r: Received, seq: u64) {
-        if !self.header_ok(now, &r, seq) {
+        if !self.header_ok(now, now, &r, seq) {
             self.drain_queue(now);
             return;
         }
@@ -622,8 +622,15 @@ impl Session {
         self.drain_queue(now);
     }
 
-    /// CompIDs, SendingTime, PossDup/OrigSendingTime. Returns false if the message was consumed.
-    fn header_ok(&mut self, now: Timestamp, r: &Received, seq: u64) -> bool {
+    /// CompIDs, SendingTime (against `received_at`), PossDup/OrigSendingTime. Returns false if
+    /// the message was consumed (rejected, or the session ended).
+    fn header_ok(
+        &mut self,
+        now: Timestamp,
+        received_at: Timestamp,
+        r: &Received,
+        seq: u64,
+    ) -> bool {
         let h = &r.header;
         let in_sequence = seq == self.state.next_inbound_seq;
         let comp_tag = if h.sender_comp_id.as_deref() != Some(&self.config.remote_comp_id) {
@@ -658,7 +665,7 @@ impl Session {
                 "SendingTime (52) malformed",
             )),
             Some(t)
-                if t.0.abs_diff(now.0)
+                if t.0.abs_diff(received_at.0)
                     > self.config.sending_time_tolerance_secs * NANOS_PER_SEC =>
             {
                 let v = Violation::new(
@@ -783,9 +790,9 @@ impl Session {
                 None => break,
                 Some(Queued::Handled) => self.state.next_inbound_seq += 1,
                 Some(Queued::Pending(r, arrived)) => {
-                    // Header checks use the arrival time: a gap that takes long to fill must
+                    // SendingTime is judged at arrival: a gap that takes long to fill must
                     // not turn a message that was on time into a SendingTime violation.
-                    if self.header_ok(arrived, &r, expected) {
+                    if self.header_ok(now, arrived, &r, expected) {
                         self.process_in_sequence(now, *r, expected);
                     }
                 }

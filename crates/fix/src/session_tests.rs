@@ -987,9 +987,10 @@ proptest! {
                 proptest::collection::vec(any::<u8>(), 0..80),
                 (0u32..8, 1u64..8, any::<bool>()).prop_map(|(kind, seq, dup)| {
                     let orig = format_utc_timestamp(t0(), TimePrecision::Millis);
-                    let header: Vec<(u32, &str)> = if dup { vec![(43, "Y"), (122, "")] } else { vec![] };
-                    let mut fields = raw_fields(
-                        ["0", "1", "2", "4", "5", "D", "A", "AE"][kind as usize], seq, &header, &[], t0());
+                    let header: Vec<(u32, &str)> =
+                        if dup { vec![(43, "Y"), (122, "")] } else { vec![] };
+                    let msg_type = ["0", "1", "2", "4", "5", "D", "A", "AE"][kind as usize];
+                    let mut fields = raw_fields(msg_type, seq, &header, &[], t0());
                     for f in fields.iter_mut() {
                         if f.tag == 122 { f.value = orig.clone(); }
                     }

@@ -149,9 +149,11 @@ mod tests {
         #[test]
         fn format_parse_round_trip(ns in 0u64..4_000_000_000_000_000_000) {
             let t = Timestamp(ns);
-            prop_assert_eq!(parse_utc_timestamp(&format_utc_timestamp(t, TimePrecision::Nanos)), Some(t));
+            let nanos = format_utc_timestamp(t, TimePrecision::Nanos);
+            prop_assert_eq!(parse_utc_timestamp(&nanos), Some(t));
             let ms = Timestamp(ns / 1_000_000 * 1_000_000);
-            prop_assert_eq!(parse_utc_timestamp(&format_utc_timestamp(t, TimePrecision::Millis)), Some(ms));
+            let millis = format_utc_timestamp(t, TimePrecision::Millis);
+            prop_assert_eq!(parse_utc_timestamp(&millis), Some(ms));
         }
         #[test]
         fn arbitrary_strings_never_panic(s in "\\PC{0,30}") {
