@@ -35,6 +35,7 @@ struct Sim {
     broker: Peer,
     connection_lost: bool,
     ids: u64,
+    on_backup_site: bool,
 }
 
 fn new_exchange(state: SessionState, now: Timestamp) -> Session {
@@ -79,6 +80,7 @@ impl Sim {
             broker: peer(new_broker(SessionState::new(BROKER, EXCHANGE), now)),
             connection_lost: false,
             ids: 0,
+            on_backup_site: false,
         };
         sim.pump();
         sim
@@ -213,6 +215,15 @@ impl Sim {
         self.now = self.now.plus_nanos(10 * SECOND);
         let placeholder = new_exchange(SessionState::new(EXCHANGE, BROKER), self.now);
         let state = std::mem::replace(&mut self.exchange.session, placeholder).into_state();
+        // Every other reconnect lands on the "backup site": the state crosses a serialisation
+        // boundary, as replication would carry it.
+        self.on_backup_site = !self.on_backup_site;
+        let state = if self.on_backup_site {
+            let json = serde_json::to_vec(&state).expect("state serialises");
+            serde_json::from_slice(&json).expect("state deserialises")
+        } else {
+            state
+        };
         self.exchange.session = new_exchange(state, self.now);
         let placeholder = new_broker(SessionState::new(BROKER, EXCHANGE), self.now);
         let state = std::mem::replace(&mut self.broker.session, placeholder).into_state();
@@ -236,7 +247,15 @@ impl Sim {
                 let to_exchange = rng.gen_bool(0.5);
                 self.deliver_corrupting(rng, to_exchange, count, 0.05);
             }
-            80..=91 => {
+            80..=81 => {
+                let now = self.now;
+                if rng.gen_bool(0.5) {
+                    self.exchange.session.logout(now, "end of day drill");
+                } else {
+                    self.broker.session.logout(now, "");
+                }
+            }
+            82..=91 => {
                 // TCP delivers in milliseconds: whatever is in flight arrives before seconds
                 // pass (otherwise SendingTime checks would rightly reject stale messages).
                 while !self.exchange.inbox.is_empty() || !self.broker.inbox.is_empty() {
