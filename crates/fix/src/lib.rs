@@ -12,7 +12,10 @@
 //!   initiator), with its durable state ([`session::SessionState`]) kept apart from the
 //!   connection so it can be replicated.
 //! * [`password`]: the RSA encrypted-password scheme shared with the binary protocol.
-//! * [`app`]: typed application messages (orders, cancels, execution reports, rejects).
+//! * [`app`]: typed application messages (orders, cancels, quotes, execution reports, rejects,
+//!   entitlements) and [`ParticipantMessage::parse`] for inbound dispatch.
+//!
+//! `docs/fix.md` describes the choices and defaults and shows how a gateway drives a session.
 
 pub mod app;
 pub mod codec;
@@ -22,9 +25,13 @@ pub mod password;
 pub mod session;
 pub mod time;
 
+pub use app::{MappingError, ParticipantMessage};
 pub use codec::{FrameError, FrameSplitter};
 pub use message::{Field, Message, SessionRejectReason, Violation};
-pub use session::{Action, DisconnectReason, Inbound, Session, SessionConfig, SessionState};
+pub use password::{LogonCredentials, LogonDecision, LogonVerifier, RsaLogonVerifier};
+pub use session::{
+    identify_logon, Action, DisconnectReason, Inbound, Session, SessionConfig, SessionState,
+};
 
 #[cfg(test)]
 mod session_sim_tests;
