@@ -963,6 +963,29 @@ mod tests {
     }
 
     #[test]
+    fn each_product_carries_its_own_message_types() {
+        use Product::*;
+        assert!(SecuritiesFullTick.carries(30) && !SecuritiesFullTick.carries(53));
+        assert!(!SecuritiesFullTick.carries(52) && !SecuritiesFullTick.carries(60));
+        assert!(SecuritiesPremium.carries(50) && SecuritiesPremium.carries(53));
+        assert!(!SecuritiesPremium.carries(30) && !SecuritiesPremium.carries(52));
+        assert!(SecuritiesStandard.carries(52) && SecuritiesStandard.carries(54));
+        assert!(!SecuritiesStandard.carries(50) && !SecuritiesStandard.carries(30));
+        assert!(Combined.carries(33) && Combined.carries(80) && !Combined.carries(999));
+        let mut ft = ProductBuilder::new(SecuritiesFullTick);
+        let mut out = Vec::new();
+        ft.on_event(&add(1, Side::Buy, 10_000, 100, 1), &mut out)
+            .unwrap();
+        ft.end_batch(&mut out);
+        let types: Vec<u16> = out.iter().map(Message::msg_type).collect();
+        assert_eq!(
+            types,
+            vec![30],
+            "no aggregate book or broker queue on FullTick"
+        );
+    }
+
+    #[test]
     fn spread_table_part_a() {
         assert_eq!(tick_up(250), 5);
         assert_eq!(tick_down(250), 1);

@@ -118,3 +118,40 @@ impl RefreshService {
         self.publisher.poll_transmit()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{AddOrder, Trade};
+    use crate::packet::Packet;
+
+    #[test]
+    fn a_snapshot_ends_with_refresh_complete_and_carries_no_trades() {
+        let t = Timestamp::from_secs(1_000);
+        let mut service = RefreshService::new(RefreshConfig::new(121), t);
+        service.sequence_reset(t);
+        service.on_realtime(1, &AddOrder::default().into());
+        service.on_realtime(2, &Trade::default().into());
+        service.publish_snapshot(t);
+        let mut line_a = Vec::new();
+        while let Some(d) = service.poll_transmit() {
+            if d.line == crate::publisher::Line::A {
+                let packet = Packet::parse(&d.bytes).unwrap();
+                for (seq, raw) in packet.messages() {
+                    line_a.push((seq, Message::decode(raw).unwrap()));
+                }
+            }
+        }
+        let types: Vec<u16> = line_a.iter().map(|(_, m)| m.msg_type()).collect();
+        assert_eq!(
+            types,
+            vec![100, 30, 203],
+            "reset, the order, Refresh Complete; no trade"
+        );
+        assert_eq!(
+            line_a.last().unwrap().1,
+            Message::RefreshComplete(RefreshComplete { last_seq_num: 2 })
+        );
+        assert_eq!(line_a[1].0, 1, "refresh channels have their own numbering");
+    }
+}

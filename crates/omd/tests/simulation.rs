@@ -378,8 +378,9 @@ impl Sim {
 
     /// Site failover: the DR channel says DR in progress; the DR site takes over with the
     /// replicated market state (builder and refresh image), a new publisher that starts with
-    /// a Sequence Reset, a new RTS (empty store); then DR completed.
-    fn fail_over(&mut self, silence_ms: u64) {
+    /// a Sequence Reset (or, with `renumber` false, continuing the numbering), a new RTS
+    /// (empty store); then DR completed.
+    fn fail_over(&mut self, silence_ms: u64, renumber: bool) {
         self.dr.signal(DrStatus::InProgress, self.now);
         let resume = self.elapsed_ms() + silence_ms;
         while self.elapsed_ms() < resume {
@@ -392,10 +393,12 @@ impl Sim {
             }
             self.deliver();
         }
-        self.publisher = ChannelPublisher::new(PublisherConfig::new(CHANNEL), self.now);
-        self.publisher.sequence_reset(self.now);
-        self.refresh.realtime_sequence_reset();
-        self.refresh.sequence_reset(self.now);
+        if renumber {
+            self.publisher = ChannelPublisher::new(PublisherConfig::new(CHANNEL), self.now);
+            self.publisher.sequence_reset(self.now);
+            self.refresh.realtime_sequence_reset();
+            self.refresh.sequence_reset(self.now);
+        }
         self.rts.handle_closed(self.connection);
         self.handler.rts_closed(self.now);
         self.rts = RtsServer::new(self.rts_config.clone());
@@ -522,9 +525,10 @@ fn handler_rebuilds_the_publishers_view_under_loss_for_many_seeds() {
 
 #[test]
 fn site_failover_with_dr_signal_rebuilds_from_the_dr_site() {
-    // Mild loss on both lines (scenario 1 seeds) so recovery also runs around the failover.
+    // Mild loss on both lines (scenario 1 seeds) so recovery also runs around the failover;
+    // the DR site either restarts numbering with a Sequence Reset or continues it.
     let mut failures = Vec::new();
-    for seed in [1u64, 5, 9, 13] {
+    for (seed, renumber) in [(1u64, true), (5, true), (9, false), (13, false)] {
         let mut sim = Sim::new(seed);
         while sim.elapsed_ms() < 2_500 {
             sim.step(false);
@@ -532,7 +536,7 @@ fn site_failover_with_dr_signal_rebuilds_from_the_dr_site() {
         while sim.elapsed_ms() < 5_000 {
             sim.step(true);
         }
-        sim.fail_over(300);
+        sim.fail_over(300, renumber);
         while sim.elapsed_ms() < 8_000 {
             sim.step(true);
         }
@@ -555,7 +559,10 @@ fn site_failover_with_dr_signal_rebuilds_from_the_dr_site() {
             channel.image().compare(sim.refresh.image(), false)
         };
         if let Err(e) = outcome {
-            failures.push(format!("seed {seed}: {e}\n{}", sim.trace.join("\n")));
+            failures.push(format!(
+                "seed {seed} (renumber {renumber}): {e}\n{}",
+                sim.trace.join("\n")
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
