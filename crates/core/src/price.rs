@@ -74,6 +74,9 @@ impl Price {
     /// Parse a decimal string such as `"12.34"`; more than 3 decimals is rejected.
     pub fn parse(s: &str) -> Result<Price, PriceError> {
         let s = s.trim();
+        if !s.is_ascii() {
+            return Err(PriceError::OutOfRange(0));
+        }
         let (neg, s) = match s.strip_prefix('-') {
             Some(r) => (true, r),
             None => (false, s),
@@ -207,6 +210,10 @@ mod tests {
         fn arbitrary_decimal_never_panics(d in any::<i64>()) {
             let _ = Price::from_ocg_decimal(d);
             let _ = Qty::from_ocg_decimal(d);
+        }
+        #[test]
+        fn price_parse_never_panics(s in ".{0,24}") {
+            let _ = Price::parse(&s);
         }
         #[test]
         fn price_parse_display_roundtrip(p in -10_000_000_000i64..10_000_000_000) {
