@@ -1146,7 +1146,7 @@ fn seeded(seed: u64) -> impl FnMut() -> u64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(2048))]
 
     /// Every message type: struct -> bytes -> struct is the identity, the bytes re-encode to
     /// themselves, and MsgSize is the encoded length.

@@ -220,6 +220,28 @@ impl ChannelHandler {
         self.recovery == Recovery::Refreshing
     }
 
+    /// Invariants checked after every entry point (debug builds).
+    fn check_invariants(&self) {
+        if self.synced {
+            debug_assert!(
+                self.buffer.keys().all(|&seq| seq >= self.expected),
+                "Invariant: nothing below the expected sequence number stays buffered"
+            );
+        }
+        if self.synced && self.recovery == Recovery::None {
+            debug_assert!(
+                self.gap().is_none(),
+                "Invariant: no unhandled gap when live"
+            );
+        }
+        if !self.synced {
+            debug_assert!(
+                matches!(self.recovery, Recovery::Refreshing | Recovery::Suspended),
+                "Invariant: an unsynchronised channel is refreshing or suspended"
+            );
+        }
+    }
+
     fn event(&mut self, event: HandlerEvent) {
         if let HandlerEvent::Problem { .. } = event {
             self.stats.problems += 1;
@@ -234,6 +256,11 @@ impl ChannelHandler {
 
     /// A datagram from the real-time channel.
     pub fn handle_packet(&mut self, line: Line, bytes: &[u8], now: Timestamp) {
+        self.handle_packet_inner(line, bytes, now);
+        self.check_invariants();
+    }
+
+    fn handle_packet_inner(&mut self, line: Line, bytes: &[u8], now: Timestamp) {
         self.stats.packets += 1;
         let packet = match Packet::parse(bytes) {
             Ok(packet) => packet,
@@ -402,6 +429,11 @@ impl ChannelHandler {
 
     /// Timers: the wait for the other line.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.handle_timeout_inner(now);
+        self.check_invariants();
+    }
+
+    fn handle_timeout_inner(&mut self, now: Timestamp) {
         if self.recovery == Recovery::Refreshing {
             self.refresh_gap_timeout(now);
         }
@@ -453,12 +485,22 @@ impl ChannelHandler {
 
     /// A message from the retransmission service, with its original sequence number.
     pub fn handle_retransmitted(&mut self, seq_num: u32, raw: &[u8], now: Timestamp) {
+        self.handle_retransmitted_inner(seq_num, raw, now);
+        self.check_invariants();
+    }
+
+    fn handle_retransmitted_inner(&mut self, seq_num: u32, raw: &[u8], now: Timestamp) {
         self.accept(seq_num, raw);
         self.after_input(now);
     }
 
     /// The outstanding request is complete: continue, or ask for the rest of the gap.
     pub fn handle_retransmission_complete(&mut self, now: Timestamp) {
+        self.handle_retransmission_complete_inner(now);
+        self.check_invariants();
+    }
+
+    fn handle_retransmission_complete_inner(&mut self, now: Timestamp) {
         if let Recovery::Retransmitting { .. } = self.recovery {
             let channel = self.config.channel_id;
             self.event(HandlerEvent::RetransmissionComplete { channel });
@@ -483,6 +525,11 @@ impl ChannelHandler {
     /// arbitrated like real-time ones (per sequence number, both lines, reordering tolerated
     /// for `other_line_wait_ns`); a message that never arrives loses the current cycle.
     pub fn handle_refresh_packet(&mut self, line: Line, bytes: &[u8], now: Timestamp) {
+        self.handle_refresh_packet_inner(line, bytes, now);
+        self.check_invariants();
+    }
+
+    fn handle_refresh_packet_inner(&mut self, line: Line, bytes: &[u8], now: Timestamp) {
         if self.recovery != Recovery::Refreshing {
             return;
         }
