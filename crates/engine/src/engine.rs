@@ -5,6 +5,7 @@
 //! no unseeded randomness, and no hash-map iteration reaches events or the state hash.
 
 use crate::book::{Level, Order, Orders, SideBook, NIL};
+use crate::china::{CcConfig, CcSchedule, CcSnapshot, ChinaConnect, Ctx};
 use crate::hash::StableHasher;
 use crate::refdata::{Security, SpreadTable};
 use crate::schedule::Schedule;
@@ -36,6 +37,18 @@ pub struct EngineConfig {
     pub cas_close_at_reference: bool,
     /// Maximum order size in board lots.
     pub max_lots: u64,
+    /// China Connect timetable; empty: the China Connect phase follows the HK phase.
+    #[serde(default)]
+    pub cc_schedule: CcSchedule,
+    /// China Connect daily quota per link (SH, SZ), RMB.
+    #[serde(default = "cc_quota")]
+    pub cc_daily_quota: i64,
+    /// China Connect holdings: shares each broker may sell today (no day trading).
+    #[serde(default)]
+    pub cc_holdings: Vec<(BrokerId, SecurityCode, u64)>,
+}
+fn cc_quota() -> i64 {
+    limits::CC_DAILY_QUOTA_RMB as i64
 }
 
 impl Default for EngineConfig {
@@ -49,6 +62,9 @@ impl Default for EngineConfig {
             iep_tie_higher: true,
             cas_close_at_reference: true,
             max_lots: limits::MAX_ORDER_BOARD_LOTS,
+            cc_schedule: CcSchedule::manual(),
+            cc_daily_quota: cc_quota(),
+            cc_holdings: Vec::new(),
         }
     }
 }
@@ -195,6 +211,8 @@ pub struct Engine {
     next_sample: usize,
     random_counter: u64,
     commands: u64,
+    /// China Connect northbound securities, books, quota and timetable.
+    china: ChinaConnect,
 }
 
 fn splitmix(mut z: u64) -> u64 {
@@ -216,7 +234,17 @@ impl Engine {
     pub fn new(cfg: EngineConfig, securities: Vec<Security>) -> Engine {
         let mut sec_index = BTreeMap::new();
         let mut secs = Vec::with_capacity(securities.len());
-        let mut sorted = securities;
+        let (cc, mut sorted): (Vec<Security>, Vec<Security>) = securities
+            .into_iter()
+            .partition(|s| s.segment.is_china_connect());
+        let china = ChinaConnect::new(
+            CcConfig {
+                schedule: cfg.cc_schedule.clone(),
+                daily_quota: cfg.cc_daily_quota,
+                holdings: cfg.cc_holdings.clone(),
+            },
+            cc,
+        );
         sorted.sort_by_key(|s| s.code);
         sorted.dedup_by_key(|s| s.code);
         for s in sorted {
@@ -243,7 +271,23 @@ impl Engine {
             next_sample: 0,
             random_counter: 0,
             commands: 0,
+            china,
         }
+    }
+
+    /// The China Connect part and the shared counters it uses.
+    fn cc(&mut self) -> (&mut ChinaConnect, Ctx<'_>) {
+        let ctx = Ctx {
+            now: self.now,
+            next_order_id: &mut self.next_order_id,
+            next_exec_id: &mut self.next_exec_id,
+            next_report_id: &mut self.next_report_id,
+        };
+        (&mut self.china, ctx)
+    }
+    /// China Connect state (phase, books, quota, holdings).
+    pub fn china(&self) -> &ChinaConnect {
+        &self.china
     }
 
     fn sample_times(s: &Schedule) -> Vec<Timestamp> {
@@ -285,13 +329,13 @@ impl Engine {
 
     /// An order by id, as the gateway reports it.
     pub fn order(&self, id: OrderId) -> Option<OrderInfo> {
-        self.orders.find(id).map(|i| self.info(i))
+        (self.orders.find(id).map(|i| self.info(i))).or_else(|| self.china.order(id))
     }
 
     /// Resting orders of one side of a security in priority order (at-auction queue first).
     pub fn book_orders(&self, code: SecurityCode, side: Side) -> Vec<OrderInfo> {
         let Some(&si) = self.sec_index.get(&code) else {
-            return Vec::new();
+            return self.china.book_orders(code, side);
         };
         let b = self.secs[si as usize].book(side);
         let mut out: Vec<OrderInfo> = self
@@ -331,33 +375,81 @@ impl Engine {
     pub fn apply_into(&mut self, cmd: &Command, ts: Timestamp, out: &mut Vec<Event>) {
         self.commands += 1;
         self.advance(ts, out);
+        let (cc, mut ctx) = self.cc();
+        cc.advance(&mut ctx, out);
         match cmd {
+            Command::NewOrder(o) if self.china.has(o.security) => {
+                let (cc, mut ctx) = self.cc();
+                cc.new_order(o, &mut ctx, out)
+            }
+            Command::Amend(a) if self.china.has(a.security) => self.china.amend(a, out),
+            Command::Cancel(c) if self.china.has(c.security) => self.china.cancel(c, out),
+            Command::MassCancel(m) if self.cc_scope(m.scope) => {
+                let (cc, mut ctx) = self.cc();
+                cc.mass_cancel(m, &mut ctx, out)
+            }
+            Command::MassCancel(m) => {
+                self.mass_cancel(m, out);
+                // Scope All also covers the broker's China Connect orders, in the same report.
+                if let (
+                    MassCancelScope::All,
+                    Some(Event::MassCancelReport { rejected: None, .. }),
+                ) = (m.scope, out.last())
+                {
+                    let mut report = out.pop().expect("report");
+                    let n = self.china.cancel_for_broker(m, out);
+                    if let Event::MassCancelReport { cancelled, .. } = &mut report {
+                        *cancelled += n;
+                    }
+                    out.push(report);
+                }
+            }
             Command::NewOrder(o) => self.new_order(o, out),
             Command::Amend(a) => self.amend(a, out),
             Command::Cancel(c) => self.cancel(c, out),
-            Command::MassCancel(m) => self.mass_cancel(m, out),
             Command::CancelOnDisconnect { session } => {
                 let s = *session;
-                self.cancel_where(
-                    out,
-                    CancelReason::Restated(RESTATE_CANCEL_ON_DISCONNECT),
-                    None,
-                    |o| o.owner.session == s,
-                );
+                let r = CancelReason::Restated(RESTATE_CANCEL_ON_DISCONNECT);
+                self.cancel_where(out, r, None, |o| o.owner.session == s);
+                self.china
+                    .cancel_where(r, None, out, |o| o.owner.session == s);
             }
             Command::SuspendBroker { broker } => {
                 let b = *broker;
-                self.cancel_where(
-                    out,
-                    CancelReason::Restated(RESTATE_BROKER_SUSPENDED),
-                    None,
-                    |o| o.owner.broker == b,
-                );
+                let r = CancelReason::Restated(RESTATE_BROKER_SUSPENDED);
+                self.cancel_where(out, r, None, |o| o.owner.broker == b);
+                self.china
+                    .cancel_where(r, None, out, |o| o.owner.broker == b);
             }
             Command::Tick => {}
             Command::SetPhase(p) => self.enter_phase(*p, out),
-            Command::Halt { security } => self.set_halt(*security, true, out),
-            Command::Resume { security } => self.set_halt(*security, false, out),
+            Command::Halt { security } => self.halt_any(*security, true, out),
+            Command::Resume { security } => self.halt_any(*security, false, out),
+        }
+    }
+
+    fn cc_scope(&self, scope: MassCancelScope) -> bool {
+        match scope {
+            MassCancelScope::Security(c) => self.china.has(c),
+            MassCancelScope::Segment(g) => g.is_china_connect(),
+            MassCancelScope::All => false,
+        }
+    }
+
+    /// Halt / resume an HK or China Connect security, or everything (events in code order).
+    fn halt_any(&mut self, sec: Option<SecurityCode>, halted: bool, out: &mut Vec<Event>) {
+        match sec {
+            Some(c) if self.china.has(c) => self.china.set_halt(sec, halted, out),
+            Some(_) => self.set_halt(sec, halted, out),
+            None => {
+                let start = out.len();
+                self.set_halt(None, halted, out);
+                self.china.set_halt(None, halted, out);
+                out[start..].sort_by_key(|e| match e {
+                    Event::SecurityStatus { security, .. } => *security,
+                    _ => SecurityCode(0),
+                });
+            }
         }
     }
 
@@ -436,6 +528,8 @@ impl Engine {
         }
         self.phase = p;
         out.push(Event::PhaseChanged { phase: p });
+        let (cc, mut ctx) = self.cc();
+        cc.on_hk_phase(p, &mut ctx, out);
         if (p.is_pos() && !prev.is_pos()) || (p.is_cas() && !prev.is_cas()) {
             for s in &mut self.secs {
                 s.auction_done = false;
@@ -1753,6 +1847,7 @@ impl Engine {
         h.u64(self.random_counter);
         h.u64(self.ids.len() as u64);
         h.u64(self.ids_digest);
+        h.u64(self.china.state_hash());
         for s in &self.secs {
             h.u64(s.def.code.0 as u64);
             h.i64(s.last_trade.map_or(-1, |p| p.0));
@@ -1802,6 +1897,8 @@ impl Engine {
             random_counter: self.random_counter,
             commands: self.commands,
             ids,
+            cc_defs: self.china.securities().map(|s| s.def.clone()).collect(),
+            china: self.china.snapshot(),
             secs: self
                 .secs
                 .iter()
@@ -1859,7 +1956,10 @@ impl Engine {
     pub fn restore(bytes: &[u8]) -> Result<Engine, String> {
         let snap: Snapshot = serde_json::from_slice(bytes)
             .map_err(|e| format!("engine snapshot is not valid: {e}"))?;
-        let mut e = Engine::new(snap.cfg, snap.secs.iter().map(|s| s.def.clone()).collect());
+        let mut defs: Vec<Security> = snap.secs.iter().map(|s| s.def.clone()).collect();
+        defs.extend(snap.cc_defs.iter().cloned());
+        let mut e = Engine::new(snap.cfg, defs);
+        e.china.restore(snap.china)?;
         e.now = snap.now;
         e.phase = snap.phase;
         e.market_halted = snap.market_halted;
@@ -1920,6 +2020,7 @@ impl Engine {
 
     /// Check the book invariants; returns a description of the first violation.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.china.check_invariants()?;
         let mut seen = 0usize;
         for s in &self.secs {
             if self.phase.is_continuous() {
@@ -1985,6 +2086,7 @@ impl Engine {
         self.orders
             .find(id)
             .map(|i| self.orders.get(i).owner.session)
+            .or_else(|| self.china.order(id).map(|o| o.owner.session))
     }
 }
 
@@ -2040,4 +2142,8 @@ struct Snapshot {
     commands: u64,
     ids: Vec<(BrokerId, ClOrdId, u64)>,
     secs: Vec<SecSnap>,
+    #[serde(default)]
+    cc_defs: Vec<Security>,
+    #[serde(default)]
+    china: CcSnapshot,
 }

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod book;
+pub mod china;
 pub mod engine;
 pub mod hash;
 pub mod oracle;
@@ -17,6 +18,7 @@ pub mod refdata;
 pub mod schedule;
 pub mod types;
 
+pub use china::{Board, CcPhase, CcSchedule, ChinaConnect};
 pub use engine::{Engine, EngineConfig, SecState};
 pub use refdata::{Security, SpreadTable};
 pub use schedule::{Schedule, Transition};

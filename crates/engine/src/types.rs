@@ -1,5 +1,6 @@
 //! Commands in, events out. Everything the gateways and the feed need is in the events.
 
+use crate::china::CcPhase;
 use serde::{Deserialize, Serialize};
 use twinsite_core::{
     BrokerId, ClOrdId, CompId, MarketSegment, OrderId, Price, Qty, SecurityCode, Side, Timestamp,
@@ -442,5 +443,17 @@ pub enum Event {
     SecurityStatus {
         security: SecurityCode,
         halted: bool,
+    },
+    // ---- China Connect northbound ----
+    /// The China Connect phase changed (only with a China Connect schedule; without one the
+    /// China Connect phase follows the HK phase and `PhaseChanged` announces both).
+    CcPhaseChanged {
+        phase: CcPhase,
+    },
+    /// Daily quota balance of a link (OMD-C Stock Connect Daily Quota Balance, msg 80), whole
+    /// RMB, published whenever it changes. `market` is `Sse` (SH) or `Szse` (SZ); direction NB.
+    QuotaBalance {
+        market: MarketSegment,
+        balance: i64,
     },
 }
