@@ -246,6 +246,81 @@ fn the_other_lines_copy_of_a_sequence_reset_is_ignored() {
     assert!(b.handler.channel(CHANNEL).unwrap().is_live());
 }
 
+#[test]
+fn gaps_on_two_channels_are_retransmitted_one_request_at_a_time() {
+    use twinsite_omd::rts::{RtsServer, RtsServerConfig};
+    let mut now = Timestamp::from_secs(1_800_000_000);
+    let channels = [7u16, 8];
+    let mut rts = RtsServer::new(RtsServerConfig::new(["feed".to_string()], channels));
+    let configs = channels.map(|c| {
+        let mut config = HandlerConfig::new(c);
+        config.refresh_after_sequence_reset = false;
+        config
+    });
+    let mut handler = FeedHandler::new(configs, RtsClientConfig::new("feed"));
+    rts.accept(1, now);
+    handler.rts_connected(now);
+    let shuttle = |handler: &mut FeedHandler, rts: &mut RtsServer, now| {
+        for _ in 0..100 {
+            let mut moved = false;
+            while let Some(bytes) = handler.poll_rts_transmit() {
+                rts.handle_data(1, &bytes, now);
+                moved = true;
+            }
+            while let Some(bytes) = rts.poll_transmit(1) {
+                handler.rts_data(&bytes, now);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+    };
+    shuttle(&mut handler, &mut rts, now);
+    for channel in channels {
+        let mut publisher = ChannelPublisher::new(PublisherConfig::new(channel), now);
+        publisher.sequence_reset(now);
+        while let Some(d) = publisher.poll_transmit() {
+            handler.handle_realtime(channel, d.line, &d.bytes, now);
+        }
+        for i in 0..30u32 {
+            let msg = Message::from(NominalPrice {
+                security_code: i,
+                nominal_price: channel as i32,
+            });
+            let published = publisher.publish(&msg, now).unwrap();
+            rts.store_mut()
+                .record(channel, published.seq_num, published.bytes);
+            if i % 10 == 9 {
+                publisher.flush_all(now);
+            }
+        }
+        publisher.flush_all(now);
+        while let Some(d) = publisher.poll_transmit() {
+            let header = PacketHeader::decode(&d.bytes).unwrap();
+            let lost = header.msg_count > 0 && header.seq_num <= 10;
+            if !lost {
+                handler.handle_realtime(channel, d.line, &d.bytes, now);
+            }
+        }
+    }
+    now = now.plus_nanos(60 * MS);
+    handler.handle_timeout(now);
+    shuttle(&mut handler, &mut rts, now);
+    let events: Vec<_> = std::iter::from_fn(|| handler.poll_event()).collect();
+    let requested = events
+        .iter()
+        .filter(|e| matches!(e, HandlerEvent::RetransmissionRequested { .. }))
+        .count();
+    assert_eq!(requested, 2, "{events:?}");
+    for channel in channels {
+        let h = handler.channel(channel).unwrap();
+        assert!(h.is_live(), "channel {channel}: {events:?}");
+        assert_eq!(h.expected_seq(), 31);
+        assert_eq!(h.stats().applied_messages, 30);
+    }
+}
+
 mod never_panics {
     use super::*;
     use proptest::prelude::*;
