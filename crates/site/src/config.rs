@@ -57,6 +57,10 @@ pub struct EngineSection {
     /// Compress the schedule N times (drills).
     #[serde(default = "one")]
     pub speed: u64,
+    /// Start of the compressed schedule, Unix milliseconds (the same on every node of a
+    /// cluster); now when absent.
+    #[serde(default)]
+    pub start_ms: Option<u64>,
 }
 
 impl Default for EngineSection {
@@ -66,6 +70,7 @@ impl Default for EngineSection {
             schedule: manual(),
             date: None,
             speed: 1,
+            start_ms: None,
         }
     }
 }

@@ -61,6 +61,24 @@ enum Refusal {
     Business(BusinessRejectCode, String),
 }
 
+#[derive(Serialize, Deserialize)]
+struct ExchangeSnapshot {
+    #[serde(with = "bytes_as_base64")]
+    engine: Vec<u8>,
+    profiles: Vec<SessionProfile>,
+    next_exec_id: u64,
+}
+
+mod bytes_as_base64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(std::str::from_utf8(b).unwrap_or(""))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        Ok(String::deserialize(d)?.into_bytes())
+    }
+}
+
 /// The deterministic core.
 pub struct Exchange {
     pub engine: Engine,
@@ -106,6 +124,30 @@ impl Exchange {
     /// The execution id counter (part of the replicated state).
     pub fn next_exec_id(&self) -> u64 {
         self.next_exec_id
+    }
+
+    /// Serialize the whole core (engine, execution id counter, session profiles).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let snap = ExchangeSnapshot {
+            engine: self.engine.snapshot(),
+            profiles: self.profiles.values().cloned().collect(),
+            next_exec_id: self.next_exec_id,
+        };
+        serde_json::to_vec(&snap).expect("exchange snapshot serializes")
+    }
+
+    /// Rebuild from [`Exchange::snapshot`].
+    pub fn restore(bytes: &[u8]) -> Result<Exchange, String> {
+        let snap: ExchangeSnapshot = serde_json::from_slice(bytes).map_err(|e| format!("exchange snapshot: {e}"))?;
+        let engine = Engine::restore(&snap.engine)?;
+        let mut x = Exchange::new(engine, snap.profiles);
+        x.next_exec_id = snap.next_exec_id;
+        Ok(x)
+    }
+
+    /// The engine's state hash combined with this layer's counter.
+    pub fn state_hash(&self) -> u64 {
+        self.engine.state_hash() ^ self.next_exec_id.wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 
     fn exec_id(&mut self) -> Id21 {

@@ -7,4 +7,8 @@ use twinsite_engine::Event;
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedInput {
     Events { events: Vec<Event>, now: Timestamp },
+    /// The site became active (after a site failover when `failover`): publish from here on.
+    Active { failover: bool, now: Timestamp },
+    /// The site stopped serving.
+    Standby { now: Timestamp },
 }

@@ -3,6 +3,10 @@
 
 use crate::config::SiteConfig;
 use crate::exchange::{Exchange, SessionProfile};
+use crate::replica::{self, Entry, Input, Replica};
+use std::collections::VecDeque;
+use twinsite_cluster::{Journal, JournalConfig};
+use twinsite_core::Site;
 use crate::feed::FeedInput;
 use anyhow::Context;
 use rsa::pkcs8::DecodePrivateKey;
@@ -86,6 +90,9 @@ pub enum Activity {
         phase: Phase,
         at: Timestamp,
     },
+    /// The site opened for business (after a failover when `failover`).
+    SiteActive { site: Site, failover: bool, at: Timestamp },
+    SiteStandby { site: Site, at: Timestamp },
 }
 
 /// Operations commands to a running site.
@@ -115,6 +122,11 @@ enum CoreMsg {
         conn: ConnectionId,
     },
     Admin(AdminCmd),
+    /// Journal entries up to this ticket are committed.
+    Committed { ticket: u64 },
+    CommitFailed { error: String },
+    /// This node leads (or stopped leading) the journal.
+    Serving(bool),
 }
 
 enum Out {
@@ -130,9 +142,23 @@ pub struct SiteHandle {
     core: mpsc::UnboundedSender<CoreMsg>,
     activity: broadcast::Sender<Activity>,
     tasks: Vec<JoinHandle<()>>,
+    journal: Option<Journal<Replica>>,
 }
 
 impl SiteHandle {
+    /// The node's journal, when replicated.
+    pub fn journal(&self) -> Option<&Journal<Replica>> {
+        self.journal.as_ref()
+    }
+    /// Kill the node as a crash would: every task stops at once, nothing is flushed.
+    pub async fn crash(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(j) = &self.journal {
+            j.shutdown().await;
+        }
+    }
     pub fn subscribe(&self) -> broadcast::Receiver<Activity> {
         self.activity.subscribe()
     }
@@ -148,6 +174,9 @@ impl SiteHandle {
     pub fn shutdown(self) {
         for t in self.tasks {
             t.abort();
+        }
+        if let Some(j) = self.journal {
+            tokio::spawn(async move { j.shutdown().await });
         }
     }
 }
@@ -179,8 +208,19 @@ fn schedule(cfg: &SiteConfig, now: Timestamp) -> anyhow::Result<Schedule> {
                 table,
             ))
         }
-        None => Ok(Schedule::compressed(table, now, e.speed)),
+        None => Ok(Schedule::compressed(table, e.start_ms.map(Timestamp::from_millis).unwrap_or(now), e.speed)),
     }
+}
+
+/// The OCG-C server settings from the config.
+pub fn server_config(cfg: &SiteConfig) -> ServerConfig {
+    let mut scfg = ServerConfig::default();
+    scfg.timers.heartbeat_interval_ns = cfg.session.heartbeat_ms * 1_000_000;
+    scfg.password_time_tolerance_ns = cfg.session.password_tolerance_secs * 1_000_000_000;
+    if !cfg.session.throttle {
+        scfg.throttle = ThrottleConfig { msgs_per_unit: u32::MAX / 1024, ..scfg.throttle };
+    }
+    scfg
 }
 
 /// Build the exchange core and the OCG-C server from a config.
@@ -202,7 +242,8 @@ pub fn build(
     let manual = ecfg.schedule.transitions.is_empty();
     let mut engine = Engine::new(ecfg, securities);
     if manual {
-        engine.apply(&Command::SetPhase(Phase::ContinuousMorning), now);
+        // At a fixed time, so every node of a cluster starts from the same state.
+        engine.apply(&Command::SetPhase(Phase::ContinuousMorning), Timestamp(0));
     }
     let keys = cfg
         .site
@@ -260,112 +301,165 @@ pub fn build(
     Ok((Exchange::new(engine, profiles), server, lookup))
 }
 
-/// Start a site from its config. Returns the handle and the market-data input stream (engine
-/// events for the feed).
-pub async fn start(
+/// Start a single site with no replication: it is active at once and every input counts as
+/// committed when applied (`twinsite serve`).
+pub async fn start(cfg: SiteConfig) -> anyhow::Result<(SiteHandle, mpsc::UnboundedReceiver<FeedInput>)> {
+    start_inner(cfg, None).await
+}
+
+/// The initial replicated state every node starts from (identical on every node for the same
+/// config): the exchange core and each Comp ID's durable session.
+pub fn initial_replica(cfg: &SiteConfig) -> anyhow::Result<Replica> {
+    let start = cfg.engine.start_ms.map(Timestamp::from_millis).unwrap_or(Timestamp(0));
+    let (exchange, server, _) = build(cfg, start)?;
+    let sessions = cfg
+        .participants
+        .iter()
+        .filter_map(|p| p.comp().ok())
+        .filter_map(|c| server.durable(&c).cloned().map(|d| (c, d)))
+        .collect();
+    Ok(Replica::new(exchange, sessions))
+}
+
+/// Start one site node of the replicated cluster. The site serves participants only while its
+/// node leads the journal; otherwise its lookup refuses and its gateways close connections.
+pub async fn start_node(
     cfg: SiteConfig,
+    site: Site,
+    journal_cfg: JournalConfig,
 ) -> anyhow::Result<(SiteHandle, mpsc::UnboundedReceiver<FeedInput>)> {
-    let now = wall_clock();
-    let (exchange, server, lookup) = build(&cfg, now)?;
-    let lookup = Arc::new(Mutex::new(lookup));
+    let replica = initial_replica(&cfg)?;
+    let journal = Journal::start(journal_cfg, replica).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    start_inner(cfg, Some((site, journal))).await
+}
+
+/// Start the witness: it keeps the journal and a replica but never serves participants.
+pub async fn start_witness(cfg: &SiteConfig, journal_cfg: JournalConfig) -> anyhow::Result<Journal<Replica>> {
+    let replica = initial_replica(cfg)?;
+    Journal::start(journal_cfg, replica).await.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn start_inner(
+    mut cfg: SiteConfig,
+    node: Option<(Site, Journal<Replica>)>,
+) -> anyhow::Result<(SiteHandle, mpsc::UnboundedReceiver<FeedInput>)> {
+    let keys = cfg.site.keys.iter().map(|k| load_key(k)).collect::<anyhow::Result<Vec<_>>>()?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let (feed_tx, feed_rx) = mpsc::unbounded_channel();
     let (activity, _) = broadcast::channel(65_536);
     let mut tasks = Vec::new();
     let next_conn = Arc::new(AtomicU64::new(1));
 
-    let gp = TcpListener::bind(cfg.site.gateway_primary)
-        .await
-        .with_context(|| format!("bind gateway {}", cfg.site.gateway_primary))?;
-    let gm = TcpListener::bind(cfg.site.gateway_mirror)
-        .await
-        .with_context(|| format!("bind gateway {}", cfg.site.gateway_mirror))?;
+    let gp = TcpListener::bind(cfg.site.gateway_primary).await.with_context(|| format!("bind gateway {}", cfg.site.gateway_primary))?;
+    let gm = TcpListener::bind(cfg.site.gateway_mirror).await.with_context(|| format!("bind gateway {}", cfg.site.gateway_mirror))?;
     let gateway_primary = gp.local_addr()?;
     let gateway_mirror = gm.local_addr()?;
-    {
-        // Ports bound to 0 are only known now: hand out the real ones.
-        let mut l = lookup.lock().expect("lookup lock");
-        let host = cfg
-            .site
-            .advertise_host
-            .unwrap_or(gateway_primary.ip())
-            .to_string();
-        l.primary = (host.clone(), gateway_primary.port());
-        l.secondary = (host, gateway_mirror.port());
+    // Ports bound to 0 are only known now: hand out the real ones.
+    cfg.site.gateway_primary = gateway_primary;
+    cfg.site.gateway_mirror = gateway_mirror;
+    let host = cfg.site.advertise_host.unwrap_or(gateway_primary.ip()).to_string();
+    let mut svc = LookupService::new((host.clone(), gateway_primary.port()), (host, gateway_mirror.port()), false);
+    for p in &cfg.participants {
+        if let Ok(c) = p.comp() {
+            svc.add_client(c, p.source_ips.clone(), false);
+        }
     }
+    let lookup = Arc::new(Mutex::new(svc));
     let mut lookup_addrs = Vec::new();
     for addr in &cfg.site.lookup {
-        let l = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("bind lookup {addr}"))?;
+        let l = TcpListener::bind(addr).await.with_context(|| format!("bind lookup {addr}"))?;
         lookup_addrs.push(l.local_addr()?);
-        tasks.push(tokio::spawn(lookup_listener(
-            l,
-            lookup.clone(),
-            activity.clone(),
-        )));
+        tasks.push(tokio::spawn(lookup_listener(l, lookup.clone(), activity.clone())));
     }
     for (l, name) in [(gp, "primary"), (gm, "mirror")] {
-        tasks.push(tokio::spawn(gateway_listener(
-            l,
-            name,
-            core_tx.clone(),
-            next_conn.clone(),
-            activity.clone(),
-        )));
+        tasks.push(tokio::spawn(gateway_listener(l, name, core_tx.clone(), next_conn.clone(), activity.clone())));
     }
-    let core = Core {
-        exchange,
-        server,
+    let (site, journal) = match node {
+        Some((s, j)) => (s, Some(j)),
+        None => (Site::Primary, None),
+    };
+    let (prop_tx, prop_rx) = mpsc::unbounded_channel();
+    if let Some(j) = &journal {
+        tasks.push(tokio::spawn(proposer(j.clone(), prop_rx, core_tx.clone())));
+        tasks.push(tokio::spawn(leadership_watch(j.clone(), core_tx.clone())));
+    }
+    let name = cfg.site.name.clone();
+    let mut core = Core {
+        cfg,
+        keys,
+        site,
+        live: None,
+        journal: journal.clone(),
         conns: BTreeMap::new(),
         feed: feed_tx,
         activity: activity.clone(),
         lookup,
-        scheduled: !cfg.engine.schedule.eq("manual"),
+        batch: Vec::new(),
+        synced: BTreeMap::new(),
+        held: VecDeque::new(),
+        next_ticket: 1,
+        proposed: 0,
+        committed: 0,
+        proposer: prop_tx,
     };
+    if journal.is_none() {
+        core.become_active(wall_clock()).await;
+    }
     tasks.push(tokio::spawn(core.run(core_rx)));
-    tracing::info!(site = %cfg.site.name, ?lookup_addrs, %gateway_primary, %gateway_mirror, "site started");
-    Ok((
-        SiteHandle {
-            lookup_addrs,
-            gateway_primary,
-            gateway_mirror,
-            core: core_tx,
-            activity,
-            tasks,
-        },
-        feed_rx,
-    ))
+    tracing::info!(site = %name, ?lookup_addrs, %gateway_primary, %gateway_mirror, "site started");
+    Ok((SiteHandle { lookup_addrs, gateway_primary, gateway_mirror, core: core_tx, activity, tasks, journal }, feed_rx))
 }
 
-async fn lookup_listener(
-    l: TcpListener,
-    svc: Arc<Mutex<LookupService>>,
-    activity: broadcast::Sender<Activity>,
-) {
-    loop {
-        let Ok((mut s, peer)) = l.accept().await else {
-            continue;
+/// Sends every batch of journal entries, one proposal at a time, so the journal order is the
+/// order the active site applied them; entries queued while one proposal is in flight go
+/// together in the next (group commit).
+async fn proposer(journal: Journal<Replica>, mut rx: mpsc::UnboundedReceiver<(u64, Entry)>, core: mpsc::UnboundedSender<CoreMsg>) {
+    while let Some((mut last, first)) = rx.recv().await {
+        let mut entries = vec![first];
+        while let Ok((t, e)) = rx.try_recv() {
+            last = t;
+            entries.push(e);
+        }
+        let msg = match journal.propose(replica::encode(&entries)).await {
+            Ok(_) => CoreMsg::Committed { ticket: last },
+            Err(e) => CoreMsg::CommitFailed { error: e.to_string() },
         };
+        if core.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+async fn leadership_watch(journal: Journal<Replica>, core: mpsc::UnboundedSender<CoreMsg>) {
+    let mut rx = journal.subscribe();
+    let mut serving = false;
+    loop {
+        let now_serving = rx.borrow_and_update().serving;
+        if now_serving != serving {
+            serving = now_serving;
+            if core.send(CoreMsg::Serving(serving)).is_err() {
+                return;
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+async fn lookup_listener(l: TcpListener, svc: Arc<Mutex<LookupService>>, activity: broadcast::Sender<Activity>) {
+    loop {
+        let Ok((mut s, peer)) = l.accept().await else { continue };
         let svc = svc.clone();
         let activity = activity.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 1024];
             loop {
-                let outcome = svc
-                    .lock()
-                    .expect("lookup lock")
-                    .handle_request(peer.ip(), &buf);
+                let outcome = svc.lock().expect("lookup lock").handle_request(peer.ip(), &buf);
                 match outcome {
                     LookupOutcome::NeedMore => {}
                     LookupOutcome::Drop => {
-                        let _ = activity.send(Activity::Lookup {
-                            comp_id: comp_of(&buf),
-                            peer,
-                            accepted: false,
-                            at: wall_clock(),
-                        });
+                        let _ = activity.send(Activity::Lookup { comp_id: comp_of(&buf), peer, accepted: false, at: wall_clock() });
                         return;
                     }
                     LookupOutcome::Reply(bytes) => {
@@ -373,16 +467,10 @@ async fn lookup_listener(
                             twinsite_ocg::decode_one(&bytes),
                             Ok((_, Message::LookupResponse(r))) if r.status == twinsite_ocg::LookupStatus::Accepted
                         );
-                        let _ = activity.send(Activity::Lookup {
-                            comp_id: comp_of(&buf),
-                            peer,
-                            accepted,
-                            at: wall_clock(),
-                        });
+                        let _ = activity.send(Activity::Lookup { comp_id: comp_of(&buf), peer, accepted, at: wall_clock() });
                         let _ = s.write_all(&bytes).await;
                         // The client closes after reading the response; give it a bounded time.
-                        let _ =
-                            tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await;
+                        let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await;
                         return;
                     }
                 }
@@ -396,9 +484,7 @@ async fn lookup_listener(
 }
 
 fn comp_of(buf: &[u8]) -> Option<String> {
-    twinsite_ocg::decode_one(buf)
-        .ok()
-        .map(|(h, _)| h.comp_id.as_str().to_string())
+    twinsite_ocg::decode_one(buf).ok().map(|(h, _)| h.comp_id.as_str().to_string())
 }
 
 async fn gateway_listener(
@@ -409,17 +495,10 @@ async fn gateway_listener(
     activity: broadcast::Sender<Activity>,
 ) {
     loop {
-        let Ok((s, peer)) = l.accept().await else {
-            continue;
-        };
+        let Ok((s, peer)) = l.accept().await else { continue };
         let _ = s.set_nodelay(true);
         let conn = ConnectionId(next.fetch_add(1, Ordering::Relaxed));
-        let _ = activity.send(Activity::Connected {
-            connection: conn.0,
-            peer,
-            gateway: name,
-            at: wall_clock(),
-        });
+        let _ = activity.send(Activity::Connected { connection: conn.0, peer, gateway: name, at: wall_clock() });
         let (tx, rx) = mpsc::unbounded_channel();
         let (r, w) = s.into_split();
         tokio::spawn(writer(w, rx));
@@ -430,22 +509,12 @@ async fn gateway_listener(
     }
 }
 
-async fn reader(
-    mut r: tokio::net::tcp::OwnedReadHalf,
-    conn: ConnectionId,
-    core: mpsc::UnboundedSender<CoreMsg>,
-) {
+async fn reader(mut r: tokio::net::tcp::OwnedReadHalf, conn: ConnectionId, core: mpsc::UnboundedSender<CoreMsg>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match r.read(&mut buf).await {
             Ok(n) if n > 0 => {
-                if core
-                    .send(CoreMsg::Bytes {
-                        conn,
-                        data: buf[..n].to_vec(),
-                    })
-                    .is_err()
-                {
+                if core.send(CoreMsg::Bytes { conn, data: buf[..n].to_vec() }).is_err() {
                     return;
                 }
             }
@@ -488,14 +557,46 @@ struct Conn {
     tx: mpsc::UnboundedSender<Out>,
 }
 
-struct Core {
+/// The serving state of an active site.
+struct Live {
     exchange: Exchange,
     server: OcgServer,
+}
+
+/// What was last replicated of a Comp ID's session.
+#[derive(Clone, PartialEq)]
+struct Synced {
+    in_next: u32,
+    out_next: u32,
+    credentials: Credentials,
+    poss_resend_pending: bool,
+}
+
+impl Synced {
+    fn of(d: &DurableSession) -> Synced {
+        Synced { in_next: d.in_next, out_next: d.out_next, credentials: d.credentials.clone(), poss_resend_pending: d.poss_resend_pending }
+    }
+}
+
+struct Core {
+    cfg: SiteConfig,
+    keys: Vec<RsaPrivateKey>,
+    site: Site,
+    live: Option<Live>,
+    journal: Option<Journal<Replica>>,
     conns: BTreeMap<ConnectionId, Conn>,
     feed: mpsc::UnboundedSender<FeedInput>,
     activity: broadcast::Sender<Activity>,
     lookup: Arc<Mutex<LookupService>>,
-    scheduled: bool,
+    /// Inputs applied since the last proposal.
+    batch: Vec<(Timestamp, Input)>,
+    synced: BTreeMap<CompId, Synced>,
+    /// Output held until the journal entry it depends on commits: (ticket, connection, output).
+    held: VecDeque<(u64, ConnectionId, Out)>,
+    next_ticket: u64,
+    proposed: u64,
+    committed: u64,
+    proposer: mpsc::UnboundedSender<(u64, Entry)>,
 }
 
 impl Core {
@@ -504,7 +605,7 @@ impl Core {
         let mut next_tick = tokio::time::Instant::now() + tick;
         loop {
             let now = wall_clock();
-            let server_deadline = self.server.poll_timeout().map(|t| {
+            let server_deadline = self.live.as_ref().and_then(|l| l.server.poll_timeout()).map(|t| {
                 tokio::time::Instant::now() + Duration::from_nanos(t.0.saturating_sub(now.0))
             });
             let deadline = server_deadline.map_or(next_tick, |d| d.min(next_tick));
@@ -512,163 +613,303 @@ impl Core {
                 m = rx.recv() => match m {
                     None => return,
                     Some(m) => {
-                        self.handle(m, wall_clock());
-                        // Drain what else is queued before sleeping again.
+                        self.handle(m, wall_clock()).await;
+                        // Everything already queued goes into the same journal entry.
                         while let Ok(m) = rx.try_recv() {
-                            self.handle(m, wall_clock());
+                            self.handle(m, wall_clock()).await;
                         }
                     }
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = wall_clock();
-                    self.server.handle_timeout(now);
+                    if let Some(l) = self.live.as_mut() {
+                        l.server.handle_timeout(now);
+                    }
                     if tokio::time::Instant::now() >= next_tick {
                         next_tick = tokio::time::Instant::now() + tick;
-                        if self.scheduled {
-                            let out = self.exchange.on_command(&Command::Tick, now);
-                            self.deliver(out, now);
-                        }
+                        self.engine_tick(now);
                     }
+                    self.drain(now);
                 }
             }
-            self.drain(wall_clock());
+            self.end_iteration(wall_clock());
         }
     }
 
-    fn handle(&mut self, m: CoreMsg, now: Timestamp) {
+    fn engine_tick(&mut self, now: Timestamp) {
+        let Some(l) = self.live.as_mut() else { return };
+        if l.exchange.engine.config().schedule.transitions.is_empty() {
+            return;
+        }
+        let out = l.exchange.on_command(&Command::Tick, now);
+        // A tick that changed nothing visible need not be journalled.
+        if !out.events.is_empty() || !out.replies.is_empty() {
+            self.batch.push((now, Input::Engine(Command::Tick)));
+            self.deliver(out, now);
+        }
+    }
+
+    async fn handle(&mut self, m: CoreMsg, now: Timestamp) {
         match m {
-            CoreMsg::Accepted { conn, peer, tx } => {
-                self.conns.insert(conn, Conn { tx });
-                self.server.handle_accept(conn, peer.ip(), now);
+            CoreMsg::Accepted { conn, peer, tx } => match self.live.as_mut() {
+                Some(l) => {
+                    self.conns.insert(conn, Conn { tx });
+                    l.server.handle_accept(conn, peer.ip(), now);
+                }
+                None => {
+                    // A standby site's gateways refuse connections.
+                    let _ = tx.send(Out::Close);
+                }
+            },
+            CoreMsg::Bytes { conn, data } => {
+                if let Some(l) = self.live.as_mut() {
+                    if self.conns.contains_key(&conn) {
+                        l.server.handle_bytes(conn, &data, now);
+                    }
+                }
             }
-            CoreMsg::Bytes { conn, data } => self.server.handle_bytes(conn, &data, now),
             CoreMsg::Closed { conn } => {
                 if self.conns.remove(&conn).is_some() {
-                    self.server.handle_closed(conn, now);
+                    if let Some(l) = self.live.as_mut() {
+                        l.server.handle_closed(conn, now);
+                    }
                 }
             }
             CoreMsg::Admin(a) => match a {
                 AdminCmd::Engine(cmd) => {
-                    let out = self.exchange.on_command(&cmd, now);
-                    self.deliver(out, now);
+                    if let Some(l) = self.live.as_mut() {
+                        let out = l.exchange.on_command(&cmd, now);
+                        self.batch.push((now, Input::Engine(cmd)));
+                        self.deliver(out, now);
+                    }
                 }
-                AdminCmd::LogonsAllowed(b) => self.server.set_logons_allowed(b),
-                AdminCmd::LookupOpen(b) => self.lookup.lock().expect("lookup lock").open = b,
+                AdminCmd::LogonsAllowed(b) => {
+                    if let Some(l) = self.live.as_mut() {
+                        l.server.set_logons_allowed(b);
+                    }
+                }
+                AdminCmd::LookupOpen(b) => self.lookup.lock().expect("lookup lock").open = b && self.live.is_some(),
                 AdminCmd::StateHash(tx) => {
-                    let _ = tx.send((
-                        self.exchange.engine.state_hash(),
-                        self.exchange.engine.live_orders(),
-                    ));
+                    let v = match (&self.live, &self.journal) {
+                        (Some(l), _) => (l.exchange.engine.state_hash(), l.exchange.engine.live_orders()),
+                        (None, Some(j)) => j.read(|r| (r.exchange.engine.state_hash(), r.exchange.engine.live_orders())),
+                        (None, None) => (0, 0),
+                    };
+                    let _ = tx.send(v);
                 }
             },
+            CoreMsg::Committed { ticket } => {
+                self.committed = self.committed.max(ticket);
+                self.release();
+            }
+            CoreMsg::CommitFailed { error } => {
+                if self.live.is_some() {
+                    tracing::error!(site = ?self.site, %error, "journal proposal failed: this site stops serving");
+                    self.become_standby(now);
+                }
+            }
+            CoreMsg::Serving(true) => {
+                if self.live.is_none() {
+                    self.become_active(now).await;
+                }
+            }
+            CoreMsg::Serving(false) => {
+                if self.live.is_some() {
+                    self.become_standby(now);
+                }
+            }
         }
         self.drain(now);
     }
 
+    /// Open for business: rebuild the serving state from the replicated state (or the config,
+    /// for a single site), open the lookup service.
+    async fn become_active(&mut self, now: Timestamp) {
+        let (exchange, server, failover) = match &self.journal {
+            None => match build(&self.cfg, now) {
+                Ok((x, s, _)) => (x, s, false),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build the site");
+                    return;
+                }
+            },
+            Some(j) => {
+                let commit = j.commit_index();
+                if let Err(e) = j.wait_applied(commit, Duration::from_secs(10)).await {
+                    tracing::error!(error = %e, "replica did not catch up; not serving");
+                    return;
+                }
+                let (snap, sessions, failover) =
+                    j.read(|r| (r.exchange.snapshot(), r.sessions.clone(), !r.activations.is_empty()));
+                let exchange = match Exchange::restore(&snap) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::error!(error = %e, "replica state does not restore; not serving");
+                        return;
+                    }
+                };
+                let mut server = OcgServer::new(server_config(&self.cfg), self.keys.clone());
+                for p in &self.cfg.participants {
+                    let Ok(comp) = p.comp() else { continue };
+                    let Some(mut d) = sessions.get(&comp).cloned() else { continue };
+                    if failover {
+                        // Messages replayed after an exchange-side outage carry PossResend, and
+                        // the outage never triggers Cancel on Disconnect.
+                        d.begin_exchange_outage();
+                        d.mark_poss_resend(1);
+                    }
+                    server.add_participant(
+                        ParticipantConfig { comp_id: comp, source_ips: p.source_ips.clone(), throttle_units: p.throttle_units },
+                        d,
+                    );
+                }
+                (exchange, server, failover)
+            }
+        };
+        self.synced = self
+            .cfg
+            .participants
+            .iter()
+            .filter_map(|p| p.comp().ok())
+            .filter_map(|c| server.durable(&c).map(|d| (c, Synced::of(d))))
+            .collect();
+        self.live = Some(Live { exchange, server });
+        self.lookup.lock().expect("lookup lock").open = true;
+        if self.journal.is_some() {
+            self.proposed = self.next_ticket;
+            let _ = self.proposer.send((self.next_ticket, Entry::Active { site: self.site, at: now }));
+            self.next_ticket += 1;
+        }
+        tracing::info!(site = ?self.site, failover, "site active");
+        let _ = self.activity.send(Activity::SiteActive { site: self.site, failover, at: now });
+        let _ = self.feed.send(FeedInput::Active { failover, now });
+    }
+
+    /// Stop serving: close every connection and the lookup service; output not yet committed
+    /// is dropped (its inputs were never acknowledged).
+    fn become_standby(&mut self, now: Timestamp) {
+        self.live = None;
+        self.lookup.lock().expect("lookup lock").open = false;
+        for (_, c) in std::mem::take(&mut self.conns) {
+            let _ = c.tx.send(Out::Close);
+        }
+        self.held.clear();
+        self.batch.clear();
+        self.committed = self.committed.max(self.proposed);
+        tracing::warn!(site = ?self.site, "site standby");
+        let _ = self.activity.send(Activity::SiteStandby { site: self.site, at: now });
+        let _ = self.feed.send(FeedInput::Standby { now });
+    }
+
     fn deliver(&mut self, out: crate::exchange::Output, now: Timestamp) {
+        let Some(l) = self.live.as_mut() else { return };
         for r in out.replies {
-            match self
-                .server
-                .send_business(&r.comp_id, r.message.clone(), now)
-            {
+            match l.server.send_business(&r.comp_id, r.message.clone(), now) {
                 Ok(seq) => {
-                    let _ = self.activity.send(Activity::Outbound {
-                        comp_id: r.comp_id,
-                        seq,
-                        message: Box::new(r.message),
-                        at: now,
-                    });
+                    let _ = self.activity.send(Activity::Outbound { comp_id: r.comp_id, seq, message: Box::new(r.message), at: now });
                 }
                 Err(e) => tracing::warn!(comp_id = %r.comp_id, error = %e, "reply not stored"),
             }
         }
         for e in &out.events {
             if let twinsite_engine::Event::PhaseChanged { phase } = e {
-                let _ = self.activity.send(Activity::PhaseChanged {
-                    phase: *phase,
-                    at: now,
-                });
+                let _ = self.activity.send(Activity::PhaseChanged { phase: *phase, at: now });
             }
         }
         if !out.events.is_empty() {
-            let _ = self.feed.send(FeedInput::Events {
-                events: out.events,
-                now,
-            });
+            let _ = self.feed.send(FeedInput::Events { events: out.events, now });
         }
     }
 
+    fn hold(&mut self, conn: ConnectionId, out: Out) {
+        self.held.push_back((self.next_ticket, conn, out));
+    }
+
     fn drain(&mut self, now: Timestamp) {
-        while let Some(a) = self.server.poll_action() {
+        loop {
+            let Some(a) = self.live.as_mut().and_then(|l| l.server.poll_action()) else { break };
             match a {
-                ServerAction::Send { connection, bytes } => {
-                    if let Some(c) = self.conns.get(&connection) {
-                        let _ = c.tx.send(Out::Bytes(bytes));
-                    }
-                }
-                ServerAction::Disconnect {
-                    connection,
-                    silent,
-                    reason,
-                } => {
+                ServerAction::Send { connection, bytes } => self.hold(connection, Out::Bytes(bytes)),
+                ServerAction::Disconnect { connection, silent, reason } => {
                     tracing::info!(connection = connection.0, silent, ?reason, "disconnect");
-                    let _ = self.activity.send(Activity::Disconnected {
-                        connection: connection.0,
-                        silent,
-                        reason: format!("{reason:?}"),
-                        at: now,
-                    });
-                    if let Some(c) = self.conns.remove(&connection) {
-                        let _ = c.tx.send(Out::Close);
+                    let _ = self.activity.send(Activity::Disconnected { connection: connection.0, silent, reason: format!("{reason:?}"), at: now });
+                    self.hold(connection, Out::Close);
+                    if let Some(l) = self.live.as_mut() {
+                        l.server.handle_closed(connection, now);
                     }
-                    self.server.handle_closed(connection, now);
                 }
-                ServerAction::SessionUp {
-                    comp_id,
-                    connection,
-                } => {
+                ServerAction::SessionUp { comp_id, connection } => {
                     tracing::info!(%comp_id, connection = connection.0, "session up");
-                    let _ = self.activity.send(Activity::SessionUp {
-                        comp_id,
-                        connection: connection.0,
-                        at: now,
-                    });
+                    let _ = self.activity.send(Activity::SessionUp { comp_id, connection: connection.0, at: now });
                 }
-                ServerAction::SessionDown {
-                    comp_id,
-                    connection,
-                    cause,
-                } => {
+                ServerAction::SessionDown { comp_id, connection, cause } => {
                     tracing::info!(%comp_id, connection = connection.0, ?cause, "session down");
-                    let _ = self.activity.send(Activity::SessionDown {
-                        comp_id,
-                        connection: connection.0,
-                        cause: format!("{cause:?}"),
-                        at: now,
-                    });
+                    let _ = self.activity.send(Activity::SessionDown { comp_id, connection: connection.0, cause: format!("{cause:?}"), at: now });
                 }
-                ServerAction::Deliver {
-                    comp_id,
-                    seq,
-                    poss_resend,
-                    message,
-                } => {
-                    let _ = self.activity.send(Activity::Inbound {
-                        comp_id,
-                        seq,
-                        msg_type: message.msg_type(),
-                        poss_resend,
-                        at: now,
-                    });
-                    let out = self.exchange.on_business(&comp_id, seq, &message, now);
+                ServerAction::Deliver { comp_id, seq, poss_resend, message } => {
+                    let _ = self.activity.send(Activity::Inbound { comp_id, seq, msg_type: message.msg_type(), poss_resend, at: now });
+                    let Some(l) = self.live.as_mut() else { break };
+                    let out = l.exchange.on_business(&comp_id, seq, &message, now);
+                    self.batch.push((now, Input::Business { comp: comp_id, seq, msg: Box::new(message) }));
                     self.deliver(out, now);
                 }
                 ServerAction::CancelOnDisconnect { comp_id } => {
-                    let out = self
-                        .exchange
-                        .on_command(&Command::CancelOnDisconnect { session: comp_id }, now);
+                    let Some(l) = self.live.as_mut() else { break };
+                    let cmd = Command::CancelOnDisconnect { session: comp_id };
+                    let out = l.exchange.on_command(&cmd, now);
+                    self.batch.push((now, Input::Engine(cmd)));
                     self.deliver(out, now);
                 }
+            }
+        }
+    }
+
+    /// Propose what this iteration applied (inputs and session changes) and release output
+    /// whose entries are committed.
+    fn end_iteration(&mut self, _now: Timestamp) {
+        let mut sessions = Vec::new();
+        if let Some(l) = &self.live {
+            for (comp, synced) in self.synced.iter_mut() {
+                let Some(d) = l.server.durable(comp) else { continue };
+                let cur = Synced::of(d);
+                if cur != *synced {
+                    sessions.push(replica::delta(d, synced.out_next));
+                    *synced = cur;
+                }
+            }
+        }
+        let ticket = self.next_ticket;
+        if !self.batch.is_empty() || !sessions.is_empty() {
+            let entry = Entry::Batch { inputs: std::mem::take(&mut self.batch), sessions };
+            if self.journal.is_some() {
+                let _ = self.proposer.send((ticket, entry));
+                self.proposed = ticket;
+            } else {
+                self.proposed = ticket;
+                self.committed = ticket;
+            }
+            self.next_ticket += 1;
+        } else {
+            // Nothing to journal: this iteration's output waits only for what came before it.
+            for h in self.held.iter_mut().rev() {
+                if h.0 != ticket {
+                    break;
+                }
+                h.0 = self.proposed;
+            }
+        }
+        self.release();
+    }
+
+    fn release(&mut self) {
+        while self.held.front().is_some_and(|h| h.0 <= self.committed) {
+            let Some((_, conn, out)) = self.held.pop_front() else { break };
+            let close = matches!(out, Out::Close);
+            if let Some(c) = self.conns.get(&conn) {
+                let _ = c.tx.send(out);
+            }
+            if close {
+                self.conns.remove(&conn);
             }
         }
     }

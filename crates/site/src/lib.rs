@@ -10,3 +10,4 @@ pub mod config;
 pub mod exchange;
 pub mod feed;
 pub mod gateway;
+pub mod replica;

@@ -1,0 +1,197 @@
+//! The replicated state: what every node (primary site, backup site, witness) applies from the
+//! committed journal, so the standby is hot.
+//!
+//! The active site executes each input first (it must answer quickly and assign outbound
+//! sequence numbers in the order it sends), holds every byte it would send until the journal
+//! entry carrying that input is committed, and proposes entries that carry:
+//! * the inputs, in the order the active site applied them (participant business messages and
+//!   engine commands with their timestamps): every node re-runs them on its own engine, so all
+//!   engines have the same state hash at every index;
+//! * session deltas: each Comp ID's sequence numbers, credentials and the outbound business
+//!   messages exactly as stored for replay (frames with their sequence numbers), so a participant
+//!   continues its session at the backup and gets the replay it is owed.
+
+use crate::exchange::Exchange;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use twinsite_core::{CompId, Site, Timestamp};
+use twinsite_engine::Command;
+use twinsite_ocg::password::Credentials;
+use twinsite_ocg::session::StoredMessage;
+use twinsite_ocg::{DurableSession, Message};
+
+/// One input the active site applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    Business { comp: CompId, seq: u32, msg: Box<Message> },
+    Engine(Command),
+}
+
+/// A Comp ID's durable session after the entry's inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionDelta {
+    pub comp: CompId,
+    pub in_next: u32,
+    pub out_next: u32,
+    pub credentials: Credentials,
+    pub poss_resend_pending: bool,
+    /// Business messages stored since the previous delta, ascending.
+    pub stored: Vec<StoredMessage>,
+}
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Entry {
+    Batch { inputs: Vec<(Timestamp, Input)>, sessions: Vec<SessionDelta> },
+    /// A site became active (failover marker).
+    Active { site: Site, at: Timestamp },
+}
+
+/// Encode entries for the journal.
+pub fn encode(entries: &[Entry]) -> Vec<u8> {
+    postcard::to_allocvec(entries).expect("journal entry encodes")
+}
+
+/// Decode a journal command.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("journal entry does not decode: {e}"))
+}
+
+/// The replicated state machine.
+pub struct Replica {
+    pub exchange: Exchange,
+    pub sessions: BTreeMap<CompId, DurableSession>,
+    pub active: Option<(Site, Timestamp)>,
+    /// Every site activation seen, in order.
+    pub activations: Vec<(Site, Timestamp)>,
+    pub inputs_applied: u64,
+    /// Bad entries seen (never applied).
+    pub rejected_entries: u64,
+    pub retained_outbound_max: usize,
+}
+
+impl Replica {
+    pub fn new(exchange: Exchange, sessions: BTreeMap<CompId, DurableSession>) -> Replica {
+        Replica {
+            exchange,
+            sessions,
+            active: None,
+            activations: Vec::new(),
+            inputs_applied: 0,
+            rejected_entries: 0,
+            retained_outbound_max: 1_000_000,
+        }
+    }
+
+    fn apply_entry(&mut self, e: Entry) {
+        match e {
+            Entry::Batch { inputs, sessions } => {
+                for (now, input) in inputs {
+                    self.inputs_applied += 1;
+                    match input {
+                        Input::Business { comp, seq, msg } => {
+                            self.exchange.on_business(&comp, seq, &msg, now);
+                        }
+                        Input::Engine(cmd) => {
+                            self.exchange.on_command(&cmd, now);
+                        }
+                    }
+                }
+                for d in sessions {
+                    let Some(s) = self.sessions.get_mut(&d.comp) else { continue };
+                    s.in_next = d.in_next;
+                    s.out_next = d.out_next;
+                    s.credentials = d.credentials;
+                    s.poss_resend_pending = d.poss_resend_pending;
+                    for m in d.stored {
+                        let last = s.outbound.iter().last().map_or(0, |x| x.seq);
+                        if m.seq > last {
+                            s.outbound.push(m, self.retained_outbound_max);
+                        }
+                    }
+                }
+            }
+            Entry::Active { site, at } => {
+                self.active = Some((site, at));
+                self.activations.push((site, at));
+            }
+        }
+    }
+
+    /// The durable sessions, for rebuilding the OCG-C server at a newly active site.
+    pub fn sessions(&self) -> &BTreeMap<CompId, DurableSession> {
+        &self.sessions
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReplicaSnapshot {
+    exchange: String,
+    sessions: Vec<DurableSession>,
+    active: Option<(Site, Timestamp)>,
+    activations: Vec<(Site, Timestamp)>,
+    inputs_applied: u64,
+}
+
+impl twinsite_cluster::StateMachine for Replica {
+    fn apply(&mut self, _index: u64, cmd: &[u8]) -> Vec<u8> {
+        match decode(cmd) {
+            Ok(entries) => {
+                for e in entries {
+                    self.apply_entry(e);
+                }
+            }
+            Err(e) => {
+                self.rejected_entries += 1;
+                tracing::error!(error = %e, "journal entry rejected");
+            }
+        }
+        Vec::new()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let s = ReplicaSnapshot {
+            exchange: String::from_utf8(self.exchange.snapshot()).unwrap_or_default(),
+            sessions: self.sessions.values().cloned().collect(),
+            active: self.active,
+            activations: self.activations.clone(),
+            inputs_applied: self.inputs_applied,
+        };
+        serde_json::to_vec(&s).expect("replica snapshot serializes")
+    }
+
+    fn restore(&mut self, snap: &[u8]) -> Result<(), String> {
+        let s: ReplicaSnapshot = serde_json::from_slice(snap).map_err(|e| format!("replica snapshot: {e}"))?;
+        self.exchange = Exchange::restore(s.exchange.as_bytes())?;
+        self.sessions = s.sessions.into_iter().map(|d| (d.comp_id, d)).collect();
+        self.active = s.active;
+        self.activations = s.activations;
+        self.inputs_applied = s.inputs_applied;
+        Ok(())
+    }
+
+    fn state_hash(&self) -> u64 {
+        let mut h = self.exchange.state_hash();
+        for (c, s) in &self.sessions {
+            for b in c.as_str().bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h = (h ^ s.in_next as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            h = (h ^ s.out_next as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            h = (h ^ s.outbound.len() as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+}
+
+/// The session delta of `now` against what was last synced.
+pub fn delta(d: &DurableSession, synced_out_next: u32) -> SessionDelta {
+    SessionDelta {
+        comp: d.comp_id,
+        in_next: d.in_next,
+        out_next: d.out_next,
+        credentials: d.credentials.clone(),
+        poss_resend_pending: d.poss_resend_pending,
+        stored: d.outbound.iter().filter(|m| m.seq >= synced_out_next).cloned().collect(),
+    }
+}
