@@ -348,6 +348,8 @@ pub struct ChinaConnect {
     /// (broker, client order id) -> order id (0 for request ids). Separate from OTP-C: CCEPs
     /// trade on their own platform.
     ids: BTreeMap<(BrokerId, ClOrdId), u64>,
+    /// Commutative digest of `ids` for the state hash.
+    ids_digest: u64,
     /// Shares available to sell (holdings less open sell orders).
     holdings: BTreeMap<(BrokerId, SecurityCode), u64>,
     quota: [Quota; 2],
@@ -383,6 +385,7 @@ impl ChinaConnect {
             orders: Orders::default(),
             held: Vec::new(),
             ids: BTreeMap::new(),
+            ids_digest: 0,
             holdings,
             quota: [q, q],
             daily_quota: cfg.daily_quota,
@@ -586,6 +589,16 @@ impl ChinaConnect {
         }
     }
 
+    fn record_id(&mut self, b: BrokerId, c: ClOrdId, v: u64) {
+        if self.ids.insert((b, c), v).is_none() {
+            let mut h = StableHasher::default();
+            h.u64(b.0 as u64);
+            h.bytes(c.as_str().as_bytes());
+            h.u64(v);
+            self.ids_digest = self.ids_digest.wrapping_add(h.finish());
+        }
+    }
+
     // ------------------------------------------------------------------ validation
 
     fn check(&self, si: usize, o: &NewOrder) -> Result<(), Reject> {
@@ -715,7 +728,7 @@ impl ChinaConnect {
         }
         let id = OrderId(*ctx.next_order_id);
         *ctx.next_order_id += 1;
-        self.ids.insert((o.owner.broker, o.cl_ord_id), id.0);
+        self.record_id(o.owner.broker, o.cl_ord_id, id.0);
         let idx = self.orders.insert(Order {
             id,
             owner: o.owner,
@@ -1015,50 +1028,56 @@ impl ChinaConnect {
         }
     }
 
+    /// Every security's call auction (a halted security does not match; its orders stay).
     fn run_auctions(&mut self, ctx: &mut Ctx, out: &mut Vec<Event>) {
         for si in 0..self.secs.len() {
             if self.secs[si].halted {
                 continue;
             }
             let traded_before = self.secs[si].trade_seq;
-            if let Some((px, _)) = self.auction_price(si) {
-                let queue = |side: Side, this: &Self| -> Vec<u32> {
-                    let b = this.secs[si].book(side);
-                    let mut v = Vec::new();
-                    for p in b.prices_best_first(side) {
-                        let ok = match side {
-                            Side::Buy => p >= px,
-                            Side::Sell => p <= px,
-                        };
-                        if !ok {
-                            break;
-                        }
-                        v.extend(this.orders.fifo(&b.levels[&p]));
-                    }
-                    v
-                };
-                let buys = queue(Side::Buy, self);
-                let sells = queue(Side::Sell, self);
-                let (mut bi, mut ai) = (0, 0);
-                while bi < buys.len() && ai < sells.len() {
-                    let (b, a) = (buys[bi], sells[ai]);
-                    let q = self.orders.get(b).leaves().min(self.orders.get(a).leaves());
-                    self.execute(si, b, a, px, q, None, MatchKind::Auction, ctx, out);
-                    let (bl, al) = (self.orders.get(b).leaves(), self.orders.get(a).leaves());
-                    self.after_fill_passive(si, b, Side::Buy, q, out);
-                    self.after_fill_passive(si, a, Side::Sell, q, out);
-                    if bl == 0 {
-                        bi += 1;
-                    }
-                    if al == 0 {
-                        ai += 1;
-                    }
-                }
-            }
+            self.auction_one(si, ctx, out);
             let s = &mut self.secs[si];
             s.iep = None;
             if self.phase == CcPhase::ClosingCall {
                 s.closing_auction_traded = s.trade_seq > traded_before;
+            }
+        }
+    }
+
+    /// Match one security's book at its call-auction price, if there is one.
+    fn auction_one(&mut self, si: usize, ctx: &mut Ctx, out: &mut Vec<Event>) {
+        if let Some((px, _)) = self.auction_price(si) {
+            let queue = |side: Side, this: &Self| -> Vec<u32> {
+                let b = this.secs[si].book(side);
+                let mut v = Vec::new();
+                for p in b.prices_best_first(side) {
+                    let ok = match side {
+                        Side::Buy => p >= px,
+                        Side::Sell => p <= px,
+                    };
+                    if !ok {
+                        break;
+                    }
+                    v.extend(this.orders.fifo(&b.levels[&p]));
+                }
+                v
+            };
+            let buys = queue(Side::Buy, self);
+            let sells = queue(Side::Sell, self);
+            let (mut bi, mut ai) = (0, 0);
+            while bi < buys.len() && ai < sells.len() {
+                let (b, a) = (buys[bi], sells[ai]);
+                let q = self.orders.get(b).leaves().min(self.orders.get(a).leaves());
+                self.execute(si, b, a, px, q, None, MatchKind::Auction, ctx, out);
+                let (bl, al) = (self.orders.get(b).leaves(), self.orders.get(a).leaves());
+                self.after_fill_passive(si, b, Side::Buy, q, out);
+                self.after_fill_passive(si, a, Side::Sell, q, out);
+                if bl == 0 {
+                    bi += 1;
+                }
+                if al == 0 {
+                    ai += 1;
+                }
             }
         }
     }
@@ -1116,7 +1135,7 @@ impl ChinaConnect {
                 "duplicate client order id",
             );
         }
-        self.ids.insert((c.owner.broker, c.cl_ord_id), 0);
+        self.record_id(c.owner.broker, c.cl_ord_id, 0);
         let owner_broker = c.owning_broker.unwrap_or(c.owner.broker);
         if c.owning_broker.is_some()
             && (c.owning_broker == Some(c.owner.broker) || c.order_id.is_none())
@@ -1159,7 +1178,7 @@ impl ChinaConnect {
     pub fn amend(&mut self, a: &Amend, out: &mut Vec<Event>) {
         let dup = self.ids.contains_key(&(a.owner.broker, a.cl_ord_id));
         if !dup {
-            self.ids.insert((a.owner.broker, a.cl_ord_id), 0);
+            self.record_id(a.owner.broker, a.cl_ord_id, 0);
         }
         out.push(Event::AmendRejected {
             owner: a.owner,
@@ -1196,7 +1215,7 @@ impl ChinaConnect {
         if self.ids.contains_key(&(m.owner.broker, m.cl_ord_id)) {
             return report(out, 0, Some("duplicate client order id"));
         }
-        self.ids.insert((m.owner.broker, m.cl_ord_id), 0);
+        self.record_id(m.owner.broker, m.cl_ord_id, 0);
         if let Some(why) = self.cancel_refusal() {
             return report(out, 0, Some(why));
         }
@@ -1343,14 +1362,32 @@ impl ChinaConnect {
         }
     }
 
-    pub fn set_halt(&mut self, sec: Option<SecurityCode>, halted: bool, out: &mut Vec<Event>) {
-        for s in &mut self.secs {
+    /// Halt or resume one security or all. A halted security takes no new orders and does not
+    /// trade (held orders released meanwhile rest without matching); resumed in continuous
+    /// trading, a crossed book is first uncrossed by a call auction at the resumption.
+    pub fn set_halt(
+        &mut self,
+        sec: Option<SecurityCode>,
+        halted: bool,
+        ctx: &mut Ctx,
+        out: &mut Vec<Event>,
+    ) {
+        let mut resumed = Vec::new();
+        for (si, s) in self.secs.iter_mut().enumerate() {
             if sec.is_none_or(|c| c == s.def.code) && (sec.is_none() || s.halted != halted) {
+                if s.halted && !halted {
+                    resumed.push(si);
+                }
                 s.halted = halted;
                 out.push(Event::SecurityStatus {
                     security: s.def.code,
                     halted,
                 });
+            }
+        }
+        if self.phase.is_continuous() {
+            for si in resumed {
+                self.auction_one(si, ctx, out);
             }
         }
     }
@@ -1367,11 +1404,7 @@ impl ChinaConnect {
             h.u64(q.stopped as u64);
         }
         h.u64(self.ids.len() as u64);
-        for ((b, c), v) in &self.ids {
-            h.u64(b.0 as u64);
-            h.bytes(c.as_str().as_bytes());
-            h.u64(*v);
-        }
+        h.u64(self.ids_digest);
         for ((b, c), v) in &self.holdings {
             h.u64(b.0 as u64);
             h.u64(c.0 as u64);
@@ -1464,7 +1497,9 @@ impl ChinaConnect {
         if snap.quota.len() == 2 {
             self.quota = [snap.quota[0], snap.quota[1]];
         }
-        self.ids = snap.ids.into_iter().map(|(b, c, v)| ((b, c), v)).collect();
+        for (b, c, v) in snap.ids {
+            self.record_id(b, c, v);
+        }
         self.holdings = snap
             .holdings
             .into_iter()
@@ -1541,7 +1576,7 @@ impl ChinaConnect {
             seen += 1;
         }
         for s in &self.secs {
-            if self.phase.is_continuous() || self.phase.holds_input() {
+            if (self.phase.is_continuous() || self.phase.holds_input()) && !s.halted {
                 if let (Some(b), Some(a)) = (s.best_bid(), s.best_ask()) {
                     if b >= a {
                         return Err(format!(

@@ -439,16 +439,27 @@ impl Engine {
     /// Halt / resume an HK or China Connect security, or everything (events in code order).
     fn halt_any(&mut self, sec: Option<SecurityCode>, halted: bool, out: &mut Vec<Event>) {
         match sec {
-            Some(c) if self.china.has(c) => self.china.set_halt(sec, halted, out),
+            Some(c) if self.china.has(c) => {
+                let (cc, mut ctx) = self.cc();
+                cc.set_halt(sec, halted, &mut ctx, out)
+            }
             Some(_) => self.set_halt(sec, halted, out),
             None => {
                 let start = out.len();
                 self.set_halt(None, halted, out);
-                self.china.set_halt(None, halted, out);
+                let (cc, mut ctx) = self.cc();
+                let mut ccev = Vec::new();
+                cc.set_halt(None, halted, &mut ctx, &mut ccev);
+                let n = ccev
+                    .iter()
+                    .take_while(|e| matches!(e, Event::SecurityStatus { .. }))
+                    .count();
+                out.extend(ccev.drain(..n));
                 out[start..].sort_by_key(|e| match e {
                     Event::SecurityStatus { security, .. } => *security,
                     _ => SecurityCode(0),
                 });
+                out.extend(ccev);
             }
         }
     }

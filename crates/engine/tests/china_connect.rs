@@ -2,6 +2,7 @@
 
 mod common;
 use common::{accepted_id, owner, p, reject_code, trades};
+use std::collections::BTreeMap;
 use twinsite_core::{
     BrokerId, ClOrdId, MarketSegment, OrderId, Qty, SecurityCode, Side, Timestamp,
 };
@@ -881,4 +882,297 @@ fn mass_cancel_by_market_halt_and_suspension_reach_china_connect_orders() {
             .count(),
         2
     );
+}
+
+#[test]
+fn halted_security_takes_no_orders_and_resumption_uncrosses_by_call_auction() {
+    let mut c = Cc::new(day(12, 56, 0));
+    accepted_id(&c.sell(SELLER, CMB, "35.00", 100));
+    accepted_id(&c.buy(BUYER, CMB, "35.10", 300));
+    c.run(Command::Halt {
+        security: Some(SecurityCode(CMB)),
+    });
+    assert_eq!(
+        reject_code(&c.buy(BUYER, CMB, "35.00", 100)),
+        Some(RejectCode::Other)
+    );
+    // Released at 13:00 but not matched while halted.
+    let ev = c.at(day(13, 0, 0));
+    assert!(trades(&ev).is_empty());
+    // Still no new orders while halted.
+    let ev = c.sell(SELLER, CMB, "35.20", 100);
+    assert_eq!(reject_code(&ev), Some(RejectCode::Other));
+    let ev = c.run(Command::Resume {
+        security: Some(SecurityCode(CMB)),
+    });
+    assert_eq!(
+        ev[0],
+        Event::SecurityStatus {
+            security: SecurityCode(CMB),
+            halted: false
+        }
+    );
+    // Buy 300 at 35.10 vs sell 100 at 35.00: 100 shares at every price from 35.00 to 35.10
+    // with the same imbalance, so SSE takes the midpoint 35.05, as an auction.
+    assert_eq!(trades(&ev), vec![(p("35.05"), 100)]);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Trade {
+            kind: MatchKind::Auction,
+            ..
+        }
+    )));
+}
+
+mod random_streams {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    const SECS: [u32; 6] = [MOUTAI, CMB, SMIC, KANGMEI, MIDEA, CATL];
+    const QUOTA: i64 = 3_000_000;
+
+    fn stream(seed: u64, n: usize) -> Vec<(Timestamp, Command)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let defs = refdata::sample();
+        let mut t = day(9, 5, 0);
+        let mut out = Vec::new();
+        let mut next_cl = 0u64;
+        let mut sent: Vec<(u32, ClOrdId, u32, Side)> = Vec::new();
+        for _ in 0..n {
+            // Spread n commands over about six hours.
+            t = t.plus_nanos(rng.gen_range(0..(2 * 6 * 3600 / n as u64 + 1)) * 1_000_000_000);
+            let b = [SELLER, BUYER, 9, 10][rng.gen_range(0..4)];
+            let code = SECS[rng.gen_range(0..SECS.len())];
+            let def = defs.iter().find(|s| s.code.0 == code).unwrap();
+            let side = if rng.gen_bool(0.5) {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            next_cl += 1;
+            let cl = ClOrdId::new(&format!("R{next_cl}")).unwrap();
+            let roll = rng.gen_range(0..100);
+            let cmd = if roll < 60 || sent.is_empty() {
+                let ticks = rng.gen_range(-12i32..=12);
+                let mut px = def.spread_table.shift(def.prev_close, ticks);
+                if rng.gen_ratio(1, 30) {
+                    px = def.spread_table.shift(def.prev_close, 3_000); // beyond the limit
+                }
+                let mut qty = rng.gen_range(1..=8u64) * 100;
+                if rng.gen_ratio(1, 10) {
+                    qty += rng.gen_range(1..100);
+                }
+                sent.push((b, cl, code, side));
+                Command::NewOrder(NewOrder {
+                    owner: owner(b),
+                    cl_ord_id: cl,
+                    security: SecurityCode(code),
+                    side,
+                    order_type: if rng.gen_ratio(1, 20) {
+                        OrderType::SpecialLimit
+                    } else {
+                        OrderType::Limit
+                    },
+                    price: Some(px),
+                    qty: Qty(qty),
+                    short_sell: false,
+                })
+            } else if roll < 85 {
+                let (ob, oc, osec, oside) = sent[rng.gen_range(0..sent.len())];
+                Command::Cancel(Cancel {
+                    owner: owner(ob),
+                    cl_ord_id: cl,
+                    orig_cl_ord_id: Some(oc),
+                    security: SecurityCode(osec),
+                    side: oside,
+                    order_id: None,
+                    owning_broker: None,
+                })
+            } else if roll < 88 {
+                let (ob, oc, osec, oside) = sent[rng.gen_range(0..sent.len())];
+                Command::Amend(Amend {
+                    owner: owner(ob),
+                    cl_ord_id: cl,
+                    orig_cl_ord_id: oc,
+                    security: SecurityCode(osec),
+                    side: oside,
+                    order_id: None,
+                    price: None,
+                    qty: Qty(100),
+                })
+            } else if roll < 91 {
+                Command::MassCancel(MassCancel {
+                    owner: owner(b),
+                    cl_ord_id: cl,
+                    scope: match rng.gen_range(0..3) {
+                        0 => MassCancelScope::All,
+                        1 => MassCancelScope::Security(SecurityCode(code)),
+                        _ => MassCancelScope::Segment(def.segment),
+                    },
+                    side: rng.gen_bool(0.5).then_some(side),
+                    owning_broker: None,
+                })
+            } else if roll < 93 {
+                Command::CancelOnDisconnect {
+                    session: owner(b).session,
+                }
+            } else if roll < 95 {
+                Command::Halt {
+                    security: Some(SecurityCode(code)),
+                }
+            } else if roll < 97 {
+                Command::Resume {
+                    security: rng.gen_bool(0.7).then_some(SecurityCode(code)),
+                }
+            } else {
+                Command::Tick
+            };
+            out.push((t, cmd));
+        }
+        out
+    }
+
+    fn engine() -> Engine {
+        Engine::new(
+            EngineConfig {
+                cc_schedule: CcSchedule::for_date(2026, 11, 27),
+                cc_daily_quota: QUOTA,
+                cc_holdings: holdings(),
+                ..Default::default()
+            },
+            refdata::sample(),
+        )
+    }
+
+    /// Invariants after every command; quota and holdings reconcile with the events.
+    /// Returns (trades, links whose buying stopped) so the caller can see the rules were reached.
+    fn check(seed: u64, n: usize) -> (u64, u64) {
+        let cmds = stream(seed, n);
+        let mut e = engine();
+        let mut buy_filled: i128 = 0; // value in 1/1000 RMB
+        let mut sell_filled: i128 = 0;
+        let mut sold: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+        let mut n_trades = 0;
+        for (i, (ts, c)) in cmds.iter().enumerate() {
+            for ev in e.apply(c, *ts) {
+                if matches!(ev, Event::Trade { .. }) {
+                    n_trades += 1;
+                }
+                if let Event::Fill {
+                    order, price, qty, ..
+                } = ev
+                {
+                    let v = price.0 as i128 * qty.0 as i128;
+                    match order.side {
+                        Side::Buy => buy_filled += v,
+                        Side::Sell => {
+                            sell_filled += v;
+                            *sold
+                                .entry((order.owner.broker.0, order.security.0))
+                                .or_insert(0) += qty.0;
+                        }
+                    }
+                }
+            }
+            e.check_invariants()
+                .unwrap_or_else(|err| panic!("seed {seed}: after #{i} {c:?}: {err}"));
+        }
+        let cc = e.china();
+        let mut open_buys = [0i128; 2];
+        let mut open_sells: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+        let all: Vec<OrderInfo> = cc
+            .held_orders()
+            .into_iter()
+            .chain(SECS.iter().flat_map(|&s| {
+                [Side::Buy, Side::Sell]
+                    .into_iter()
+                    .flat_map(move |d| cc.book_orders(SecurityCode(s), d))
+            }))
+            .collect();
+        for o in all {
+            let m = (cc.security(o.security).unwrap().def.segment == MarketSegment::Szse) as usize;
+            match o.side {
+                Side::Buy => open_buys[m] += o.price.unwrap().0 as i128 * o.leaves_qty.0 as i128,
+                Side::Sell => {
+                    *open_sells
+                        .entry((o.owner.broker.0, o.security.0))
+                        .or_insert(0) += o.leaves_qty.0
+                }
+            }
+        }
+        // Per link: quota - open buys at their limit - filled buys + filled sells.
+        let _ = (buy_filled, sell_filled);
+        let total_balance: i128 = [MarketSegment::Sse, MarketSegment::Szse]
+            .iter()
+            .map(|&m| cc.quota_balance(m) as i128)
+            .sum();
+        let expected = (2 * QUOTA as i128 * 1000 - open_buys[0] - open_buys[1] - buy_filled
+            + sell_filled)
+            / 1000;
+        assert!(
+            (total_balance - expected).abs() <= 2,
+            "seed {seed}: quota {total_balance} != {expected}"
+        );
+        for (b, c, initial) in holdings() {
+            let k = (b.0, c.0);
+            let used =
+                open_sells.get(&k).copied().unwrap_or(0) + sold.get(&k).copied().unwrap_or(0);
+            assert_eq!(
+                cc.available(b, c) + used,
+                initial,
+                "seed {seed}: holdings of {k:?}"
+            );
+        }
+        let stopped = [MarketSegment::Sse, MarketSegment::Szse]
+            .iter()
+            .filter(|&&m| cc.quota_stopped(m))
+            .count() as u64;
+        (n_trades, stopped)
+    }
+
+    #[test]
+    fn random_streams_keep_invariants_and_reconcile_quota_and_holdings() {
+        let (mut trades, mut stopped) = (0, 0);
+        for seed in 0..24 {
+            for n in [150, 600] {
+                let (t, s) = check(seed, n);
+                trades += t;
+                stopped += s;
+            }
+        }
+        assert!(trades > 500, "{trades} trades");
+        assert!(stopped > 0 && stopped < 96, "{stopped} links stopped");
+    }
+
+    #[test]
+    fn random_streams_replay_identically_and_snapshots_resume() {
+        for seed in 0..6 {
+            let cmds = stream(seed, 600);
+            let run = || {
+                let mut e = engine();
+                let mut all = Vec::new();
+                for (ts, c) in &cmds {
+                    all.extend(e.apply(c, *ts));
+                }
+                (all, e.state_hash())
+            };
+            let (a, ha) = run();
+            let (b, hb) = run();
+            assert_eq!(a, b);
+            assert_eq!(ha, hb);
+            let mut full = engine();
+            let mut restored: Option<Engine> = None;
+            for (i, (ts, c)) in cmds.iter().enumerate() {
+                let ev = full.apply(c, *ts);
+                if let Some(r) = restored.as_mut() {
+                    assert_eq!(r.apply(c, *ts), ev, "seed {seed}: #{i} after restore");
+                }
+                if i == 300 {
+                    restored = Some(Engine::restore(&full.snapshot()).unwrap());
+                }
+            }
+            assert_eq!(restored.unwrap().state_hash(), full.state_hash());
+        }
+    }
 }
