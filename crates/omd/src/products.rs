@@ -21,6 +21,8 @@ pub enum Product {
     SecuritiesFullTick,
     /// The union of the three, plus the complimentary feeds (33/34, 54, 80/81).
     Combined,
+    /// OMD-CC (SSE / SZSE northbound): 610, 611, 621, 655 top of book, 660 statistics.
+    ChinaConnect,
 }
 
 impl Product {
@@ -45,6 +47,7 @@ impl Product {
                     || FULL_TICK.contains(&msg_type)
                     || matches!(msg_type, 33 | 34 | 54 | 80 | 81)
             }
+            Product::ChinaConnect => matches!(msg_type, 100 | 105 | 610 | 611 | 621 | 655 | 660),
         }
     }
 }
@@ -326,6 +329,7 @@ pub struct ProductBuilder {
     /// What clients have been told: aggregate levels and broker queues per security.
     published_aggregate: BTreeMap<u32, crate::image::AggregateBook>,
     published_queues: BTreeMap<(u32, usize), (Vec<BrokerQueueItem>, bool)>,
+    published_top: BTreeMap<u32, CcTopOfBook>,
     dirty_books: BTreeSet<u32>,
     dirty_stats: BTreeSet<u32>,
 }
@@ -338,6 +342,7 @@ impl ProductBuilder {
             trades: BTreeMap::new(),
             published_aggregate: BTreeMap::new(),
             published_queues: BTreeMap::new(),
+            published_top: BTreeMap::new(),
             dirty_books: BTreeSet::new(),
             dirty_stats: BTreeSet::new(),
         }
@@ -371,6 +376,7 @@ impl ProductBuilder {
         for security in std::mem::take(&mut self.dirty_books) {
             self.emit_aggregate(security, &mut emitted);
             self.emit_broker_queues(security, &mut emitted);
+            self.emit_top_of_book(security, &mut emitted);
         }
         let pending: Vec<u32> = self
             .trades
@@ -383,6 +389,7 @@ impl ProductBuilder {
         }
         for security in std::mem::take(&mut self.dirty_stats) {
             emitted.push(self.statistics(security).into());
+            emitted.push(self.cc_statistics(security).into());
         }
         out.extend(
             emitted
@@ -449,10 +456,19 @@ impl ProductBuilder {
                 Ok(())
             }
             MarketEvent::SecurityStatus { security, halted } => {
+                let status = if halted { 2 } else { 3 };
                 out.push(
                     SecurityStatus {
                         security_code: security.0,
-                        suspension_indicator: if halted { 2 } else { 3 },
+                        suspension_indicator: status,
+                    }
+                    .into(),
+                );
+                out.push(
+                    CcSecurityStatus {
+                        security_code: security.0,
+                        security_trading_status: status,
+                        trading_phase_code: AsciiStr::default(),
                     }
                     .into(),
                 );
@@ -782,6 +798,7 @@ impl ProductBuilder {
             out.push(ticker.clone().into());
         }
         out.push(self.statistics(security.0).into());
+        out.push(self.cc_statistics(security.0).into());
         Ok(())
     }
 
@@ -820,6 +837,53 @@ impl ProductBuilder {
         stats.short_sell_shares_traded = trades.short_sell.0;
         stats.short_sell_turnover = trades.short_sell.1;
         stats
+    }
+
+    /// OMD-CC Statistics (660): like 60, with the opening (first) price instead of VWAP and
+    /// no short-sell fields.
+    fn cc_statistics(&self, security: u32) -> CcStatistics {
+        let stats = self.statistics(security);
+        let opening_price = self
+            .trades
+            .get(&security)
+            .and_then(|t| {
+                t.by_exec
+                    .values()
+                    .filter(|i| !i.cancelled)
+                    .min_by_key(|i| i.trade_id)
+            })
+            .map_or(0, |i| i.price);
+        CcStatistics {
+            security_code: security,
+            shares_traded: stats.shares_traded,
+            turnover: stats.turnover,
+            high_price: stats.high_price,
+            low_price: stats.low_price,
+            last_price: stats.last_price,
+            opening_price,
+        }
+    }
+
+    /// OMD-CC Top Of Book (655): best bid and ask with the quantity at each, when changed.
+    fn emit_top_of_book(&mut self, security: u32, out: &mut Vec<Message>) {
+        let mut top = CcTopOfBook {
+            security_code: security,
+            ..CcTopOfBook::default()
+        };
+        if let Some(book) = self.books.get(&security) {
+            for side in [BookSide::Bid, BookSide::Offer] {
+                let best = book.visible_levels(side).first().copied();
+                let (price, qty) = best.map_or((0, 0), |l| (l.price, l.aggregate_quantity));
+                match side {
+                    BookSide::Bid => (top.bid_price, top.aggregate_bid_quantity) = (price, qty),
+                    BookSide::Offer => (top.ask_price, top.aggregate_ask_quantity) = (price, qty),
+                }
+            }
+        }
+        if self.published_top.get(&security) != Some(&top) {
+            self.published_top.insert(security, top.clone());
+            out.push(top.into());
+        }
     }
 
     /// Diff the visible levels against what clients were told, in client order (§2.3).
@@ -983,6 +1047,59 @@ mod tests {
             vec![30],
             "no aggregate book or broker queue on FullTick"
         );
+    }
+
+    #[test]
+    fn china_connect_publishes_top_of_book_and_statistics() {
+        let mut b = ProductBuilder::new(Product::ChinaConnect);
+        let mut out = Vec::new();
+        let sec = |ev: MarketEvent| match ev {
+            MarketEvent::OrderAdded {
+                order_id,
+                side,
+                price,
+                qty,
+                broker,
+                odd_lot,
+                ..
+            } => MarketEvent::OrderAdded {
+                security: SecurityCode(600_519),
+                order_id,
+                side,
+                price,
+                qty,
+                broker,
+                odd_lot,
+            },
+            other => other,
+        };
+        b.on_event(&sec(add(1, Side::Buy, 1_500_000, 100, 1)), &mut out)
+            .unwrap();
+        b.on_event(&sec(add(2, Side::Buy, 1_500_000, 200, 1)), &mut out)
+            .unwrap();
+        b.on_event(&sec(add(3, Side::Sell, 1_501_000, 300, 1)), &mut out)
+            .unwrap();
+        b.on_event(
+            &MarketEvent::Trade {
+                security: SecurityCode(600_519),
+                exec_id: 1,
+                price: Price(1_500_500),
+                qty: Qty(100),
+                trd_type: 0,
+                time: Timestamp(0),
+            },
+            &mut out,
+        )
+        .unwrap();
+        b.end_batch(&mut out);
+        assert!(out
+            .iter()
+            .all(|m| Product::ChinaConnect.carries(m.msg_type())));
+        assert!(out.iter().any(|m| matches!(m, Message::CcTopOfBook(t)
+            if t.bid_price == 1_500_000 && t.aggregate_bid_quantity == 300
+                && t.ask_price == 1_501_000 && t.aggregate_ask_quantity == 300)));
+        assert!(out.iter().any(|m| matches!(m, Message::CcStatistics(s)
+            if s.opening_price == 1_500_500 && s.shares_traded == 100)));
     }
 
     #[test]
