@@ -224,7 +224,10 @@ impl ChannelHandler {
     fn check_invariants(&self) {
         if self.synced {
             debug_assert!(
-                self.buffer.keys().all(|&seq| seq >= self.expected),
+                self.buffer
+                    .keys()
+                    .next()
+                    .is_none_or(|&seq| seq >= self.expected),
                 "Invariant: nothing below the expected sequence number stays buffered"
             );
         }
