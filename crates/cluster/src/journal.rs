@@ -52,7 +52,8 @@ pub struct JournalMetrics {
     pub replication: BTreeMap<NodeRole, PeerReplication>,
     pub durability: &'static str,
     pub wal_syncs: u64,
-    pub wal_records: u64,
+    /// Log entries made durable; divided by `wal_syncs` gives entries per fdatasync.
+    pub wal_entries: u64,
     pub wal_sync_nanos_total: u64,
     /// Times this node, as witness, found itself leader and handed leadership on.
     pub witness_handovers: u64,
@@ -490,7 +491,7 @@ impl<S: StateMachine> Journal<S> {
                 Durability::Memory => "memory (demo: nothing survives a restart)",
             },
             wal_syncs: stats.syncs.load(Ordering::Relaxed),
-            wal_records: stats.records.load(Ordering::Relaxed),
+            wal_entries: stats.entries.load(Ordering::Relaxed),
             wal_sync_nanos_total: stats.sync_nanos_total.load(Ordering::Relaxed),
             witness_handovers: self.inner.witness_handovers.load(Ordering::Relaxed),
         }

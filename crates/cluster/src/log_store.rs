@@ -34,7 +34,8 @@ enum LogRecord {
 #[derive(Debug, Default)]
 pub struct WalStats {
     pub syncs: AtomicU64,
-    pub records: AtomicU64,
+    /// Raft log entries made durable (commands plus raft's own blank and membership entries).
+    pub entries: AtomicU64,
     pub sync_nanos_total: AtomicU64,
 }
 
@@ -44,6 +45,7 @@ struct WriteJob {
     /// Records with the entry index they carry, if any.
     records: Vec<(Option<u64>, Vec<u8>)>,
     purge_upto: Option<u64>,
+    /// Without a completion the job is lazy: written now, synced by the next job that waits.
     done: Option<Done>,
 }
 
@@ -187,6 +189,19 @@ impl LogStore {
         }
     }
 
+    /// Queue a WAL record that needs no sync of its own.
+    fn submit_lazy(&self, records: Vec<(Option<u64>, Vec<u8>)>) {
+        if let Some(writer) = &self.shared.writer {
+            let job = WriteJob {
+                records,
+                purge_upto: None,
+                done: None,
+            };
+            // A stopped writer drops lazy records; they only speed up recovery.
+            let _ = writer.lock().expect("writer mutex").send(job);
+        }
+    }
+
     /// Queue a WAL job and wait until it is durable.
     async fn submit_and_wait(
         &self,
@@ -299,15 +314,21 @@ fn write_batch(
         });
     }
     let mut purge_upto = None;
-    let mut records = 0u64;
+    let mut entries = 0u64;
     for job in batch {
         for (index, payload) in &job.records {
             let segment = wal.append(payload)?;
             let max = segment_max.entry(segment).or_default();
             *max = (*max).max(*index);
-            records += 1;
+            if index.is_some() {
+                entries += 1;
+            }
         }
         purge_upto = purge_upto.max(job.purge_upto);
+    }
+    if batch.iter().all(|job| job.done.is_none()) {
+        // Only lazy records: leave them for the next sync instead of paying one now.
+        return Ok(());
     }
     let started = std::time::Instant::now();
     wal.sync()?;
@@ -315,7 +336,7 @@ fn write_batch(
         .sync_nanos_total
         .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     stats.syncs.fetch_add(1, Ordering::Relaxed);
-    stats.records.fetch_add(records, Ordering::Relaxed);
+    stats.entries.fetch_add(entries, Ordering::Relaxed);
     if let Some(upto) = purge_upto {
         // A segment can go once every entry in it is purged. The latest Purge record is in the
         // current segment, which is never removed, so replay still knows the purge point.
@@ -426,7 +447,7 @@ impl RaftLogStorage<C> for LogStore {
             // Not waited for: the committed index only speeds up recovery, and it is synced
             // with the next group commit.
             let record = encode(&LogRecord::Committed(committed));
-            self.submit(vec![(None, record)], None, Box::new(|_| {}));
+            self.submit_lazy(vec![(None, record)]);
         }
         Ok(())
     }

@@ -36,7 +36,7 @@ async fn every_node_reaches_the_same_state_hash_at_the_same_index() {
     assert_eq!(metrics.status.commit_index, last);
     assert_eq!(metrics.replication.len(), 3, "{metrics:?}");
     assert!(
-        metrics.wal_syncs > 0 && metrics.wal_records >= 200,
+        metrics.wal_syncs > 0 && metrics.wal_entries >= 200,
         "{metrics:?}"
     );
     // Followers refuse proposals and name the leader.

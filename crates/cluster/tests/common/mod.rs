@@ -115,6 +115,8 @@ impl Cluster {
             Durability::Memory
         };
         let mut config = JournalConfig::new(role, self.addresses.clone(), durability);
+        // Segments are zero-filled on creation; keep test disks small.
+        config.wal_segment_bytes = 1 << 20;
         (self.tweak)(&mut config);
         config
     }
