@@ -1,0 +1,827 @@
+//! Activity tracking and scorecards. Everything here is computed from what the exchange itself
+//! observed ([`twinsite_site::gateway::Activity`] records from each site, and the exchange's own
+//! failover times), never from anything a participant reports about itself.
+
+use crate::clock::Clock;
+use crate::registry::Registration;
+use crate::session::{kind_name, Session};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use twinsite_core::{ParticipantKind, Site, Timestamp};
+use twinsite_ocg::{ExecType, Message};
+use twinsite_site::gateway::Activity;
+
+/// A participant to track: its id in reports, kind and Comp IDs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Participant {
+    pub id: String,
+    pub firm: String,
+    pub kind: ParticipantKind,
+    pub comp_ids: Vec<String>,
+}
+
+impl From<&Registration> for Participant {
+    fn from(r: &Registration) -> Self {
+        Participant {
+            id: r.id(),
+            firm: r.firm.clone(),
+            kind: r.kind,
+            comp_ids: r.comp_ids.iter().map(|c| c.comp_id.clone()).collect(),
+        }
+    }
+}
+
+/// One thing the exchange saw a participant do (or do to it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum What {
+    Lookup {
+        accepted: bool,
+    },
+    LogonAccepted {
+        connection: u64,
+    },
+    /// A logon the gateway refused (with the sequence numbers when the runtime knows them).
+    LogonRefused {
+        reason: String,
+    },
+    /// Sequence numbers presented at a logon.
+    LogonSequences {
+        logon_seq: u32,
+        next_expected: u32,
+        exchange_in_next: u32,
+        exchange_out_next: u32,
+        accepted: bool,
+    },
+    SessionDown {
+        cause: String,
+    },
+    Inbound {
+        seq: u32,
+        msg_type: u8,
+        poss_resend: bool,
+    },
+    OrderAccepted {
+        seq: u32,
+    },
+    Fill {
+        seq: u32,
+    },
+    Rejected {
+        seq: u32,
+        message: String,
+    },
+    Outbound {
+        seq: u32,
+        message: String,
+    },
+    MarketImageRecovered {
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Observation {
+    pub site: Site,
+    /// Wall time.
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub what: What,
+}
+
+/// Sequence numbers presented at a logon, as the gateway saw them. The `Activity` stream does not
+/// carry these yet; a runtime that knows them feeds them here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogonDetail {
+    pub comp_id: String,
+    pub site: Site,
+    pub at: Timestamp,
+    /// The Logon message's own sequence number.
+    pub logon_seq: u32,
+    /// Next Expected Sequence Number in the Logon.
+    pub next_expected: u32,
+    /// What the exchange expected next from the participant, and would send next.
+    pub exchange_in_next: u32,
+    pub exchange_out_next: u32,
+    pub accepted: bool,
+    pub reason: Option<String>,
+}
+
+/// The exchange's own checks, measured by the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct ExchangeChecks {
+    /// Failover start to the backup site accepting logons; computed from the times given to the
+    /// log when absent.
+    pub rto_ms: Option<u64>,
+    /// Acknowledged orders missing at the backup.
+    pub acked_orders_lost: u64,
+    pub state_hashes_equal: bool,
+    /// Free-text evidence (hashes, counts).
+    pub detail: String,
+}
+
+/// The activity of a session, per participant, plus the exchange's failover times.
+pub struct ActivityLog {
+    session: Session,
+    clock: Clock,
+    participants: Vec<Participant>,
+    by_comp: BTreeMap<String, usize>,
+    conns: BTreeMap<(Site, u64), usize>,
+    obs: Vec<Vec<Observation>>,
+    failover_start: Option<Timestamp>,
+    backup_open: Option<Timestamp>,
+    dr_signal: Option<Timestamp>,
+    /// Records that could not be tied to a participant (unknown Comp ID, refused connections).
+    unattributed: Vec<(Site, Timestamp, String)>,
+}
+
+impl ActivityLog {
+    pub fn new(session: &Session, clock: Clock, participants: Vec<Participant>) -> ActivityLog {
+        let mut by_comp = BTreeMap::new();
+        for (i, p) in participants.iter().enumerate() {
+            for c in &p.comp_ids {
+                by_comp.insert(c.clone(), i);
+            }
+        }
+        ActivityLog {
+            session: session.clone(),
+            clock,
+            obs: vec![Vec::new(); participants.len()],
+            participants,
+            by_comp,
+            conns: BTreeMap::new(),
+            failover_start: None,
+            backup_open: None,
+            dr_signal: None,
+            unattributed: Vec::new(),
+        }
+    }
+
+    pub fn participants(&self) -> &[Participant] {
+        &self.participants
+    }
+
+    /// Everything seen of a participant, in arrival order.
+    pub fn observations(&self, id: &str) -> &[Observation] {
+        self.participants
+            .iter()
+            .position(|p| p.id == id)
+            .map(|i| self.obs[i].as_slice())
+            .unwrap_or(&[])
+    }
+
+    pub fn unattributed(&self) -> &[(Site, Timestamp, String)] {
+        &self.unattributed
+    }
+
+    fn push(&mut self, i: usize, site: Site, at: Timestamp, what: What) {
+        self.obs[i].push(Observation { site, at, what });
+    }
+
+    fn comp(&self, c: &str) -> Option<usize> {
+        self.by_comp.get(c).copied()
+    }
+
+    /// One activity record from a site.
+    pub fn record(&mut self, site: Site, a: &Activity) {
+        match a {
+            Activity::Lookup {
+                comp_id,
+                accepted,
+                at,
+                peer,
+            } => match comp_id.as_deref().and_then(|c| self.comp(c)) {
+                Some(i) => self.push(
+                    i,
+                    site,
+                    *at,
+                    What::Lookup {
+                        accepted: *accepted,
+                    },
+                ),
+                None => self.unattributed.push((
+                    site,
+                    *at,
+                    format!("lookup from {peer} for {comp_id:?}, accepted {accepted}"),
+                )),
+            },
+            Activity::SessionUp {
+                comp_id,
+                connection,
+                at,
+            } => {
+                if let Some(i) = self.comp(comp_id.as_str()) {
+                    self.conns.insert((site, *connection), i);
+                    self.push(
+                        i,
+                        site,
+                        *at,
+                        What::LogonAccepted {
+                            connection: *connection,
+                        },
+                    );
+                }
+            }
+            Activity::SessionDown {
+                comp_id, cause, at, ..
+            } => {
+                if let Some(i) = self.comp(comp_id.as_str()) {
+                    self.push(
+                        i,
+                        site,
+                        *at,
+                        What::SessionDown {
+                            cause: cause.clone(),
+                        },
+                    );
+                }
+            }
+            // Refused before any session: the record carries no Comp ID.
+            Activity::Disconnected {
+                connection,
+                reason,
+                at,
+                ..
+            } if !self.conns.contains_key(&(site, *connection)) => self.unattributed.push((
+                site,
+                *at,
+                format!("connection {connection} refused: {reason}"),
+            )),
+            Activity::Inbound {
+                comp_id,
+                seq,
+                msg_type,
+                poss_resend,
+                at,
+            } => {
+                if let Some(i) = self.comp(comp_id.as_str()) {
+                    self.push(
+                        i,
+                        site,
+                        *at,
+                        What::Inbound {
+                            seq: *seq,
+                            msg_type: *msg_type,
+                            poss_resend: *poss_resend,
+                        },
+                    );
+                }
+            }
+            Activity::Outbound {
+                comp_id,
+                seq,
+                message,
+                at,
+            } => {
+                if let Some(i) = self.comp(comp_id.as_str()) {
+                    let what = match message.as_ref() {
+                        Message::ExecutionReport(r) => match r.exec_type {
+                            Some(ExecType::New) => What::OrderAccepted { seq: *seq },
+                            Some(ExecType::Trade) => What::Fill { seq: *seq },
+                            Some(ExecType::Reject) => What::Rejected {
+                                seq: *seq,
+                                message: format!("order rejected, code {:?}", r.order_reject_code),
+                            },
+                            _ => What::Outbound {
+                                seq: *seq,
+                                message: "ExecutionReport".into(),
+                            },
+                        },
+                        Message::BusinessMessageReject(r) => What::Rejected {
+                            seq: *seq,
+                            message: format!("business reject {:?}", r.business_reject_code),
+                        },
+                        m => What::Outbound {
+                            seq: *seq,
+                            message: m.name().into(),
+                        },
+                    };
+                    self.push(i, site, *at, what);
+                }
+            }
+            // Connections before logon, engine phases, site state changes (the runtime calls
+            // `failover_started` / `backup_opened`): not scored.
+            _ => {}
+        }
+    }
+
+    /// Sequence numbers presented at a logon (accepted or refused), when the runtime knows them.
+    pub fn record_logon(&mut self, d: &LogonDetail) {
+        let Some(i) = self.comp(&d.comp_id) else {
+            return;
+        };
+        self.push(
+            i,
+            d.site,
+            d.at,
+            What::LogonSequences {
+                logon_seq: d.logon_seq,
+                next_expected: d.next_expected,
+                exchange_in_next: d.exchange_in_next,
+                exchange_out_next: d.exchange_out_next,
+                accepted: d.accepted,
+            },
+        );
+        if !d.accepted {
+            self.push(
+                i,
+                d.site,
+                d.at,
+                What::LogonRefused {
+                    reason: d.reason.clone().unwrap_or_else(|| "refused".into()),
+                },
+            );
+        }
+    }
+
+    /// A logon the gateway refused, attributed to a Comp ID by the runtime.
+    pub fn record_logon_refused(&mut self, comp_id: &str, site: Site, at: Timestamp, reason: &str) {
+        if let Some(i) = self.comp(comp_id) {
+            self.push(
+                i,
+                site,
+                at,
+                What::LogonRefused {
+                    reason: reason.into(),
+                },
+            );
+        }
+    }
+
+    /// The exchange started the failover (wall time).
+    pub fn failover_started(&mut self, at: Timestamp) {
+        self.failover_start = Some(at);
+    }
+
+    /// The backup site opened its Lookup Service and gateways (wall time).
+    pub fn backup_opened(&mut self, at: Timestamp) {
+        self.backup_open = Some(at);
+    }
+
+    /// The Disaster Recovery Signal went out on the DR channel (wall time).
+    pub fn dr_signal_sent(&mut self, at: Timestamp) {
+        self.dr_signal = Some(at);
+    }
+
+    /// The exchange saw an information vendor recover its market image (through the refresh
+    /// channels or RTS of the backup site). `who` is the participant id or firm.
+    pub fn market_image_recovered(&mut self, who: &str, at: Timestamp, detail: &str) {
+        let i = self
+            .participants
+            .iter()
+            .position(|p| p.id == who || p.firm == who || p.comp_ids.iter().any(|c| c == who));
+        if let Some(i) = i {
+            self.push(
+                i,
+                Site::Backup,
+                at,
+                What::MarketImageRecovered {
+                    detail: detail.into(),
+                },
+            );
+        }
+    }
+
+    fn label(&self, wall: Timestamp) -> String {
+        self.clock.label(&self.session, wall)
+    }
+
+    fn ms(&self, from: Timestamp, to: Timestamp) -> u64 {
+        to.saturating_sub(from) / 1_000_000
+    }
+
+    /// Scorecards and the exchange's checks.
+    pub fn report(&self, exchange: &ExchangeChecks) -> crate::report::Report {
+        use crate::report::*;
+        let rto_ms = exchange
+            .rto_ms
+            .or(match (self.failover_start, self.backup_open) {
+                (Some(a), Some(b)) => Some(self.ms(a, b)),
+                _ => None,
+            });
+        let participants = (0..self.participants.len())
+            .map(|i| self.scorecard(i))
+            .collect();
+        let s = &self.session;
+        let mut timeline = Vec::new();
+        for st in self.clock.steps(s) {
+            timeline.push(TimelineEntry {
+                at_wall_ms: st.wall.millis(),
+                session_time: s.label(st.at),
+                event: match &st.kind {
+                    crate::clock::StepKind::PhaseStart { phase } => format!("phase {phase} starts"),
+                    crate::clock::StepKind::PhaseEnd { phase } => format!("phase {phase} ends"),
+                    crate::clock::StepKind::Failover => "failover scheduled".into(),
+                    crate::clock::StepKind::SessionEnd => "session ends".into(),
+                },
+            });
+        }
+        for (t, what) in [
+            (self.failover_start, "failover started"),
+            (self.backup_open, "backup site open"),
+            (self.dr_signal, "DR signal sent"),
+        ] {
+            if let Some(t) = t {
+                timeline.push(TimelineEntry {
+                    at_wall_ms: t.millis(),
+                    session_time: self.label(t),
+                    event: what.into(),
+                });
+            }
+        }
+        timeline.sort_by_key(|e| e.at_wall_ms);
+        Report {
+            session: SessionInfo {
+                name: s.name.clone(),
+                reference: s.reference.clone(),
+                date: s.date.to_string(),
+                time_zone: s.time_zone.name().into(),
+                speed: self.clock.speed,
+                wall_origin_ms: self.clock.wall_origin.millis(),
+                phases: s
+                    .phases
+                    .iter()
+                    .map(|p| PhaseInfo {
+                        id: p.id.clone(),
+                        title: p.title.clone(),
+                        start: p.start_label.clone(),
+                        end: p.end_label.clone(),
+                        site: p.site,
+                        start_wall_ms: self.clock.wall(p.start).millis(),
+                        end_wall_ms: self.clock.wall(p.end).millis(),
+                    })
+                    .collect(),
+            },
+            failover: FailoverReport {
+                mode: s.failover.mode,
+                orders: s.failover.orders,
+                sequence: s.failover.sequence,
+                scheduled_at: s.failover.at_label.clone(),
+                started_wall_ms: self.failover_start.map(|t| t.millis()),
+                backup_open_wall_ms: self.backup_open.map(|t| t.millis()),
+                dr_signal_wall_ms: self.dr_signal.map(|t| t.millis()),
+                rto_ms,
+                acked_orders_lost: exchange.acked_orders_lost,
+                state_hashes_equal: exchange.state_hashes_equal,
+                passed: rto_ms.is_some()
+                    && exchange.acked_orders_lost == 0
+                    && exchange.state_hashes_equal,
+                detail: exchange.detail.clone(),
+            },
+            participants,
+            timeline,
+            unattributed: self.unattributed.len(),
+        }
+    }
+
+    fn scorecard(&self, i: usize) -> crate::report::Scorecard {
+        use crate::report::*;
+        let p = &self.participants[i];
+        let obs = &self.obs[i];
+        let s = &self.session;
+        let primary_phase = s
+            .phase_for_site(Site::Primary)
+            .map_or("primary".into(), |p| p.id.clone());
+        let backup_phase = s
+            .phase_for_site(Site::Backup)
+            .map_or("backup".into(), |p| p.id.clone());
+        let failover_phase = s
+            .failover_phase()
+            .map_or("failover".into(), |p| p.id.clone());
+        let fstart = self.failover_start;
+        let after_failover = |o: &&Observation| fstart.is_none_or(|f| o.at >= f);
+        let at_site = |site: Site| obs.iter().filter(move |o| o.site == site);
+        let mut checks = Vec::new();
+        let mut check = |name: &str, phase: &str, passed: bool, detail: String| {
+            checks.push(Check {
+                name: name.into(),
+                phase: phase.into(),
+                passed,
+                detail,
+            });
+        };
+
+        let logons = |site: Site| {
+            at_site(site)
+                .filter(|o| matches!(o.what, What::LogonAccepted { .. }))
+                .collect::<Vec<_>>()
+        };
+        let count = |site: Site, f: fn(&What) -> bool| at_site(site).filter(|o| f(&o.what)).count();
+        let counters = |site: Site| SiteCounters {
+            lookups: count(site, |w| matches!(w, What::Lookup { accepted: true })),
+            logons: count(site, |w| matches!(w, What::LogonAccepted { .. })),
+            refused_logons: count(site, |w| matches!(w, What::LogonRefused { .. })),
+            orders: count(
+                site,
+                |w| matches!(w, What::Inbound { msg_type, poss_resend: false, .. } if *msg_type == twinsite_ocg::NewOrder::MSG_TYPE),
+            ),
+            accepted: count(site, |w| matches!(w, What::OrderAccepted { .. })),
+            fills: count(site, |w| matches!(w, What::Fill { .. })),
+            rejects: count(site, |w| matches!(w, What::Rejected { .. })),
+        };
+        let primary = counters(Site::Primary);
+        let backup = counters(Site::Backup);
+        let mut backup_first_logon_ms = None;
+        let mut backup_first_order_ms = None;
+
+        if p.kind == ParticipantKind::InformationVendor {
+            let rec = obs
+                .iter()
+                .filter(after_failover)
+                .find(|o| matches!(o.what, What::MarketImageRecovered { .. }));
+            let since = self.dr_signal.or(fstart);
+            match rec {
+                Some(o) => {
+                    let d = match &o.what {
+                        What::MarketImageRecovered { detail } => detail.clone(),
+                        _ => String::new(),
+                    };
+                    let after = since.map(|t| format!(", {} ms after the DR signal", self.ms(t, o.at)));
+                    check(
+                        "market_image_recovered",
+                        &backup_phase,
+                        true,
+                        format!("image recovered at {}{}: {d}", self.label(o.at), after.unwrap_or_default()),
+                    );
+                }
+                None => check(
+                    "market_image_recovered",
+                    &backup_phase,
+                    false,
+                    match since {
+                        Some(t) => format!(
+                            "no recovery of the market image seen at the backup site after the DR signal at {}",
+                            self.label(t)
+                        ),
+                        None => "no DR signal was sent, and no recovery was seen".into(),
+                    },
+                ),
+            }
+        } else {
+            // 1. Logged in at the primary site.
+            let lp = logons(Site::Primary);
+            check(
+                "logged_in",
+                &primary_phase,
+                !lp.is_empty(),
+                match lp.first() {
+                    Some(o) => format!(
+                        "first logon at {} ({} logons at the primary site)",
+                        self.label(o.at),
+                        lp.len()
+                    ),
+                    None => format!(
+                        "no accepted logon at the primary site ({} lookups, {} refused logons)",
+                        primary.lookups, primary.refused_logons
+                    ),
+                },
+            );
+            // 2. Traded there.
+            check(
+                "traded",
+                &primary_phase,
+                primary.accepted > 0,
+                format!(
+                    "{} orders entered, {} accepted, {} fills, {} rejects at the primary site",
+                    primary.orders, primary.accepted, primary.fills, primary.rejects
+                ),
+            );
+            // 3. Reconnected through the Lookup Service after the failover.
+            let lk = at_site(Site::Backup)
+                .filter(after_failover)
+                .find(|o| matches!(o.what, What::Lookup { accepted: true }));
+            let old_gateway_logons = at_site(Site::Primary)
+                .filter(after_failover)
+                .filter(|o| matches!(o.what, What::LogonAccepted { .. }))
+                .count();
+            check(
+                "lookup_after_failover",
+                &failover_phase,
+                lk.is_some(),
+                match lk {
+                    Some(o) => format!(
+                        "looked up its gateway at the backup site at {}",
+                        self.label(o.at)
+                    ),
+                    None => format!(
+                        "no lookup at the backup site after the failover{}; {} lookups in all, all at the primary site{}",
+                        fstart.map(|t| format!(" started at {}", self.label(t))).unwrap_or_default(),
+                        primary.lookups,
+                        if old_gateway_logons > 0 {
+                            format!("; {old_gateway_logons} logons at the old gateway after the failover")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                },
+            );
+            // 4. Presented the right sequence numbers.
+            let lb = logons(Site::Backup);
+            let last_primary_seq = at_site(Site::Primary)
+                .filter_map(|o| match o.what {
+                    What::Inbound { seq, .. } => Some(seq),
+                    _ => None,
+                })
+                .max();
+            let first_backup_seq = at_site(Site::Backup).find_map(|o| match o.what {
+                What::Inbound { seq, .. } => Some(seq),
+                _ => None,
+            });
+            let backup_seqs = at_site(Site::Backup).find_map(|o| match o.what {
+                What::LogonSequences {
+                    logon_seq,
+                    next_expected,
+                    exchange_in_next,
+                    exchange_out_next,
+                    accepted: true,
+                } => Some((
+                    logon_seq,
+                    next_expected,
+                    exchange_in_next,
+                    exchange_out_next,
+                )),
+                _ => None,
+            });
+            let refused: Vec<String> = at_site(Site::Backup)
+                .filter_map(|o| match &o.what {
+                    What::LogonRefused { reason } => Some(format!("{} {reason}", self.label(o.at))),
+                    _ => None,
+                })
+                .collect();
+            let refused_note = if refused.is_empty() {
+                String::new()
+            } else {
+                format!("; refused logons: {}", refused.join(", "))
+            };
+            let reset = s.failover.sequence == crate::session::SequenceMode::Reset;
+            let (ok, detail) = match (lb.first(), backup_seqs) {
+                (None, _) => (
+                    false,
+                    format!("no logon accepted at the backup site{refused_note}"),
+                ),
+                (Some(_), Some((ls, ne, inn, _))) if !reset && ls == 1 && inn > 1 => (
+                    false,
+                    format!("logged on with sequence number 1; the exchange expected {inn} (next expected {ne})"),
+                ),
+                (Some(o), seqs) => {
+                    let monotone = match (last_primary_seq, first_backup_seq) {
+                        (Some(a), Some(b)) => reset || b > a,
+                        _ => true,
+                    };
+                    let seq_note = match seqs {
+                        Some((ls, ne, inn, out)) => format!(
+                            "logon sequence {ls} (exchange expected {inn}), next expected {ne} (exchange would send {out})"
+                        ),
+                        None => "the gateway accepts a logon only at or above the sequence number it expects".into(),
+                    };
+                    let cont = match (last_primary_seq, first_backup_seq) {
+                        (Some(a), Some(b)) => format!("; last message at the primary site {a}, first at the backup site {b}"),
+                        _ => String::new(),
+                    };
+                    (
+                        monotone,
+                        format!(
+                            "logon accepted at the backup site at {}: {seq_note}{cont}{refused_note}",
+                            self.label(o.at)
+                        ),
+                    )
+                }
+            };
+            check("sequence_numbers", &backup_phase, ok, detail);
+            // 5. Recovered missed messages.
+            let away_from = obs
+                .iter()
+                .filter(|o| o.site == Site::Primary)
+                .filter(|o| matches!(o.what, What::SessionDown { .. }))
+                .map(|o| o.at)
+                .next_back()
+                .or(fstart);
+            let back_at = lb.first().map(|o| o.at);
+            let missed: Vec<u32> = obs
+                .iter()
+                .filter(|o| {
+                    away_from.is_some_and(|a| o.at >= a) && back_at.is_none_or(|b| o.at < b)
+                })
+                .filter_map(|o| match o.what {
+                    What::OrderAccepted { seq } | What::Fill { seq } => Some(seq),
+                    What::Rejected { seq, .. } | What::Outbound { seq, .. } => Some(seq),
+                    _ => None,
+                })
+                .collect();
+            let resent = at_site(Site::Backup)
+                .filter(|o| {
+                    matches!(
+                        o.what,
+                        What::Inbound {
+                            poss_resend: true,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            let (ok, detail) = match (back_at, backup_seqs) {
+                (None, _) => (
+                    false,
+                    format!(
+                        "never logged on at the backup site; {} messages owed to it were not delivered",
+                        missed.len()
+                    ),
+                ),
+                (Some(_), Some((_, ne, _, _))) => {
+                    let first = missed.iter().min().copied();
+                    let ok = first.is_none_or(|f| ne <= f);
+                    (
+                        ok,
+                        format!(
+                            "{} messages generated while away{}; it asked for replay from {ne}; {resent} of its own messages resent",
+                            missed.len(),
+                            first.map(|f| format!(" (from sequence {f})")).unwrap_or_default()
+                        ),
+                    )
+                }
+                (Some(_), None) => (
+                    true,
+                    format!(
+                        "{} messages generated while away were replayed by the gateway from its next expected sequence number at logon; {resent} of its own messages resent",
+                        missed.len()
+                    ),
+                ),
+            };
+            check("recovered_missed_messages", &backup_phase, ok, detail);
+            // 6. Traded at the backup site.
+            check(
+                "traded",
+                &backup_phase,
+                backup.accepted > 0,
+                format!(
+                    "{} orders entered, {} accepted, {} fills, {} rejects at the backup site",
+                    backup.orders, backup.accepted, backup.fills, backup.rejects
+                ),
+            );
+            // 7. Time from the backup opening to the first logon and first order.
+            let open = self.backup_open.or(fstart);
+            let first_order = at_site(Site::Backup).find(|o| {
+                matches!(o.what, What::Inbound { msg_type, .. } if msg_type == twinsite_ocg::NewOrder::MSG_TYPE)
+            });
+            if let (Some(open), Some(l)) = (open, lb.first()) {
+                backup_first_logon_ms = Some(self.ms(open, l.at));
+            }
+            if let (Some(open), Some(o)) = (open, first_order) {
+                backup_first_order_ms = Some(self.ms(open, o.at));
+            }
+            let speed = self.clock.speed;
+            let fmt = |ms: Option<u64>, what: &str| match ms {
+                Some(ms) => format!(
+                    "{what} {ms} ms after the backup site opened ({} s of session time)",
+                    ms * speed / 1000
+                ),
+                None => format!("no {what} at the backup site"),
+            };
+            check(
+                "backup_first_logon",
+                &backup_phase,
+                backup_first_logon_ms.is_some(),
+                fmt(backup_first_logon_ms, "first logon"),
+            );
+            check(
+                "backup_first_order",
+                &backup_phase,
+                backup_first_order_ms.is_some(),
+                fmt(backup_first_order_ms, "first order"),
+            );
+        }
+        let passed = checks.iter().all(|c| c.passed);
+        let first_of = |site: Site, f: fn(&What) -> bool| {
+            at_site(site).find(|o| f(&o.what)).map(|o| o.at.millis())
+        };
+        Scorecard {
+            id: p.id.clone(),
+            firm: p.firm.clone(),
+            kind: kind_name(p.kind).into(),
+            comp_ids: p.comp_ids.clone(),
+            passed,
+            checks,
+            primary,
+            backup,
+            backup_first_logon_ms,
+            backup_first_order_ms,
+            marks: Marks {
+                primary_logon_wall_ms: first_of(Site::Primary, |w| {
+                    matches!(w, What::LogonAccepted { .. })
+                }),
+                backup_lookup_wall_ms: first_of(Site::Backup, |w| {
+                    matches!(w, What::Lookup { accepted: true })
+                }),
+                backup_logon_wall_ms: first_of(Site::Backup, |w| {
+                    matches!(w, What::LogonAccepted { .. })
+                }),
+                backup_order_wall_ms: first_of(Site::Backup, |w| {
+                    matches!(w, What::OrderAccepted { .. })
+                }),
+                image_recovered_wall_ms: first_of(Site::Backup, |w| {
+                    matches!(w, What::MarketImageRecovered { .. })
+                }),
+            },
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Session time and wall time. A drill runs the session's schedule compressed `speed` times:
+//! session time `s` happens at wall time `wall_origin + (s - session_origin) / speed`. Pure
+//! functions: the runtime passes `now`.
+
+use crate::session::Session;
+use serde::Serialize;
+use twinsite_core::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Clock {
+    /// Session time at which the drill starts (normally the first phase's start).
+    pub session_origin: Timestamp,
+    /// Wall time at which the drill starts.
+    pub wall_origin: Timestamp,
+    /// Compression: 1 = real time, 200 = the PS2 schedule in 75 seconds.
+    pub speed: u64,
+}
+
+/// What the runtime must do at a point of the schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepKind {
+    PhaseStart { phase: String },
+    PhaseEnd { phase: String },
+    Failover,
+    SessionEnd,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Session time.
+    pub at: Timestamp,
+    /// Wall time under this clock.
+    pub wall: Timestamp,
+    pub kind: StepKind,
+}
+
+impl Clock {
+    /// A clock that starts the session's first phase at `wall_start`.
+    pub fn new(session: &Session, wall_start: Timestamp, speed: u64) -> Clock {
+        Clock {
+            session_origin: session.start(),
+            wall_origin: wall_start,
+            speed: speed.max(1),
+        }
+    }
+
+    /// Speed that fits the whole session into `wall_secs` of wall time (at least 1).
+    pub fn speed_to_fit(session: &Session, wall_secs: u64) -> u64 {
+        let span = session.end().saturating_sub(session.start()) / 1_000_000_000;
+        (span / wall_secs.max(1)).max(1)
+    }
+
+    /// Wall time of a session time.
+    pub fn wall(&self, session_time: Timestamp) -> Timestamp {
+        if session_time >= self.session_origin {
+            self.wall_origin
+                .plus_nanos((session_time.0 - self.session_origin.0) / self.speed)
+        } else {
+            Timestamp(
+                self.wall_origin
+                    .0
+                    .saturating_sub((self.session_origin.0 - session_time.0) / self.speed),
+            )
+        }
+    }
+
+    /// Session time of a wall time.
+    pub fn session_time(&self, wall: Timestamp) -> Timestamp {
+        if wall >= self.wall_origin {
+            self.session_origin
+                .plus_nanos((wall.0 - self.wall_origin.0).saturating_mul(self.speed))
+        } else {
+            Timestamp(
+                self.session_origin
+                    .0
+                    .saturating_sub((self.wall_origin.0 - wall.0).saturating_mul(self.speed)),
+            )
+        }
+    }
+
+    /// A session-time duration as wall time (protocol timers compress with the schedule).
+    pub fn to_wall_ns(&self, session_ns: u64) -> u64 {
+        session_ns / self.speed
+    }
+
+    /// A wall-time duration as session time.
+    pub fn to_session_ns(&self, wall_ns: u64) -> u64 {
+        wall_ns.saturating_mul(self.speed)
+    }
+
+    /// Every step of the schedule, in time order (phase ends before starts at the same time).
+    pub fn steps(&self, session: &Session) -> Vec<Step> {
+        let mut v = Vec::new();
+        let mut push = |at: Timestamp, kind: StepKind, order: u8| {
+            v.push((at, order, kind));
+        };
+        for p in &session.phases {
+            push(
+                p.start,
+                StepKind::PhaseStart {
+                    phase: p.id.clone(),
+                },
+                2,
+            );
+            push(
+                p.end,
+                StepKind::PhaseEnd {
+                    phase: p.id.clone(),
+                },
+                0,
+            );
+        }
+        push(session.failover.at, StepKind::Failover, 1);
+        push(session.end(), StepKind::SessionEnd, 3);
+        v.sort_by_key(|a| (a.0, a.1));
+        v.into_iter()
+            .map(|(at, _, kind)| Step {
+                at,
+                wall: self.wall(at),
+                kind,
+            })
+            .collect()
+    }
+
+    /// The steps due in the wall-time window `(after, now]`: call with the previous `now`.
+    pub fn due(&self, session: &Session, after: Option<Timestamp>, now: Timestamp) -> Vec<Step> {
+        self.steps(session)
+            .into_iter()
+            .filter(|s| after.is_none_or(|a| s.wall > a) && s.wall <= now)
+            .collect()
+    }
+
+    /// The next step after wall time `now`.
+    pub fn next_step(&self, session: &Session, now: Timestamp) -> Option<Step> {
+        self.steps(session).into_iter().find(|s| s.wall > now)
+    }
+
+    /// The session's phase at wall time `now`.
+    pub fn phase_at<'a>(
+        &self,
+        session: &'a Session,
+        now: Timestamp,
+    ) -> Option<&'a crate::session::Phase> {
+        session.phase_at(self.session_time(now))
+    }
+
+    /// Local time-of-day label (in the session's zone) of a wall time.
+    pub fn label(&self, session: &Session, wall: Timestamp) -> String {
+        session.label(self.session_time(wall))
+    }
+}
