@@ -109,6 +109,11 @@ pub struct ChannelPublisher {
     next_seq: u32,
     lines: [LineState; 2],
     out: VecDeque<Datagram>,
+    /// The latest SendTime used (ms precision) and the earliest allowed from now on: a Sequence
+    /// Reset gets a SendTime later than every packet before it, and no packet after it gets an
+    /// earlier one, so a handler can tell old-numbering packets apart by SendTime alone.
+    last_send_time: Timestamp,
+    send_time_floor: Timestamp,
 }
 
 impl ChannelPublisher {
@@ -125,7 +130,16 @@ impl ChannelPublisher {
             next_seq: 1,
             lines,
             out: VecDeque::new(),
+            last_send_time: Timestamp(0),
+            send_time_floor: Timestamp(0),
         }
+    }
+
+    /// The SendTime for a packet sent at `now` (never before the floor), recorded.
+    fn stamp(&mut self, now: Timestamp) -> Timestamp {
+        let at = Timestamp(crate::packet::send_time_ms(now.max(self.send_time_floor)));
+        self.last_send_time = self.last_send_time.max(at);
+        at
     }
 
     pub fn channel_id(&self) -> u16 {
@@ -143,6 +157,14 @@ impl ChannelPublisher {
     pub fn sequence_reset(&mut self, now: Timestamp) {
         self.flush_all(now);
         let reset = Message::from(SequenceReset { new_seq_no: 1 }).to_bytes();
+        let now_ms = Timestamp(crate::packet::send_time_ms(now));
+        let reset_time = if self.last_send_time >= now_ms {
+            self.last_send_time.plus_nanos(NANOS_PER_MILLI)
+        } else {
+            now_ms
+        };
+        self.send_time_floor = reset_time;
+        let reset_time = self.stamp(reset_time);
         for line in Line::BOTH {
             let state = &mut self.lines[line.index()];
             let accepted = state.builder.push_raw(1, &reset);
@@ -150,7 +172,7 @@ impl ChannelPublisher {
                 accepted,
                 "Invariant: an empty builder takes a Sequence Reset"
             );
-            let bytes = state.builder.finish(now);
+            let bytes = state.builder.finish(reset_time);
             state.last_sent = now;
             self.out.push_back(Datagram { line, bytes });
         }
@@ -210,11 +232,12 @@ impl ChannelPublisher {
     }
 
     fn flush_line(&mut self, line: Line, now: Timestamp) {
-        let state = &mut self.lines[line.index()];
-        if state.builder.is_empty() {
+        if self.lines[line.index()].builder.is_empty() {
             return;
         }
-        let bytes = state.builder.finish(now);
+        let send_time = self.stamp(now);
+        let state = &mut self.lines[line.index()];
+        let bytes = state.builder.finish(send_time);
         state.pending_since = None;
         state.last_sent = now;
         self.out.push_back(Datagram { line, bytes });
@@ -230,11 +253,12 @@ impl ChannelPublisher {
                     self.flush_line(line, now);
                 }
             }
-            let state = &mut self.lines[line.index()];
+            let state = &self.lines[line.index()];
             let idle = now.saturating_sub(state.last_sent) >= self.config.heartbeat_interval_ns;
             if state.builder.is_empty() && idle {
-                state.last_sent = now;
-                let bytes = heartbeat(self.next_seq.wrapping_sub(1), now);
+                let send_time = self.stamp(now);
+                self.lines[line.index()].last_sent = now;
+                let bytes = heartbeat(self.next_seq.wrapping_sub(1), send_time);
                 self.out.push_back(Datagram { line, bytes });
             }
         }
@@ -406,6 +430,27 @@ mod tests {
         for d in &out {
             assert!(d.bytes.len() <= 1_472);
         }
+    }
+
+    #[test]
+    fn a_reset_is_stamped_after_every_earlier_packet_and_before_every_later_one() {
+        let t = Timestamp::from_secs(1_000);
+        let mut p = ChannelPublisher::new(PublisherConfig::new(3), t);
+        p.publish(&nominal(1), t).unwrap();
+        p.sequence_reset(t);
+        p.publish(&nominal(2), t).unwrap();
+        p.flush_all(t);
+        let times: Vec<(u8, u64)> = drain(&mut p)
+            .iter()
+            .map(|d| {
+                let h = PacketHeader::decode(&d.bytes).unwrap();
+                (h.msg_count, h.send_time)
+            })
+            .collect();
+        let old = times[0].1;
+        let reset = times[2].1;
+        assert!(old < reset, "{times:?}");
+        assert!(times[4..].iter().all(|&(_, at)| at >= reset), "{times:?}");
     }
 
     #[test]
