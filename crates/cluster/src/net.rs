@@ -157,7 +157,8 @@ pub(crate) async fn serve<S: StateMachine>(
                 let raft = raft.clone();
                 let faults = faults.clone();
                 let gate = gate.clone();
-                connections.spawn(async move { serve_connection(stream, raft, faults, gate).await });
+                let connection = serve_connection(stream, raft, faults, gate);
+                connections.spawn(connection);
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -403,5 +404,35 @@ impl RaftNetworkV2<C> for PeerClient {
             Ok(_) => Err(rpc_error(unexpected("transfer-leader"))),
             Err(e) => Err(rpc_error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VoteGate;
+
+    #[test]
+    fn a_node_with_history_always_votes() {
+        let gate = VoteGate::new(false);
+        assert!(gate.may_vote(100, 0));
+    }
+
+    #[test]
+    fn an_empty_node_votes_to_form_a_fresh_cluster() {
+        let gate = VoteGate::new(true);
+        assert!(gate.may_vote(0, 0));
+    }
+
+    /// Goal: a wiped node does not vote for a candidate with history until it has caught up
+    /// with the commit index the leader reported when it rejoined.
+    #[test]
+    fn a_wiped_node_votes_only_after_catching_up() {
+        let gate = VoteGate::new(true);
+        assert!(!gate.may_vote(50, 0), "no leader seen yet");
+        gate.on_append(Some(40));
+        gate.on_append(Some(45));
+        assert!(!gate.may_vote(50, 39));
+        assert!(gate.may_vote(50, 40));
+        assert!(gate.may_vote(10, 0), "once caught up it stays caught up");
     }
 }

@@ -225,43 +225,7 @@ impl Wal {
         let mut append_offset = 0;
         for (position, id) in segment_ids.iter().enumerate() {
             let is_last = position + 1 == segment_ids.len();
-            let path = segment_path(dir, *id);
-            let mut bytes = Vec::new();
-            File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(io_error(&path))?;
-            let mut payloads = Vec::new();
-            match scan_segment(&bytes, &mut payloads) {
-                ScanEnd::Clean(end) => append_offset = end,
-                ScanEnd::Bad {
-                    offset,
-                    end,
-                    tail_is_zero,
-                    reason,
-                } => {
-                    if !(is_last && tail_is_zero) {
-                        return Err(WalError::Corrupt {
-                            file: path,
-                            offset,
-                            reason,
-                        });
-                    }
-                    tracing::warn!(file = %path.display(), offset, %reason,
-                        "WAL: torn final record (crash mid-write), truncating it");
-                    zero_range(&path, offset, end)?;
-                    report.torn_tail = Some((path.clone(), offset));
-                    append_offset = offset;
-                }
-            }
-            records.extend(
-                payloads
-                    .into_iter()
-                    .map(|(offset, payload)| RecoveredRecord {
-                        segment_id: *id,
-                        offset,
-                        payload,
-                    }),
-            );
+            append_offset = recover_segment(dir, *id, is_last, &mut records, &mut report)?;
         }
         if segment_ids.is_empty() {
             create_segment(dir, 0, segment_bytes)?;
@@ -363,6 +327,55 @@ impl Wal {
         self.offset = 0;
         Ok(())
     }
+}
+
+/// Read one segment's good records into `records`; returns the offset after the last good one.
+/// A bad record is a torn tail (zeroed, logged) only in the last segment with zeros after it.
+fn recover_segment(
+    dir: &Path,
+    id: u64,
+    is_last: bool,
+    records: &mut Vec<RecoveredRecord>,
+    report: &mut RecoveryReport,
+) -> Result<u64, WalError> {
+    let path = segment_path(dir, id);
+    let mut bytes = Vec::new();
+    File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io_error(&path))?;
+    let mut payloads = Vec::new();
+    let append_offset = match scan_segment(&bytes, &mut payloads) {
+        ScanEnd::Clean(end) => end,
+        ScanEnd::Bad {
+            offset,
+            end,
+            tail_is_zero,
+            reason,
+        } => {
+            if !(is_last && tail_is_zero) {
+                return Err(WalError::Corrupt {
+                    file: path,
+                    offset,
+                    reason,
+                });
+            }
+            tracing::warn!(file = %path.display(), offset, %reason,
+                "WAL: torn final record (crash mid-write), truncating it");
+            zero_range(&path, offset, end)?;
+            report.torn_tail = Some((path.clone(), offset));
+            offset
+        }
+    };
+    records.extend(
+        payloads
+            .into_iter()
+            .map(|(offset, payload)| RecoveredRecord {
+                segment_id: id,
+                offset,
+                payload,
+            }),
+    );
+    Ok(append_offset)
 }
 
 /// Create a zero-filled segment of `segment_bytes`, durable (file and directory entry).
