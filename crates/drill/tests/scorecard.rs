@@ -1,0 +1,326 @@
+//! Scorecards from synthetic activity: a good participant passes; faulty ones fail for the
+//! right reason; the report files are written.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use twinsite_core::{CompId, ParticipantKind, Site, Timestamp};
+use twinsite_drill::report::Report;
+use twinsite_drill::session::Session;
+use twinsite_drill::*;
+use twinsite_ocg::{ExecType, ExecutionReport, Message, NewOrder};
+use twinsite_site::gateway::Activity;
+
+fn session() -> Session {
+    Session::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sessions/ps2-2023-11-25.toml"),
+    )
+    .unwrap()
+}
+
+const W0: u64 = 1_700_000_000;
+
+/// Wall time `s` seconds (and `ms` milliseconds) after the drill started.
+fn t(s: u64, ms: u64) -> Timestamp {
+    Timestamp(W0 * 1_000_000_000 + s * 1_000_000_000 + ms * 1_000_000)
+}
+
+fn comp(c: &str) -> CompId {
+    CompId::new(c).unwrap()
+}
+
+fn peer() -> SocketAddr {
+    "127.0.0.1:50000".parse().unwrap()
+}
+
+fn lookup(c: &str, at: Timestamp) -> Activity {
+    Activity::Lookup {
+        comp_id: Some(c.into()),
+        peer: peer(),
+        accepted: true,
+        at,
+    }
+}
+
+fn up(c: &str, conn: u64, at: Timestamp) -> Activity {
+    Activity::SessionUp {
+        comp_id: comp(c),
+        connection: conn,
+        at,
+    }
+}
+
+fn down(c: &str, conn: u64, at: Timestamp) -> Activity {
+    Activity::SessionDown {
+        comp_id: comp(c),
+        connection: conn,
+        cause: "ConnectionLost".into(),
+        at,
+    }
+}
+
+fn order(c: &str, seq: u32, at: Timestamp) -> Activity {
+    Activity::Inbound {
+        comp_id: comp(c),
+        seq,
+        msg_type: NewOrder::MSG_TYPE,
+        poss_resend: false,
+        at,
+    }
+}
+
+fn report(c: &str, seq: u32, exec: ExecType, at: Timestamp) -> Activity {
+    Activity::Outbound {
+        comp_id: comp(c),
+        seq,
+        message: Box::new(Message::ExecutionReport(ExecutionReport {
+            exec_type: Some(exec),
+            ..Default::default()
+        })),
+        at,
+    }
+}
+
+fn participant(id: &str, kind: ParticipantKind) -> Participant {
+    Participant {
+        id: id.into(),
+        firm: format!("{id} Ltd"),
+        kind,
+        comp_ids: if kind == ParticipantKind::InformationVendor {
+            vec![]
+        } else {
+            vec![id.into()]
+        },
+    }
+}
+
+/// A compressed PS2 (speed 200: failover at +36 s, backup open at +40 s) with a good EP, one that
+/// never re-does the lookup, one that logs on at the backup with sequence number 1, and two
+/// vendors, one of which never recovers its image.
+fn drill() -> (Report, ActivityLog) {
+    let s = session();
+    let clock = Clock::new(&s, t(0, 0), 200);
+    let mut log = ActivityLog::new(
+        &s,
+        clock,
+        vec![
+            participant("CB0001", ParticipantKind::Ep),
+            participant("CB0002", ParticipantKind::Ep),
+            participant("CB0003", ParticipantKind::Ep),
+            participant("IV0004", ParticipantKind::InformationVendor),
+            participant("IV0005", ParticipantKind::InformationVendor),
+        ],
+    );
+    let p = Site::Primary;
+    let b = Site::Backup;
+    for (i, c) in ["CB0001", "CB0002", "CB0003"].iter().enumerate() {
+        let conn = i as u64 + 1;
+        log.record(p, &lookup(c, t(1, 0)));
+        log.record(p, &up(c, conn, t(1, 10)));
+        for k in 0..3u32 {
+            log.record(p, &order(c, 2 + k, t(2 + k as u64, 0)));
+            log.record(p, &report(c, 2 + k, ExecType::New, t(2 + k as u64, 1)));
+        }
+        log.record(p, &report(c, 5, ExecType::Trade, t(6, 0)));
+    }
+    // Someone the exchange does not know.
+    log.record(
+        p,
+        &Activity::Lookup {
+            comp_id: Some("XX9999".into()),
+            peer: peer(),
+            accepted: false,
+            at: t(3, 0),
+        },
+    );
+    log.failover_started(t(36, 0));
+    for (i, c) in ["CB0001", "CB0002", "CB0003"].iter().enumerate() {
+        log.record(p, &down(c, i as u64 + 1, t(36, 5)));
+    }
+    // A fill generated for CB0001 while it was away (queued for its next logon).
+    log.record(b, &report("CB0001", 6, ExecType::Trade, t(39, 0)));
+    log.backup_opened(t(40, 0));
+    log.dr_signal_sent(t(40, 0));
+    // Good: lookup ladder to the backup, logon with its numbers, trades.
+    log.record(b, &lookup("CB0001", t(41, 0)));
+    log.record(b, &up("CB0001", 1, t(41, 200)));
+    log.record_logon(&LogonDetail {
+        comp_id: "CB0001".into(),
+        site: b,
+        at: t(41, 200),
+        logon_seq: 8,
+        next_expected: 6,
+        exchange_in_next: 8,
+        exchange_out_next: 7,
+        accepted: true,
+        reason: None,
+    });
+    log.record(b, &order("CB0001", 9, t(42, 0)));
+    log.record(b, &report("CB0001", 8, ExecType::New, t(42, 1)));
+    // Fresh state: looks up correctly, then logs on with sequence number 1 and is refused.
+    log.record(b, &lookup("CB0003", t(41, 500)));
+    log.record_logon(&LogonDetail {
+        comp_id: "CB0003".into(),
+        site: b,
+        at: t(41, 600),
+        logon_seq: 1,
+        next_expected: 1,
+        exchange_in_next: 8,
+        exchange_out_next: 7,
+        accepted: false,
+        reason: Some("sequence number lower than expected (received 1, expected 8)".into()),
+    });
+    // CB0002 keeps knocking on the old gateway: nothing reaches the backup.
+    log.market_image_recovered(
+        "IV0004",
+        t(44, 0),
+        "refresh channel 2 snapshot, 31 securities",
+    );
+    let r = log.report(&ExchangeChecks {
+        rto_ms: None,
+        acked_orders_lost: 0,
+        state_hashes_equal: true,
+        detail: "hash 0xabc at both sites".into(),
+    });
+    (r, log)
+}
+
+#[test]
+fn good_participant_passes_every_check() {
+    let (r, _) = drill();
+    let good = r.participant("CB0001").unwrap();
+    assert!(good.passed, "{:#?}", good.failed());
+    let names: Vec<(&str, &str)> = good
+        .checks
+        .iter()
+        .map(|c| (c.phase.as_str(), c.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("primary", "logged_in"),
+            ("primary", "traded"),
+            ("failover", "lookup_after_failover"),
+            ("backup", "sequence_numbers"),
+            ("backup", "recovered_missed_messages"),
+            ("backup", "traded"),
+            ("backup", "backup_first_logon"),
+            ("backup", "backup_first_order"),
+        ]
+    );
+    assert_eq!(good.backup_first_logon_ms, Some(1_200));
+    assert_eq!(good.backup_first_order_ms, Some(2_000));
+    assert_eq!(good.primary.accepted, 3);
+    assert_eq!(good.primary.fills, 1);
+    let rec = good.check("recovered_missed_messages", "backup").unwrap();
+    assert!(
+        rec.detail.contains("1 messages generated while away"),
+        "{}",
+        rec.detail
+    );
+    assert!(rec.detail.contains("replay from 6"), "{}", rec.detail);
+    assert!(good
+        .check("backup_first_logon", "backup")
+        .unwrap()
+        .detail
+        .contains("240 s of session time"));
+}
+
+#[test]
+fn no_lookup_after_failover_fails_for_that_reason() {
+    let (r, _) = drill();
+    let bad = r.participant("CB0002").unwrap();
+    assert!(!bad.passed);
+    assert!(bad.check("logged_in", "primary").unwrap().passed);
+    assert!(bad.check("traded", "primary").unwrap().passed);
+    let lk = bad.check("lookup_after_failover", "failover").unwrap();
+    assert!(!lk.passed);
+    assert!(
+        lk.detail.contains("no lookup at the backup site"),
+        "{}",
+        lk.detail
+    );
+    assert!(lk.detail.contains("10:00:00"), "{}", lk.detail);
+    assert!(!bad.check("traded", "backup").unwrap().passed);
+}
+
+#[test]
+fn sequence_one_after_failover_fails_for_that_reason() {
+    let (r, _) = drill();
+    let bad = r.participant("CB0003").unwrap();
+    assert!(!bad.passed);
+    assert!(
+        bad.check("lookup_after_failover", "failover")
+            .unwrap()
+            .passed
+    );
+    let seq = bad.check("sequence_numbers", "backup").unwrap();
+    assert!(!seq.passed);
+    assert!(
+        seq.detail.contains("received 1, expected 8"),
+        "{}",
+        seq.detail
+    );
+    assert_eq!(bad.backup.refused_logons, 1);
+}
+
+#[test]
+fn vendors_are_judged_on_the_market_image() {
+    let (r, _) = drill();
+    let good = r.participant("IV0004").unwrap();
+    assert!(good.passed, "{:#?}", good.checks);
+    assert!(good.checks[0]
+        .detail
+        .contains("4000 ms after the DR signal"));
+    let bad = r.participant("IV0005").unwrap();
+    assert!(!bad.passed);
+    assert_eq!(bad.checks[0].name, "market_image_recovered");
+    assert!(
+        bad.checks[0].detail.contains("DR signal at 10:13:20"),
+        "{}",
+        bad.checks[0].detail
+    );
+}
+
+#[test]
+fn exchange_checks_and_report_files() {
+    let (r, log) = drill();
+    assert_eq!(r.failover.rto_ms, Some(4_000));
+    assert!(r.failover.passed);
+    assert_eq!(r.unattributed, 1);
+    assert_eq!(log.unattributed().len(), 1);
+    let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(json["session"]["name"], r.session.name.as_str());
+    assert_eq!(json["session"]["date"], "2023-11-25");
+    assert_eq!(json["session"]["speed"], 200);
+    assert_eq!(json["failover"]["mode"], "scheduled");
+    assert_eq!(json["failover"]["rto_ms"], 4000);
+    assert_eq!(json["failover"]["acked_orders_lost"], 0);
+    assert_eq!(json["failover"]["state_hashes_equal"], true);
+    let ps = json["participants"].as_array().unwrap();
+    assert_eq!(ps.len(), 5);
+    for p in ps {
+        for k in ["id", "kind", "passed", "checks"] {
+            assert!(!p[k].is_null(), "{k} missing in {p}");
+        }
+        for c in p["checks"].as_array().unwrap() {
+            for k in ["name", "phase", "passed", "detail"] {
+                assert!(!c[k].is_null(), "{k} missing in {c}");
+            }
+        }
+    }
+    let html = r.to_html();
+    assert!(html.contains("<svg"));
+    assert!(html.contains("backup open"));
+    assert!(html.contains("CB0002"));
+    let csv = r.to_csv();
+    assert!(csv.starts_with("id,firm,kind,passed,phase,check,check_passed,detail\n"));
+    assert_eq!(csv.lines().count(), 1 + 8 * 3 + 2);
+    let table = r.summary_table();
+    assert!(table.contains("CB0002") && table.contains("FAIL"));
+    let dir = std::env::temp_dir().join(format!("twinsite-report-{}", std::process::id()));
+    let files = r.write(&dir).unwrap();
+    assert_eq!(files.len(), 3);
+    for f in files {
+        assert!(std::fs::metadata(f).unwrap().len() > 100);
+    }
+}
