@@ -293,8 +293,7 @@ async fn missing_mandatory_disclosure_instructions_gets_reject_1() {
     if let Message::NewOrder(o) = &mut other {
         o.disclosure_instructions = 0x0102;
     }
-    let without =
-        frame::encode(1, false, false, &FixedStr::new("CO0001"), &other).unwrap();
+    let without = frame::encode(1, false, false, &FixedStr::new("CO0001"), &other).unwrap();
     let at = first_diff(&with, &without);
     body_error(
         move |f| {

@@ -115,14 +115,8 @@ pub fn logon_msg(password: &str, next_expected: u32) -> Message {
     let key = load_key(&key_path()).unwrap();
     let public = rsa::RsaPublicKey::from(&key);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
-    let enc = encrypt_password(
-        &public,
-        Padding::Pkcs1v15,
-        wall_clock(),
-        password,
-        &mut rng,
-    )
-    .unwrap();
+    let enc =
+        encrypt_password(&public, Padding::Pkcs1v15, wall_clock(), password, &mut rng).unwrap();
     Message::Logon(Logon {
         password: Some(FixedStr::new(&enc)),
         new_password: None,
@@ -135,7 +129,7 @@ pub fn logon_msg(password: &str, next_expected: u32) -> Message {
 
 /// Set the Length field to the frame's real length and recompute the CRC (after editing a
 /// frame's header or body by hand).
-pub fn refit(frame: &mut Vec<u8>) {
+pub fn refit(frame: &mut [u8]) {
     let len = frame.len() as u16;
     frame[1..3].copy_from_slice(&len.to_le_bytes());
     let end = frame.len() - 4;
@@ -316,7 +310,9 @@ impl Raw {
             match self.recv(left).await {
                 None => return Err(format!("timed out after {timeout:?}; saw {seen:?}")),
                 Some(Got::Closed) => return Err(format!("connection closed; saw {seen:?}")),
-                Some(Got::Garbage(e)) => return Err(format!("undecodable frame {e}; saw {seen:?}")),
+                Some(Got::Garbage(e)) => {
+                    return Err(format!("undecodable frame {e}; saw {seen:?}"))
+                }
                 Some(Got::Msg(h, m)) => {
                     if let Some(r) = f(&h, &m) {
                         return Ok((r, seen));
@@ -346,7 +342,9 @@ impl Raw {
             match self.recv(left).await {
                 None => return Err(format!("still open after {timeout:?}; saw {seen:?}")),
                 Some(Got::Closed) => return Ok(seen),
-                Some(Got::Garbage(e)) => return Err(format!("undecodable frame {e}; saw {seen:?}")),
+                Some(Got::Garbage(e)) => {
+                    return Err(format!("undecodable frame {e}; saw {seen:?}"))
+                }
                 Some(Got::Msg(_, m)) => seen.push(*m),
             }
         }
@@ -457,7 +455,10 @@ impl Market {
     /// `n` distinguishes repeated checks (client order ids).
     pub async fn check_intact(&mut self, site: &SiteHandle, n: u32) {
         let now = site.state_hash().await.expect("site core alive (no panic)");
-        assert_eq!(now, self.before, "book changed by another session's bad input");
+        assert_eq!(
+            now, self.before,
+            "book changed by another session's bad input"
+        );
         self.c
             .send(new_order(&n.to_string(), 1003, Side::Buy, "65.30", 400))
             .await;
