@@ -541,7 +541,17 @@ impl Engine {
         out.push(Event::PhaseChanged { phase: p });
         let (cc, mut ctx) = self.cc();
         cc.on_hk_phase(p, &mut ctx, out);
-        if (p.is_pos() && !prev.is_pos()) || (p.is_cas() && !prev.is_cas()) {
+        let before_matching = matches!(
+            p,
+            Phase::PosOrderInput
+                | Phase::PosNoCancel
+                | Phase::CasReferencePriceFixing
+                | Phase::CasOrderInput
+                | Phase::CasNoCancel
+        );
+        // Entering an auction session, or going back to its input periods after its matching
+        // ran (operations), means the auction has to run again.
+        if (p.is_pos() && !prev.is_pos()) || (p.is_cas() && !prev.is_cas()) || before_matching {
             for s in &mut self.secs {
                 s.auction_done = false;
                 s.auction_traded = false;

@@ -337,3 +337,8 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn regression_seed_returning_to_cas_no_cancel_after_the_close_keeps_the_book_uncrossed() {
+    fuzz_all_phases(3012047139334474993, 400).unwrap_or_else(|e| panic!("{e}"));
+}

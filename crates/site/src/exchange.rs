@@ -138,7 +138,8 @@ impl Exchange {
 
     /// Rebuild from [`Exchange::snapshot`].
     pub fn restore(bytes: &[u8]) -> Result<Exchange, String> {
-        let snap: ExchangeSnapshot = serde_json::from_slice(bytes).map_err(|e| format!("exchange snapshot: {e}"))?;
+        let snap: ExchangeSnapshot =
+            serde_json::from_slice(bytes).map_err(|e| format!("exchange snapshot: {e}"))?;
         let engine = Engine::restore(&snap.engine)?;
         let mut x = Exchange::new(engine, snap.profiles);
         x.next_exec_id = snap.next_exec_id;

@@ -6,9 +6,17 @@ use twinsite_engine::Event;
 /// What the core hands the market-data feed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedInput {
-    Events { events: Vec<Event>, now: Timestamp },
+    Events {
+        events: Vec<Event>,
+        now: Timestamp,
+    },
     /// The site became active (after a site failover when `failover`): publish from here on.
-    Active { failover: bool, now: Timestamp },
+    Active {
+        failover: bool,
+        now: Timestamp,
+    },
     /// The site stopped serving.
-    Standby { now: Timestamp },
+    Standby {
+        now: Timestamp,
+    },
 }

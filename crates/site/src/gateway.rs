@@ -3,15 +3,13 @@
 
 use crate::config::SiteConfig;
 use crate::exchange::{Exchange, SessionProfile};
-use crate::replica::{self, Entry, Input, Replica};
-use std::collections::VecDeque;
-use twinsite_cluster::{Journal, JournalConfig};
-use twinsite_core::Site;
 use crate::feed::FeedInput;
+use crate::replica::{self, Entry, Input, Replica};
 use anyhow::Context;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::RsaPrivateKey;
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use twinsite_cluster::{Journal, JournalConfig};
+use twinsite_core::Site;
 use twinsite_core::{CompId, Timestamp};
 use twinsite_engine::{refdata, Command, Engine, EngineConfig, Phase, Schedule};
 use twinsite_ocg::lookup::{LookupOutcome, LookupService};
@@ -91,8 +91,15 @@ pub enum Activity {
         at: Timestamp,
     },
     /// The site opened for business (after a failover when `failover`).
-    SiteActive { site: Site, failover: bool, at: Timestamp },
-    SiteStandby { site: Site, at: Timestamp },
+    SiteActive {
+        site: Site,
+        failover: bool,
+        at: Timestamp,
+    },
+    SiteStandby {
+        site: Site,
+        at: Timestamp,
+    },
 }
 
 /// Operations commands to a running site.
@@ -123,8 +130,12 @@ enum CoreMsg {
     },
     Admin(AdminCmd),
     /// Journal entries up to this ticket are committed.
-    Committed { ticket: u64 },
-    CommitFailed { error: String },
+    Committed {
+        ticket: u64,
+    },
+    CommitFailed {
+        error: String,
+    },
     /// This node leads (or stopped leading) the journal.
     Serving(bool),
 }
@@ -208,7 +219,11 @@ fn schedule(cfg: &SiteConfig, now: Timestamp) -> anyhow::Result<Schedule> {
                 table,
             ))
         }
-        None => Ok(Schedule::compressed(table, e.start_ms.map(Timestamp::from_millis).unwrap_or(now), e.speed)),
+        None => Ok(Schedule::compressed(
+            table,
+            e.start_ms.map(Timestamp::from_millis).unwrap_or(now),
+            e.speed,
+        )),
     }
 }
 
@@ -218,7 +233,10 @@ pub fn server_config(cfg: &SiteConfig) -> ServerConfig {
     scfg.timers.heartbeat_interval_ns = cfg.session.heartbeat_ms * 1_000_000;
     scfg.password_time_tolerance_ns = cfg.session.password_tolerance_secs * 1_000_000_000;
     if !cfg.session.throttle {
-        scfg.throttle = ThrottleConfig { msgs_per_unit: u32::MAX / 1024, ..scfg.throttle };
+        scfg.throttle = ThrottleConfig {
+            msgs_per_unit: u32::MAX / 1024,
+            ..scfg.throttle
+        };
     }
     scfg
 }
@@ -303,15 +321,18 @@ pub fn build(
 
 /// Start a single site with no replication: it is active at once and every input counts as
 /// committed when applied (`twinsite serve`).
-pub async fn start(cfg: SiteConfig) -> anyhow::Result<(SiteHandle, mpsc::UnboundedReceiver<FeedInput>)> {
+pub async fn start(
+    cfg: SiteConfig,
+) -> anyhow::Result<(SiteHandle, mpsc::UnboundedReceiver<FeedInput>)> {
     start_inner(cfg, None).await
 }
 
 /// The initial replicated state every node starts from (identical on every node for the same
 /// config): the exchange core and each Comp ID's durable session.
 pub fn initial_replica(cfg: &SiteConfig) -> anyhow::Result<Replica> {
-    let start = cfg.engine.start_ms.map(Timestamp::from_millis).unwrap_or(Timestamp(0));
-    let (exchange, server, _) = build(cfg, start)?;
+    // Credentials are issued today; a compressed schedule starts at `engine.start_ms`, which a
+    // cluster's nodes must share.
+    let (exchange, server, _) = build(cfg, wall_clock())?;
     let sessions = cfg
         .participants
         .iter()
@@ -327,38 +348,68 @@ pub async fn start_node(
     cfg: SiteConfig,
     site: Site,
     journal_cfg: JournalConfig,
+    listener: Option<TcpListener>,
 ) -> anyhow::Result<(SiteHandle, mpsc::UnboundedReceiver<FeedInput>)> {
     let replica = initial_replica(&cfg)?;
-    let journal = Journal::start(journal_cfg, replica).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let journal = match listener {
+        Some(l) => Journal::start_with_listener(journal_cfg, replica, l).await,
+        None => Journal::start(journal_cfg, replica).await,
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     start_inner(cfg, Some((site, journal))).await
 }
 
 /// Start the witness: it keeps the journal and a replica but never serves participants.
-pub async fn start_witness(cfg: &SiteConfig, journal_cfg: JournalConfig) -> anyhow::Result<Journal<Replica>> {
+pub async fn start_witness(
+    cfg: &SiteConfig,
+    journal_cfg: JournalConfig,
+    listener: Option<TcpListener>,
+) -> anyhow::Result<Journal<Replica>> {
     let replica = initial_replica(cfg)?;
-    Journal::start(journal_cfg, replica).await.map_err(|e| anyhow::anyhow!("{e}"))
+    match listener {
+        Some(l) => Journal::start_with_listener(journal_cfg, replica, l).await,
+        None => Journal::start(journal_cfg, replica).await,
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 async fn start_inner(
     mut cfg: SiteConfig,
     node: Option<(Site, Journal<Replica>)>,
 ) -> anyhow::Result<(SiteHandle, mpsc::UnboundedReceiver<FeedInput>)> {
-    let keys = cfg.site.keys.iter().map(|k| load_key(k)).collect::<anyhow::Result<Vec<_>>>()?;
+    let keys = cfg
+        .site
+        .keys
+        .iter()
+        .map(|k| load_key(k))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let (feed_tx, feed_rx) = mpsc::unbounded_channel();
     let (activity, _) = broadcast::channel(65_536);
     let mut tasks = Vec::new();
     let next_conn = Arc::new(AtomicU64::new(1));
 
-    let gp = TcpListener::bind(cfg.site.gateway_primary).await.with_context(|| format!("bind gateway {}", cfg.site.gateway_primary))?;
-    let gm = TcpListener::bind(cfg.site.gateway_mirror).await.with_context(|| format!("bind gateway {}", cfg.site.gateway_mirror))?;
+    let gp = TcpListener::bind(cfg.site.gateway_primary)
+        .await
+        .with_context(|| format!("bind gateway {}", cfg.site.gateway_primary))?;
+    let gm = TcpListener::bind(cfg.site.gateway_mirror)
+        .await
+        .with_context(|| format!("bind gateway {}", cfg.site.gateway_mirror))?;
     let gateway_primary = gp.local_addr()?;
     let gateway_mirror = gm.local_addr()?;
     // Ports bound to 0 are only known now: hand out the real ones.
     cfg.site.gateway_primary = gateway_primary;
     cfg.site.gateway_mirror = gateway_mirror;
-    let host = cfg.site.advertise_host.unwrap_or(gateway_primary.ip()).to_string();
-    let mut svc = LookupService::new((host.clone(), gateway_primary.port()), (host, gateway_mirror.port()), false);
+    let host = cfg
+        .site
+        .advertise_host
+        .unwrap_or(gateway_primary.ip())
+        .to_string();
+    let mut svc = LookupService::new(
+        (host.clone(), gateway_primary.port()),
+        (host, gateway_mirror.port()),
+        false,
+    );
     for p in &cfg.participants {
         if let Ok(c) = p.comp() {
             svc.add_client(c, p.source_ips.clone(), false);
@@ -367,12 +418,24 @@ async fn start_inner(
     let lookup = Arc::new(Mutex::new(svc));
     let mut lookup_addrs = Vec::new();
     for addr in &cfg.site.lookup {
-        let l = TcpListener::bind(addr).await.with_context(|| format!("bind lookup {addr}"))?;
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind lookup {addr}"))?;
         lookup_addrs.push(l.local_addr()?);
-        tasks.push(tokio::spawn(lookup_listener(l, lookup.clone(), activity.clone())));
+        tasks.push(tokio::spawn(lookup_listener(
+            l,
+            lookup.clone(),
+            activity.clone(),
+        )));
     }
     for (l, name) in [(gp, "primary"), (gm, "mirror")] {
-        tasks.push(tokio::spawn(gateway_listener(l, name, core_tx.clone(), next_conn.clone(), activity.clone())));
+        tasks.push(tokio::spawn(gateway_listener(
+            l,
+            name,
+            core_tx.clone(),
+            next_conn.clone(),
+            activity.clone(),
+        )));
     }
     let (site, journal) = match node {
         Some((s, j)) => (s, Some(j)),
@@ -407,22 +470,48 @@ async fn start_inner(
     }
     tasks.push(tokio::spawn(core.run(core_rx)));
     tracing::info!(site = %name, ?lookup_addrs, %gateway_primary, %gateway_mirror, "site started");
-    Ok((SiteHandle { lookup_addrs, gateway_primary, gateway_mirror, core: core_tx, activity, tasks, journal }, feed_rx))
+    Ok((
+        SiteHandle {
+            lookup_addrs,
+            gateway_primary,
+            gateway_mirror,
+            core: core_tx,
+            activity,
+            tasks,
+            journal,
+        },
+        feed_rx,
+    ))
 }
 
 /// Sends every batch of journal entries, one proposal at a time, so the journal order is the
 /// order the active site applied them; entries queued while one proposal is in flight go
 /// together in the next (group commit).
-async fn proposer(journal: Journal<Replica>, mut rx: mpsc::UnboundedReceiver<(u64, Entry)>, core: mpsc::UnboundedSender<CoreMsg>) {
+async fn proposer(
+    journal: Journal<Replica>,
+    mut rx: mpsc::UnboundedReceiver<(u64, Entry)>,
+    core: mpsc::UnboundedSender<CoreMsg>,
+) {
     while let Some((mut last, first)) = rx.recv().await {
         let mut entries = vec![first];
         while let Ok((t, e)) = rx.try_recv() {
             last = t;
             entries.push(e);
         }
-        let msg = match journal.propose(replica::encode(&entries)).await {
+        let r = journal.propose(replica::encode(&entries)).await;
+        if std::env::var_os("TWINSITE_DEBUG").is_some() {
+            eprintln!(
+                "proposer {:?}: {} entries through ticket {last}: {:?}",
+                journal.role(),
+                entries.len(),
+                r.as_ref().map(|x| x.0)
+            );
+        }
+        let msg = match r {
             Ok(_) => CoreMsg::Committed { ticket: last },
-            Err(e) => CoreMsg::CommitFailed { error: e.to_string() },
+            Err(e) => CoreMsg::CommitFailed {
+                error: e.to_string(),
+            },
         };
         if core.send(msg).is_err() {
             return;
@@ -446,20 +535,34 @@ async fn leadership_watch(journal: Journal<Replica>, core: mpsc::UnboundedSender
         }
     }
 }
-async fn lookup_listener(l: TcpListener, svc: Arc<Mutex<LookupService>>, activity: broadcast::Sender<Activity>) {
+async fn lookup_listener(
+    l: TcpListener,
+    svc: Arc<Mutex<LookupService>>,
+    activity: broadcast::Sender<Activity>,
+) {
     loop {
-        let Ok((mut s, peer)) = l.accept().await else { continue };
+        let Ok((mut s, peer)) = l.accept().await else {
+            continue;
+        };
         let svc = svc.clone();
         let activity = activity.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 1024];
             loop {
-                let outcome = svc.lock().expect("lookup lock").handle_request(peer.ip(), &buf);
+                let outcome = svc
+                    .lock()
+                    .expect("lookup lock")
+                    .handle_request(peer.ip(), &buf);
                 match outcome {
                     LookupOutcome::NeedMore => {}
                     LookupOutcome::Drop => {
-                        let _ = activity.send(Activity::Lookup { comp_id: comp_of(&buf), peer, accepted: false, at: wall_clock() });
+                        let _ = activity.send(Activity::Lookup {
+                            comp_id: comp_of(&buf),
+                            peer,
+                            accepted: false,
+                            at: wall_clock(),
+                        });
                         return;
                     }
                     LookupOutcome::Reply(bytes) => {
@@ -467,10 +570,16 @@ async fn lookup_listener(l: TcpListener, svc: Arc<Mutex<LookupService>>, activit
                             twinsite_ocg::decode_one(&bytes),
                             Ok((_, Message::LookupResponse(r))) if r.status == twinsite_ocg::LookupStatus::Accepted
                         );
-                        let _ = activity.send(Activity::Lookup { comp_id: comp_of(&buf), peer, accepted, at: wall_clock() });
+                        let _ = activity.send(Activity::Lookup {
+                            comp_id: comp_of(&buf),
+                            peer,
+                            accepted,
+                            at: wall_clock(),
+                        });
                         let _ = s.write_all(&bytes).await;
                         // The client closes after reading the response; give it a bounded time.
-                        let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await;
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await;
                         return;
                     }
                 }
@@ -484,7 +593,9 @@ async fn lookup_listener(l: TcpListener, svc: Arc<Mutex<LookupService>>, activit
 }
 
 fn comp_of(buf: &[u8]) -> Option<String> {
-    twinsite_ocg::decode_one(buf).ok().map(|(h, _)| h.comp_id.as_str().to_string())
+    twinsite_ocg::decode_one(buf)
+        .ok()
+        .map(|(h, _)| h.comp_id.as_str().to_string())
 }
 
 async fn gateway_listener(
@@ -495,10 +606,17 @@ async fn gateway_listener(
     activity: broadcast::Sender<Activity>,
 ) {
     loop {
-        let Ok((s, peer)) = l.accept().await else { continue };
+        let Ok((s, peer)) = l.accept().await else {
+            continue;
+        };
         let _ = s.set_nodelay(true);
         let conn = ConnectionId(next.fetch_add(1, Ordering::Relaxed));
-        let _ = activity.send(Activity::Connected { connection: conn.0, peer, gateway: name, at: wall_clock() });
+        let _ = activity.send(Activity::Connected {
+            connection: conn.0,
+            peer,
+            gateway: name,
+            at: wall_clock(),
+        });
         let (tx, rx) = mpsc::unbounded_channel();
         let (r, w) = s.into_split();
         tokio::spawn(writer(w, rx));
@@ -509,12 +627,22 @@ async fn gateway_listener(
     }
 }
 
-async fn reader(mut r: tokio::net::tcp::OwnedReadHalf, conn: ConnectionId, core: mpsc::UnboundedSender<CoreMsg>) {
+async fn reader(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    conn: ConnectionId,
+    core: mpsc::UnboundedSender<CoreMsg>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match r.read(&mut buf).await {
             Ok(n) if n > 0 => {
-                if core.send(CoreMsg::Bytes { conn, data: buf[..n].to_vec() }).is_err() {
+                if core
+                    .send(CoreMsg::Bytes {
+                        conn,
+                        data: buf[..n].to_vec(),
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -574,7 +702,12 @@ struct Synced {
 
 impl Synced {
     fn of(d: &DurableSession) -> Synced {
-        Synced { in_next: d.in_next, out_next: d.out_next, credentials: d.credentials.clone(), poss_resend_pending: d.poss_resend_pending }
+        Synced {
+            in_next: d.in_next,
+            out_next: d.out_next,
+            credentials: d.credentials.clone(),
+            poss_resend_pending: d.poss_resend_pending,
+        }
     }
 }
 
@@ -605,9 +738,13 @@ impl Core {
         let mut next_tick = tokio::time::Instant::now() + tick;
         loop {
             let now = wall_clock();
-            let server_deadline = self.live.as_ref().and_then(|l| l.server.poll_timeout()).map(|t| {
-                tokio::time::Instant::now() + Duration::from_nanos(t.0.saturating_sub(now.0))
-            });
+            let server_deadline = self
+                .live
+                .as_ref()
+                .and_then(|l| l.server.poll_timeout())
+                .map(|t| {
+                    tokio::time::Instant::now() + Duration::from_nanos(t.0.saturating_sub(now.0))
+                });
             let deadline = server_deadline.map_or(next_tick, |d| d.min(next_tick));
             tokio::select! {
                 m = rx.recv() => match m {
@@ -688,11 +825,21 @@ impl Core {
                         l.server.set_logons_allowed(b);
                     }
                 }
-                AdminCmd::LookupOpen(b) => self.lookup.lock().expect("lookup lock").open = b && self.live.is_some(),
+                AdminCmd::LookupOpen(b) => {
+                    self.lookup.lock().expect("lookup lock").open = b && self.live.is_some()
+                }
                 AdminCmd::StateHash(tx) => {
                     let v = match (&self.live, &self.journal) {
-                        (Some(l), _) => (l.exchange.engine.state_hash(), l.exchange.engine.live_orders()),
-                        (None, Some(j)) => j.read(|r| (r.exchange.engine.state_hash(), r.exchange.engine.live_orders())),
+                        (Some(l), _) => (
+                            l.exchange.engine.state_hash(),
+                            l.exchange.engine.live_orders(),
+                        ),
+                        (None, Some(j)) => j.read(|r| {
+                            (
+                                r.exchange.engine.state_hash(),
+                                r.exchange.engine.live_orders(),
+                            )
+                        }),
                         (None, None) => (0, 0),
                     };
                     let _ = tx.send(v);
@@ -739,8 +886,13 @@ impl Core {
                     tracing::error!(error = %e, "replica did not catch up; not serving");
                     return;
                 }
-                let (snap, sessions, failover) =
-                    j.read(|r| (r.exchange.snapshot(), r.sessions.clone(), !r.activations.is_empty()));
+                let (snap, sessions, failover) = j.read(|r| {
+                    (
+                        r.exchange.snapshot(),
+                        r.sessions.clone(),
+                        !r.activations.is_empty(),
+                    )
+                });
                 let exchange = match Exchange::restore(&snap) {
                     Ok(x) => x,
                     Err(e) => {
@@ -751,7 +903,9 @@ impl Core {
                 let mut server = OcgServer::new(server_config(&self.cfg), self.keys.clone());
                 for p in &self.cfg.participants {
                     let Ok(comp) = p.comp() else { continue };
-                    let Some(mut d) = sessions.get(&comp).cloned() else { continue };
+                    let Some(mut d) = sessions.get(&comp).cloned() else {
+                        continue;
+                    };
                     if failover {
                         // Messages replayed after an exchange-side outage carry PossResend, and
                         // the outage never triggers Cancel on Disconnect.
@@ -759,7 +913,11 @@ impl Core {
                         d.mark_poss_resend(1);
                     }
                     server.add_participant(
-                        ParticipantConfig { comp_id: comp, source_ips: p.source_ips.clone(), throttle_units: p.throttle_units },
+                        ParticipantConfig {
+                            comp_id: comp,
+                            source_ips: p.source_ips.clone(),
+                            throttle_units: p.throttle_units,
+                        },
                         d,
                     );
                 }
@@ -777,11 +935,21 @@ impl Core {
         self.lookup.lock().expect("lookup lock").open = true;
         if self.journal.is_some() {
             self.proposed = self.next_ticket;
-            let _ = self.proposer.send((self.next_ticket, Entry::Active { site: self.site, at: now }));
+            let _ = self.proposer.send((
+                self.next_ticket,
+                Entry::Active {
+                    site: self.site,
+                    at: now,
+                },
+            ));
             self.next_ticket += 1;
         }
         tracing::info!(site = ?self.site, failover, "site active");
-        let _ = self.activity.send(Activity::SiteActive { site: self.site, failover, at: now });
+        let _ = self.activity.send(Activity::SiteActive {
+            site: self.site,
+            failover,
+            at: now,
+        });
         let _ = self.feed.send(FeedInput::Active { failover, now });
     }
 
@@ -797,7 +965,10 @@ impl Core {
         self.batch.clear();
         self.committed = self.committed.max(self.proposed);
         tracing::warn!(site = ?self.site, "site standby");
-        let _ = self.activity.send(Activity::SiteStandby { site: self.site, at: now });
+        let _ = self.activity.send(Activity::SiteStandby {
+            site: self.site,
+            at: now,
+        });
         let _ = self.feed.send(FeedInput::Standby { now });
     }
 
@@ -806,18 +977,29 @@ impl Core {
         for r in out.replies {
             match l.server.send_business(&r.comp_id, r.message.clone(), now) {
                 Ok(seq) => {
-                    let _ = self.activity.send(Activity::Outbound { comp_id: r.comp_id, seq, message: Box::new(r.message), at: now });
+                    let _ = self.activity.send(Activity::Outbound {
+                        comp_id: r.comp_id,
+                        seq,
+                        message: Box::new(r.message),
+                        at: now,
+                    });
                 }
                 Err(e) => tracing::warn!(comp_id = %r.comp_id, error = %e, "reply not stored"),
             }
         }
         for e in &out.events {
             if let twinsite_engine::Event::PhaseChanged { phase } = e {
-                let _ = self.activity.send(Activity::PhaseChanged { phase: *phase, at: now });
+                let _ = self.activity.send(Activity::PhaseChanged {
+                    phase: *phase,
+                    at: now,
+                });
             }
         }
         if !out.events.is_empty() {
-            let _ = self.feed.send(FeedInput::Events { events: out.events, now });
+            let _ = self.feed.send(FeedInput::Events {
+                events: out.events,
+                now,
+            });
         }
     }
 
@@ -826,31 +1008,75 @@ impl Core {
     }
 
     fn drain(&mut self, now: Timestamp) {
-        loop {
-            let Some(a) = self.live.as_mut().and_then(|l| l.server.poll_action()) else { break };
+        while let Some(a) = self.live.as_mut().and_then(|l| l.server.poll_action()) {
             match a {
-                ServerAction::Send { connection, bytes } => self.hold(connection, Out::Bytes(bytes)),
-                ServerAction::Disconnect { connection, silent, reason } => {
+                ServerAction::Send { connection, bytes } => {
+                    self.hold(connection, Out::Bytes(bytes))
+                }
+                ServerAction::Disconnect {
+                    connection,
+                    silent,
+                    reason,
+                } => {
                     tracing::info!(connection = connection.0, silent, ?reason, "disconnect");
-                    let _ = self.activity.send(Activity::Disconnected { connection: connection.0, silent, reason: format!("{reason:?}"), at: now });
+                    let _ = self.activity.send(Activity::Disconnected {
+                        connection: connection.0,
+                        silent,
+                        reason: format!("{reason:?}"),
+                        at: now,
+                    });
                     self.hold(connection, Out::Close);
                     if let Some(l) = self.live.as_mut() {
                         l.server.handle_closed(connection, now);
                     }
                 }
-                ServerAction::SessionUp { comp_id, connection } => {
+                ServerAction::SessionUp {
+                    comp_id,
+                    connection,
+                } => {
                     tracing::info!(%comp_id, connection = connection.0, "session up");
-                    let _ = self.activity.send(Activity::SessionUp { comp_id, connection: connection.0, at: now });
+                    let _ = self.activity.send(Activity::SessionUp {
+                        comp_id,
+                        connection: connection.0,
+                        at: now,
+                    });
                 }
-                ServerAction::SessionDown { comp_id, connection, cause } => {
+                ServerAction::SessionDown {
+                    comp_id,
+                    connection,
+                    cause,
+                } => {
                     tracing::info!(%comp_id, connection = connection.0, ?cause, "session down");
-                    let _ = self.activity.send(Activity::SessionDown { comp_id, connection: connection.0, cause: format!("{cause:?}"), at: now });
+                    let _ = self.activity.send(Activity::SessionDown {
+                        comp_id,
+                        connection: connection.0,
+                        cause: format!("{cause:?}"),
+                        at: now,
+                    });
                 }
-                ServerAction::Deliver { comp_id, seq, poss_resend, message } => {
-                    let _ = self.activity.send(Activity::Inbound { comp_id, seq, msg_type: message.msg_type(), poss_resend, at: now });
+                ServerAction::Deliver {
+                    comp_id,
+                    seq,
+                    poss_resend,
+                    message,
+                } => {
+                    let _ = self.activity.send(Activity::Inbound {
+                        comp_id,
+                        seq,
+                        msg_type: message.msg_type(),
+                        poss_resend,
+                        at: now,
+                    });
                     let Some(l) = self.live.as_mut() else { break };
                     let out = l.exchange.on_business(&comp_id, seq, &message, now);
-                    self.batch.push((now, Input::Business { comp: comp_id, seq, msg: Box::new(message) }));
+                    self.batch.push((
+                        now,
+                        Input::Business {
+                            comp: comp_id,
+                            seq,
+                            msg: Box::new(message),
+                        },
+                    ));
                     self.deliver(out, now);
                 }
                 ServerAction::CancelOnDisconnect { comp_id } => {
@@ -870,7 +1096,9 @@ impl Core {
         let mut sessions = Vec::new();
         if let Some(l) = &self.live {
             for (comp, synced) in self.synced.iter_mut() {
-                let Some(d) = l.server.durable(comp) else { continue };
+                let Some(d) = l.server.durable(comp) else {
+                    continue;
+                };
                 let cur = Synced::of(d);
                 if cur != *synced {
                     sessions.push(replica::delta(d, synced.out_next));
@@ -880,7 +1108,10 @@ impl Core {
         }
         let ticket = self.next_ticket;
         if !self.batch.is_empty() || !sessions.is_empty() {
-            let entry = Entry::Batch { inputs: std::mem::take(&mut self.batch), sessions };
+            let entry = Entry::Batch {
+                inputs: std::mem::take(&mut self.batch),
+                sessions,
+            };
             if self.journal.is_some() {
                 let _ = self.proposer.send((ticket, entry));
                 self.proposed = ticket;
@@ -903,7 +1134,9 @@ impl Core {
 
     fn release(&mut self) {
         while self.held.front().is_some_and(|h| h.0 <= self.committed) {
-            let Some((_, conn, out)) = self.held.pop_front() else { break };
+            let Some((_, conn, out)) = self.held.pop_front() else {
+                break;
+            };
             let close = matches!(out, Out::Close);
             if let Some(c) = self.conns.get(&conn) {
                 let _ = c.tx.send(out);

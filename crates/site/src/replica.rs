@@ -23,7 +23,11 @@ use twinsite_ocg::{DurableSession, Message};
 /// One input the active site applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Input {
-    Business { comp: CompId, seq: u32, msg: Box<Message> },
+    Business {
+        comp: CompId,
+        seq: u32,
+        msg: Box<Message>,
+    },
     Engine(Command),
 }
 
@@ -42,7 +46,10 @@ pub struct SessionDelta {
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Entry {
-    Batch { inputs: Vec<(Timestamp, Input)>, sessions: Vec<SessionDelta> },
+    Batch {
+        inputs: Vec<(Timestamp, Input)>,
+        sessions: Vec<SessionDelta>,
+    },
     /// A site became active (failover marker).
     Active { site: Site, at: Timestamp },
 }
@@ -98,7 +105,9 @@ impl Replica {
                     }
                 }
                 for d in sessions {
-                    let Some(s) = self.sessions.get_mut(&d.comp) else { continue };
+                    let Some(s) = self.sessions.get_mut(&d.comp) else {
+                        continue;
+                    };
                     s.in_next = d.in_next;
                     s.out_next = d.out_next;
                     s.credentials = d.credentials;
@@ -161,7 +170,8 @@ impl twinsite_cluster::StateMachine for Replica {
     }
 
     fn restore(&mut self, snap: &[u8]) -> Result<(), String> {
-        let s: ReplicaSnapshot = serde_json::from_slice(snap).map_err(|e| format!("replica snapshot: {e}"))?;
+        let s: ReplicaSnapshot =
+            serde_json::from_slice(snap).map_err(|e| format!("replica snapshot: {e}"))?;
         self.exchange = Exchange::restore(s.exchange.as_bytes())?;
         self.sessions = s.sessions.into_iter().map(|d| (d.comp_id, d)).collect();
         self.active = s.active;
@@ -192,6 +202,11 @@ pub fn delta(d: &DurableSession, synced_out_next: u32) -> SessionDelta {
         out_next: d.out_next,
         credentials: d.credentials.clone(),
         poss_resend_pending: d.poss_resend_pending,
-        stored: d.outbound.iter().filter(|m| m.seq >= synced_out_next).cloned().collect(),
+        stored: d
+            .outbound
+            .iter()
+            .filter(|m| m.seq >= synced_out_next)
+            .cloned()
+            .collect(),
     }
 }
