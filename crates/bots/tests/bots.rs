@@ -305,10 +305,7 @@ async fn no_lookup_bot_never_reaches_the_backup_site() {
         })
         .await
         .unwrap();
-    assert!(
-        after.lookup_connects >= before.lookup_connects + 1,
-        "{after:?}"
-    );
+    assert!(after.lookup_connects > before.lookup_connects, "{after:?}");
     seen.extend(drain(&mut b_act));
     assert!(
         !seen
