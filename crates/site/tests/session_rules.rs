@@ -625,6 +625,11 @@ async fn amend_over_the_wire() {
         r.price,
         Some(Decimal::from_price(Price::parse("65.05").unwrap()))
     );
+    // Reference §1.9: a price change is a cancel/replace; the replacement has a new Order ID.
+    assert_ne!(
+        r.order_id, ack.order_id,
+        "price change keeps the Order ID: {r:?}"
+    );
     // Amend of an unknown order: Amend Reject, code 1.
     a.send(amend("4", "77", "65.00", 400)).await;
     let r = a.expect_er(ExecType::AmendReject).await;
@@ -680,5 +685,138 @@ async fn trade_capture_report_gets_business_reject_unsupported_message_type() {
     // The session carries on.
     a.send(new_order("1", 1001, Side::Buy, "65.00", 400)).await;
     a.expect_er(ExecType::New).await;
+    site.shutdown();
+}
+
+// ------------------------------------------------------------------------- sequence numbers
+
+#[tokio::test]
+async fn first_logon_of_the_day_with_sequence_above_one_is_dropped_silently() {
+    let site = start(site_config(abc())).await;
+    let mut r = try_logon(site.gateway_primary, "CO0001", PASSWORD, 5).await;
+    r.expect_silent_close().await;
+    let _a = Raw::logon(site.gateway_primary, "CO0001").await;
+    site.shutdown();
+}
+
+#[tokio::test]
+async fn logon_with_sequence_lower_than_expected_gets_logout() {
+    let site = start(site_config(abc())).await;
+    // Logon 1 and Logout 2: the exchange now expects 3.
+    let a = Raw::logon(site.gateway_primary, "CO0001").await;
+    a.logout().await;
+    let mut r = try_logon(site.gateway_primary, "CO0001", PASSWORD, 2).await;
+    r.expect_logout().await;
+    r.expect_closed(T).await.unwrap();
+    // The refused Logon did not move the numbers.
+    let (_a, reply) = Raw::logon_with(site.gateway_primary, "CO0001", 3, 1).await;
+    assert_eq!(reply.next_expected_sequence, 4);
+    site.shutdown();
+}
+
+#[tokio::test]
+async fn logon_expecting_more_than_the_exchange_sent_gets_logout() {
+    let site = start(site_config(abc())).await;
+    let mut r = Raw::connect(site.gateway_primary, "CO0001").await;
+    r.send(logon_msg(PASSWORD, 50)).await;
+    r.expect_logout().await;
+    r.expect_closed(T).await.unwrap();
+    site.shutdown();
+}
+
+#[tokio::test]
+async fn message_with_sequence_lower_than_expected_gets_logout_possdup_is_ignored() {
+    let site = start(site_config(abc())).await;
+    let mut a = Raw::logon(site.gateway_primary, "CO0001").await;
+    let seq = a.send(new_order("1", 1001, Side::Buy, "65.00", 400)).await;
+    a.expect_er(ExecType::New).await;
+    // The same number again, flagged PossDup: ignored (no second order, no Reject).
+    let mut dup = frame::encode(
+        seq,
+        true,
+        false,
+        &FixedStr::new("CO0001"),
+        &new_order("1", 1001, Side::Buy, "65.00", 400),
+    )
+    .unwrap();
+    a.send_bytes(&dup).await;
+    a.send(Message::TestRequest(TestRequest { test_request_id: 3 }))
+        .await;
+    let (_, seen) = a
+        .expect(T, |_, m| {
+            matches!(m, Message::Heartbeat(h) if h.reference_test_request_id == Some(3))
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    assert!(
+        seen.iter().all(|m| matches!(m, Message::Heartbeat(_))),
+        "{seen:?}"
+    );
+    assert_eq!(site.state_hash().await.unwrap().1, 1);
+    // The same number without PossDup: Logout and disconnect (reference §1.7).
+    dup[8] = 0;
+    refit(&mut dup);
+    a.send_bytes(&dup).await;
+    a.expect_logout().await;
+    a.expect_closed(T).await.unwrap();
+    assert_eq!(site.state_hash().await.unwrap().1, 1);
+    site.shutdown();
+}
+
+#[tokio::test]
+async fn sequence_gap_gets_resend_request_and_gap_fill_releases_the_queued_message() {
+    let site = start(site_config(abc())).await;
+    let mut a = Raw::logon(site.gateway_primary, "CO0001").await;
+    // Expected 2; send 4.
+    a.seq = 4;
+    a.send(new_order("1", 1001, Side::Buy, "65.00", 400)).await;
+    let (rr, _) = a
+        .expect(T, |_, m| match m {
+            Message::ResendRequest(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rr.start_sequence, 2, "{rr:?}");
+    assert!(rr.end_sequence == 3 || rr.end_sequence == 0, "{rr:?}");
+    // Gap-fill 2..3: the queued order (4) is then processed.
+    let gf = frame::encode(
+        2,
+        true,
+        false,
+        &FixedStr::new("CO0001"),
+        &Message::SequenceReset(SequenceReset {
+            gap_fill: Some(GapFill::GapFill),
+            new_sequence_number: 4,
+        }),
+    )
+    .unwrap();
+    a.send_bytes(&gf).await;
+    let ack = a.expect_er(ExecType::New).await;
+    assert_eq!(ack.cl_ord_id, Some(FixedStr::new("1")));
+    site.shutdown();
+}
+
+#[tokio::test]
+async fn cancel_on_disconnect_after_heartbeat_loss() {
+    const HB: u64 = 100;
+    const DELAY_MS: u64 = 200;
+    let mut parts = abc();
+    parts[0].cancel_on_disconnect_ms = Some(DELAY_MS);
+    let mut cfg = site_config(parts);
+    cfg.session.heartbeat_ms = HB;
+    let site = start(cfg).await;
+    let mut rx = site.subscribe();
+    let mut a = Raw::logon(site.gateway_primary, "CO0001").await;
+    a.answer_test_requests = false;
+    a.send(new_order("1", 1001, Side::Buy, "65.00", 400)).await;
+    a.expect_er(ExecType::New).await;
+    // Silent participant: Test Request, then Logout and disconnect by the exchange.
+    a.expect_logout().await;
+    a.expect_closed(T).await.unwrap();
+    let (c, _) = activity(&mut rx, cod_cancel).await;
+    assert_eq!(c.exec_restatement_reason, Some(104), "{c:?}");
+    assert_eq!(site.state_hash().await.unwrap().1, 0);
     site.shutdown();
 }

@@ -36,6 +36,7 @@ pub fn participant(firm: &str, comp: &str, broker: u32) -> ParticipantEntry {
         throttle_units: 50,
         cancel_on_disconnect_ms: None,
         must_change_password: false,
+        protocol: Default::default(),
     }
 }
 
@@ -51,6 +52,7 @@ pub fn site_config(participants: Vec<ParticipantEntry>) -> SiteConfig {
             keys: vec![key_path()],
             reference_data: None,
             active: true,
+            fix_gateway: None,
         },
         engine: EngineSection::default(),
         session: SessionSection {
