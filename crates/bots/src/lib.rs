@@ -132,6 +132,36 @@ impl BotConfig {
         .map(|c| c.with_speed(1, Duration::from_secs(20)))
     }
 
+    /// A bot for a registered firm: its first binary Comp ID, password and broker id, the
+    /// public key of the exchange and the four Lookup Service endpoints.
+    pub fn from_registration(
+        reg: &twinsite_drill::Registration,
+        public_key: rsa::RsaPublicKey,
+        lookup_endpoints: Vec<SocketAddr>,
+        role: Role,
+    ) -> anyhow::Result<BotConfig> {
+        let c = reg
+            .comp_ids
+            .iter()
+            .find(|c| c.protocol == twinsite_drill::registry::Protocol::Binary)
+            .ok_or_else(|| {
+                anyhow::anyhow!("{}: no binary Comp ID (an information vendor?)", reg.firm)
+            })?;
+        let broker = *reg
+            .broker_ids
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("{}: no broker id", reg.firm))?;
+        BotConfig::new(
+            &reg.firm,
+            &c.comp_id,
+            &c.password,
+            broker,
+            public_key,
+            lookup_endpoints,
+            role,
+        )
+    }
+
     /// Compress the client's protocol timers with the schedule; `heartbeat` is the site's
     /// heartbeat interval (wall time).
     pub fn with_speed(mut self, speed: u64, heartbeat: Duration) -> BotConfig {

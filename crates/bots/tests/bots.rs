@@ -52,27 +52,26 @@ fn register(firms: &[(&str, u32)]) -> Vec<Registration> {
 }
 
 fn site_config(name: &str, participants: Vec<ParticipantEntry>) -> SiteConfig {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    SiteConfig {
-        site: SiteSection {
-            name: name.into(),
-            lookup: vec![any, any],
-            gateway_primary: any,
-            gateway_mirror: any,
-            advertise_host: None,
-            keys: vec![key_path()],
-            reference_data: None,
-            active: true,
-        },
-        engine: EngineSection::default(),
-        session: SessionSection {
-            heartbeat_ms: 1_000,
-            password_tolerance_secs: 120,
-            throttle: true,
-        },
-        market_data: None,
-        participants,
-    }
+    // From TOML, so optional sections added to the site config later keep their defaults.
+    let mut cfg: SiteConfig = toml::from_str(&format!(
+        r#"
+        [site]
+        name = "{name}"
+        lookup = ["127.0.0.1:0", "127.0.0.1:0"]
+        gateway_primary = "127.0.0.1:0"
+        gateway_mirror = "127.0.0.1:0"
+        keys = [{key:?}]
+
+        [session]
+        heartbeat_ms = 1000
+        password_tolerance_secs = 120
+        throttle = true
+        "#,
+        key = key_path().display().to_string()
+    ))
+    .unwrap();
+    cfg.participants = participants;
+    cfg
 }
 
 async fn closed_port() -> SocketAddr {
@@ -82,20 +81,11 @@ async fn closed_port() -> SocketAddr {
 
 fn bot(reg: &Registration, lookups: &[SocketAddr], role: Role, fault: Fault) -> BotConfig {
     let key = load_key(&key_path()).unwrap();
-    let c = &reg.comp_ids[0];
-    BotConfig::new(
-        &reg.firm,
-        &c.comp_id,
-        &c.password,
-        reg.broker_ids[0],
-        rsa::RsaPublicKey::from(&key),
-        lookups.to_vec(),
-        role,
-    )
-    .unwrap()
-    .with_speed(200, Duration::from_secs(1))
-    .with_interval(Duration::from_millis(40))
-    .with_fault(fault)
+    BotConfig::from_registration(reg, rsa::RsaPublicKey::from(&key), lookups.to_vec(), role)
+        .unwrap()
+        .with_speed(200, Duration::from_secs(1))
+        .with_interval(Duration::from_millis(40))
+        .with_fault(fault)
 }
 
 /// Everything the site reported so far.

@@ -5,8 +5,11 @@
 use crate::clock::Clock;
 use crate::registry::Registration;
 use crate::session::{kind_name, Session};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
 use twinsite_core::{ParticipantKind, Site, Timestamp};
 use twinsite_ocg::{ExecType, Message};
 use twinsite_site::gateway::Activity;
@@ -32,7 +35,7 @@ impl From<&Registration> for Participant {
 }
 
 /// One thing the exchange saw a participant do (or do to it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum What {
     Lookup {
@@ -80,7 +83,7 @@ pub enum What {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
     pub site: Site,
     /// Wall time.
@@ -133,6 +136,40 @@ pub struct ActivityLog {
     dr_signal: Option<Timestamp>,
     /// Records that could not be tied to a participant (unknown Comp ID, refused connections).
     unattributed: Vec<(Site, Timestamp, String)>,
+    /// Append-only journal of every record (see [`ActivityLog::open`]).
+    journal: Option<File>,
+}
+
+/// One line of the activity journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+enum LogRecord {
+    Start {
+        clock: Clock,
+    },
+    Observed {
+        participant: String,
+        obs: Observation,
+    },
+    Connection {
+        site: Site,
+        connection: u64,
+        participant: String,
+    },
+    FailoverStarted {
+        at: Timestamp,
+    },
+    BackupOpened {
+        at: Timestamp,
+    },
+    DrSignal {
+        at: Timestamp,
+    },
+    Unattributed {
+        site: Site,
+        at: Timestamp,
+        note: String,
+    },
 }
 
 impl ActivityLog {
@@ -154,6 +191,124 @@ impl ActivityLog {
             backup_open: None,
             dr_signal: None,
             unattributed: Vec::new(),
+            journal: None,
+        }
+    }
+
+    /// A log journalled to `path` (append-only JSON lines, each written through to the OS before
+    /// the call returns). Records already in the file are replayed first, so a restart of the
+    /// runtime in the middle of a session loses no activity record; the drill keeps the clock
+    /// it started with (see [`ActivityLog::clock`]). A torn last line is cut off.
+    pub fn open(
+        path: &Path,
+        session: &Session,
+        clock: Clock,
+        participants: Vec<Participant>,
+    ) -> std::io::Result<ActivityLog> {
+        let mut log = ActivityLog::new(session, clock, participants);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        let mut text = String::new();
+        file.seek(SeekFrom::Start(0))?;
+        file.read_to_string(&mut text)?;
+        let mut good = 0usize;
+        let mut offset = 0usize;
+        let mut started = false;
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            offset += line.len();
+            if !line.ends_with('\n') {
+                break;
+            }
+            if line.trim().is_empty() {
+                good = offset;
+                continue;
+            }
+            let rec: LogRecord = serde_json::from_str(line.trim()).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} line {}: {e}", path.display(), i + 1),
+                )
+            })?;
+            if matches!(rec, LogRecord::Start { .. }) {
+                started = true;
+            }
+            log.apply(rec);
+            good = offset;
+        }
+        if good < text.len() {
+            file.set_len(good as u64)?;
+        }
+        log.journal = Some(file);
+        if !started {
+            log.write(&LogRecord::Start { clock })?;
+        }
+        Ok(log)
+    }
+
+    /// The clock of the drill (the journalled one after a restart).
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Force the journal to disk (at the failover and at the end of the session).
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        match &self.journal {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
+    }
+
+    fn write(&mut self, rec: &LogRecord) -> std::io::Result<()> {
+        if let Some(f) = self.journal.as_mut() {
+            let mut line = serde_json::to_string(rec).expect("records serialise");
+            line.push('\n');
+            f.write_all(line.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Journal and apply one record.
+    fn keep(&mut self, rec: LogRecord) {
+        if let Err(e) = self.write(&rec) {
+            // Tracking must not stop the session; the record is still kept in memory.
+            self.unattributed.push((
+                Site::Primary,
+                Timestamp::default(),
+                format!("activity journal write failed: {e}"),
+            ));
+            self.journal = None;
+        }
+        self.apply(rec);
+    }
+
+    fn index(&self, id: &str) -> Option<usize> {
+        self.participants.iter().position(|p| p.id == id)
+    }
+
+    fn apply(&mut self, rec: LogRecord) {
+        match rec {
+            LogRecord::Start { clock } => self.clock = clock,
+            LogRecord::Observed { participant, obs } => {
+                if let Some(i) = self.index(&participant) {
+                    self.obs[i].push(obs);
+                }
+            }
+            LogRecord::Connection {
+                site,
+                connection,
+                participant,
+            } => {
+                if let Some(i) = self.index(&participant) {
+                    self.conns.insert((site, connection), i);
+                }
+            }
+            LogRecord::FailoverStarted { at } => self.failover_start = Some(at),
+            LogRecord::BackupOpened { at } => self.backup_open = Some(at),
+            LogRecord::DrSignal { at } => self.dr_signal = Some(at),
+            LogRecord::Unattributed { site, at, note } => self.unattributed.push((site, at, note)),
         }
     }
 
@@ -175,7 +330,15 @@ impl ActivityLog {
     }
 
     fn push(&mut self, i: usize, site: Site, at: Timestamp, what: What) {
-        self.obs[i].push(Observation { site, at, what });
+        let participant = self.participants[i].id.clone();
+        self.keep(LogRecord::Observed {
+            participant,
+            obs: Observation { site, at, what },
+        });
+    }
+
+    fn note(&mut self, site: Site, at: Timestamp, note: String) {
+        self.keep(LogRecord::Unattributed { site, at, note });
     }
 
     fn comp(&self, c: &str) -> Option<usize> {
@@ -199,11 +362,11 @@ impl ActivityLog {
                         accepted: *accepted,
                     },
                 ),
-                None => self.unattributed.push((
+                None => self.note(
                     site,
                     *at,
                     format!("lookup from {peer} for {comp_id:?}, accepted {accepted}"),
-                )),
+                ),
             },
             Activity::SessionUp {
                 comp_id,
@@ -211,7 +374,11 @@ impl ActivityLog {
                 at,
             } => {
                 if let Some(i) = self.comp(comp_id.as_str()) {
-                    self.conns.insert((site, *connection), i);
+                    self.keep(LogRecord::Connection {
+                        site,
+                        connection: *connection,
+                        participant: self.participants[i].id.clone(),
+                    });
                     self.push(
                         i,
                         site,
@@ -242,11 +409,11 @@ impl ActivityLog {
                 reason,
                 at,
                 ..
-            } if !self.conns.contains_key(&(site, *connection)) => self.unattributed.push((
+            } if !self.conns.contains_key(&(site, *connection)) => self.note(
                 site,
                 *at,
                 format!("connection {connection} refused: {reason}"),
-            )),
+            ),
             Activity::Inbound {
                 comp_id,
                 seq,
@@ -305,6 +472,16 @@ impl ActivityLog {
         }
     }
 
+    /// The collector fell behind a site's activity stream and `n` records were lost
+    /// (`broadcast::error::RecvError::Lagged(n)`): said in the report, never silently.
+    pub fn record_lagged(&mut self, site: Site, at: Timestamp, n: u64) {
+        self.note(
+            site,
+            at,
+            format!("{n} activity records lost: the collector lagged"),
+        );
+    }
+
     /// Sequence numbers presented at a logon (accepted or refused), when the runtime knows them.
     pub fn record_logon(&mut self, d: &LogonDetail) {
         let Some(i) = self.comp(&d.comp_id) else {
@@ -350,17 +527,17 @@ impl ActivityLog {
 
     /// The exchange started the failover (wall time).
     pub fn failover_started(&mut self, at: Timestamp) {
-        self.failover_start = Some(at);
+        self.keep(LogRecord::FailoverStarted { at });
     }
 
     /// The backup site opened its Lookup Service and gateways (wall time).
     pub fn backup_opened(&mut self, at: Timestamp) {
-        self.backup_open = Some(at);
+        self.keep(LogRecord::BackupOpened { at });
     }
 
     /// The Disaster Recovery Signal went out on the DR channel (wall time).
     pub fn dr_signal_sent(&mut self, at: Timestamp) {
-        self.dr_signal = Some(at);
+        self.keep(LogRecord::DrSignal { at });
     }
 
     /// The exchange saw an information vendor recover its market image (through the refresh

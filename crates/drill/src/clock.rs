@@ -6,7 +6,7 @@ use crate::session::Session;
 use serde::Serialize;
 use twinsite_core::Timestamp;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Clock {
     /// Session time at which the drill starts (normally the first phase's start).
     pub session_origin: Timestamp,

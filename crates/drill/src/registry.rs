@@ -351,17 +351,18 @@ pub fn participant_entries(regs: &[Registration]) -> Vec<ParticipantEntry> {
             if c.protocol != Protocol::Binary {
                 continue;
             }
-            v.push(ParticipantEntry {
-                firm: r.firm.clone(),
-                kind: kind_name(r.kind).into(),
-                comp_id: c.comp_id.clone(),
-                broker_ids: r.broker_ids.clone(),
-                password: c.password.clone(),
-                source_ips: r.source_ips.clone(),
-                throttle_units: 20,
-                cancel_on_disconnect_ms: None,
-                must_change_password: false,
+            // Through serde, so fields the site adds later (with defaults) keep their defaults.
+            let entry = serde_json::json!({
+                "firm": r.firm,
+                "kind": kind_name(r.kind),
+                "comp_id": c.comp_id,
+                "broker_ids": r.broker_ids,
+                "password": c.password,
+                "source_ips": r.source_ips,
+                "throttle_units": 20,
+                "must_change_password": false,
             });
+            v.push(serde_json::from_value(entry).expect("a valid participant entry"));
         }
     }
     v

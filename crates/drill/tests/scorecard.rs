@@ -96,22 +96,37 @@ fn participant(id: &str, kind: ParticipantKind) -> Participant {
 /// A compressed PS2 (speed 200: failover at +36 s, backup open at +40 s) with a good EP, one that
 /// never re-does the lookup, one that logs on at the backup with sequence number 1, and two
 /// vendors, one of which never recovers its image.
+fn participants() -> Vec<Participant> {
+    vec![
+        participant("CB0001", ParticipantKind::Ep),
+        participant("CB0002", ParticipantKind::Ep),
+        participant("CB0003", ParticipantKind::Ep),
+        participant("IV0004", ParticipantKind::InformationVendor),
+        participant("IV0005", ParticipantKind::InformationVendor),
+    ]
+}
+
+fn exchange() -> ExchangeChecks {
+    ExchangeChecks {
+        rto_ms: None,
+        acked_orders_lost: 0,
+        state_hashes_equal: true,
+        detail: "hash 0xabc at both sites".into(),
+    }
+}
+
 fn drill() -> (Report, ActivityLog) {
     let s = session();
     let clock = Clock::new(&s, t(0, 0), 200);
-    let mut log = ActivityLog::new(
-        &s,
-        clock,
-        vec![
-            participant("CB0001", ParticipantKind::Ep),
-            participant("CB0002", ParticipantKind::Ep),
-            participant("CB0003", ParticipantKind::Ep),
-            participant("IV0004", ParticipantKind::InformationVendor),
-            participant("IV0005", ParticipantKind::InformationVendor),
-        ],
-    );
+    let mut log = ActivityLog::new(&s, clock, participants());
+    first_half(&mut log);
+    second_half(&mut log);
+    (log.report(&exchange()), log)
+}
+
+/// Up to the sessions dropping at the failover.
+fn first_half(log: &mut ActivityLog) {
     let p = Site::Primary;
-    let b = Site::Backup;
     for (i, c) in ["CB0001", "CB0002", "CB0003"].iter().enumerate() {
         let conn = i as u64 + 1;
         log.record(p, &lookup(c, t(1, 0)));
@@ -136,6 +151,11 @@ fn drill() -> (Report, ActivityLog) {
     for (i, c) in ["CB0001", "CB0002", "CB0003"].iter().enumerate() {
         log.record(p, &down(c, i as u64 + 1, t(36, 5)));
     }
+}
+
+/// From the failover on.
+fn second_half(log: &mut ActivityLog) {
+    let b = Site::Backup;
     // A fill generated for CB0001 while it was away (queued for its next logon).
     log.record(b, &report("CB0001", 6, ExecType::Trade, t(39, 0)));
     log.backup_opened(t(40, 0));
@@ -175,13 +195,40 @@ fn drill() -> (Report, ActivityLog) {
         t(44, 0),
         "refresh channel 2 snapshot, 31 securities",
     );
-    let r = log.report(&ExchangeChecks {
-        rto_ms: None,
-        acked_orders_lost: 0,
-        state_hashes_equal: true,
-        detail: "hash 0xabc at both sites".into(),
-    });
-    (r, log)
+}
+
+#[test]
+fn a_restart_in_the_middle_loses_no_activity_record() {
+    let s = session();
+    let path = std::env::temp_dir().join(format!(
+        "twinsite-activity-{}-{}.jsonl",
+        std::process::id(),
+        twinsite_site::gateway::wall_clock().0
+    ));
+    {
+        let mut log =
+            ActivityLog::open(&path, &s, Clock::new(&s, t(0, 0), 200), participants()).unwrap();
+        first_half(&mut log);
+        log.sync().unwrap();
+    }
+    // The runtime dies in the middle of a write.
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"{\"record\":\"observed\",\"partic")
+        .unwrap();
+    // Restarted later, with a clock it would have made afresh: the journalled one wins.
+    let mut log =
+        ActivityLog::open(&path, &s, Clock::new(&s, t(50, 0), 100), participants()).unwrap();
+    assert_eq!(log.clock(), Clock::new(&s, t(0, 0), 200));
+    second_half(&mut log);
+    let (expected, _) = drill();
+    assert_eq!(log.report(&exchange()), expected);
+    // And once more, from the file alone.
+    let log = ActivityLog::open(&path, &s, Clock::new(&s, t(60, 0), 1), participants()).unwrap();
+    assert_eq!(log.report(&exchange()), expected);
 }
 
 #[test]
