@@ -716,3 +716,28 @@ async fn reject_is_delivered_again_at_the_next_logon() {
     assert_eq!(r, (reject_seq, true, seq));
     site.shutdown();
 }
+
+#[tokio::test]
+async fn text_of_exactly_fifty_characters_is_accepted_fifty_one_rejected() {
+    // Reference §1.9: Text is var <= 50 (read as 50 characters plus the NUL, docs/ocg.md).
+    let (site, _market, mut a) = setup().await;
+    a.send(order_with_text(&"A".repeat(50))).await;
+    let ack = a.expect_er(ExecType::New).await;
+    assert_eq!(ack.cl_ord_id, Some(FixedStr::new("7")));
+    let seq = a.seq;
+    let mut f = a.frame(&order_with_text("ABC"));
+    let at = find(&f, &[4, 0, b'A', b'B', b'C', 0]);
+    let mut long = vec![52, 0];
+    long.extend([b'B'; 51]);
+    long.push(0);
+    f.splice(at..at + 6, long);
+    refit(&mut f);
+    a.send_bytes(&f).await;
+    let rej = a.expect_reject().await;
+    assert_eq!(
+        rej.message_reject_code,
+        MessageRejectCode::IncorrectDataFormat
+    );
+    assert_eq!(rej.reference_sequence_number, seq);
+    site.shutdown();
+}

@@ -820,3 +820,116 @@ async fn cancel_on_disconnect_after_heartbeat_loss() {
     assert_eq!(site.state_hash().await.unwrap().1, 0);
     site.shutdown();
 }
+
+#[tokio::test]
+async fn amend_increasing_quantity_is_a_cancel_replace_with_a_new_order_id() {
+    let site = start(site_config(abc())).await;
+    let mut a = Raw::logon(site.gateway_primary, "CO0001").await;
+    a.send(new_order("1", 1001, Side::Buy, "65.00", 400)).await;
+    let ack = a.expect_er(ExecType::New).await;
+    a.send(Message::AmendRequest(AmendRequest {
+        cl_ord_id: Some(FixedStr::new("2")),
+        submitting_broker_id: Some(FixedStr::new("1001")),
+        security_id: Some(FixedStr::new("5")),
+        security_id_source: Some(8),
+        security_exchange: Some(FixedStr::new("XHKG")),
+        broker_location_id: None,
+        transact_time: Some(FixedStr::new("20231125-02:00:00.000000")),
+        side: Some(Side::Buy),
+        orig_cl_ord_id: FixedStr::new("1"),
+        order_id: None,
+        ord_type: OrdType::Limit,
+        price: Some(Decimal::from_price(Price::parse("65.00").unwrap())),
+        order_qty: qty(800),
+        time_in_force: Some(TimeInForce::Day),
+        position_effect: None,
+        order_restrictions: None,
+        max_price_levels: Some(1),
+        order_capacity: Some(OrderCapacity::Agency),
+        text: None,
+        execution_instructions: None,
+        disclosure_instructions: Some(1),
+    }))
+    .await;
+    let r = a.expect_er(ExecType::Amend).await;
+    assert_eq!(r.order_qty, Some(qty(800)), "{r:?}");
+    assert_eq!(r.leaves_qty, Some(qty(800)));
+    assert_ne!(
+        r.order_id, ack.order_id,
+        "qty increase keeps the Order ID: {r:?}"
+    );
+    site.shutdown();
+}
+
+#[tokio::test]
+async fn sequence_reset_in_reset_mode_from_a_participant_gets_reject_5() {
+    let site = start(site_config(abc())).await;
+    let mut a = Raw::logon(site.gateway_primary, "CO0001").await;
+    let seq = a
+        .send(Message::SequenceReset(SequenceReset {
+            gap_fill: Some(GapFill::Reset),
+            new_sequence_number: 100,
+        }))
+        .await;
+    let rej = a.expect_reject().await;
+    assert_eq!(rej.message_reject_code, MessageRejectCode::ValueIncorrect);
+    assert_eq!(rej.reference_sequence_number, seq);
+    // The numbers did not move: the next message in sequence is processed.
+    a.send(new_order("1", 1001, Side::Buy, "65.00", 400)).await;
+    a.expect_er(ExecType::New).await;
+    site.shutdown();
+}
+
+#[tokio::test]
+async fn resend_request_replays_business_messages_and_gap_fills_session_ones() {
+    let site = start(site_config(abc())).await;
+    let mut a = Raw::logon(site.gateway_primary, "CO0001").await;
+    a.send(new_order("1", 1001, Side::Buy, "65.00", 400)).await;
+    let (first, _) = a
+        .expect(T, |h, m| {
+            matches!(m, Message::ExecutionReport(_)).then_some(h.seq)
+        })
+        .await
+        .unwrap();
+    a.send(new_order("2", 1001, Side::Buy, "64.95", 400)).await;
+    a.expect_er(ExecType::New).await;
+    // Everything from 1 (the Logon reply) on.
+    a.send(Message::ResendRequest(ResendRequest {
+        start_sequence: 1,
+        end_sequence: 0,
+    }))
+    .await;
+    let (gf, _) = a
+        .expect(T, |h, m| match m {
+            Message::SequenceReset(r) => Some((h.seq, r.gap_fill, r.new_sequence_number)),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        gf,
+        (1, Some(GapFill::GapFill), first),
+        "Logon reply gap-filled"
+    );
+    let mut replayed = Vec::new();
+    while replayed.len() < 2 {
+        let (r, _) = a
+            .expect(T, |h, m| match m {
+                Message::ExecutionReport(r) => Some((
+                    h.poss_dup,
+                    r.cl_ord_id.clone().unwrap().as_str().to_string(),
+                )),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        replayed.push(r);
+    }
+    assert_eq!(replayed, [(true, "1".to_string()), (true, "2".to_string())]);
+    assert_eq!(
+        site.state_hash().await.unwrap().1,
+        2,
+        "a replay is not a new order"
+    );
+    site.shutdown();
+}
