@@ -757,7 +757,7 @@ impl ActivityLog {
             check(
                 "traded",
                 &primary_phase,
-                primary.accepted > 0,
+                primary.orders > 0 && primary.accepted + primary.fills > 0,
                 format!(
                     "{} orders entered, {} accepted, {} fills, {} rejects at the primary site",
                     primary.orders, primary.accepted, primary.fills, primary.rejects
@@ -841,8 +841,10 @@ impl ActivityLog {
                     format!("logged on with sequence number 1; the exchange expected {inn} (next expected {ne})"),
                 ),
                 (Some(o), seqs) => {
-                    let monotone = match (last_primary_seq, first_backup_seq) {
-                        (Some(a), Some(b)) => reset || b > a,
+                    // Continue mode: numbering carries on from the primary site (a participant
+                    // may resend what the primary saw but never committed); reset: from 1.
+                    let continued = match (last_primary_seq, first_backup_seq) {
+                        (Some(a), Some(b)) => reset || a <= 1 || b > 1,
                         _ => true,
                     };
                     let seq_note = match seqs {
@@ -852,11 +854,16 @@ impl ActivityLog {
                         None => "the gateway accepts a logon only at or above the sequence number it expects".into(),
                     };
                     let cont = match (last_primary_seq, first_backup_seq) {
-                        (Some(a), Some(b)) => format!("; last message at the primary site {a}, first at the backup site {b}"),
+                        (Some(a), Some(b)) if b <= a => format!(
+                            "; last message at the primary site {a}, first at the backup site {b} (resent {b} to {a})"
+                        ),
+                        (Some(a), Some(b)) => format!(
+                            "; last message at the primary site {a}, first at the backup site {b}"
+                        ),
                         _ => String::new(),
                     };
                     (
-                        monotone,
+                        continued,
                         format!(
                             "logon accepted at the backup site at {}: {seq_note}{cont}{refused_note}",
                             self.label(o.at)
@@ -929,7 +936,7 @@ impl ActivityLog {
             check(
                 "traded",
                 &backup_phase,
-                backup.accepted > 0,
+                backup.orders > 0 && backup.accepted + backup.fills > 0,
                 format!(
                     "{} orders entered, {} accepted, {} fills, {} rejects at the backup site",
                     backup.orders, backup.accepted, backup.fills, backup.rejects

@@ -1,0 +1,320 @@
+//! A compressed practice session against the real two-site runtime (primary, backup, witness):
+//! good bots and faulty bots trade at the primary site, the exchange fails over, and the
+//! scorecards computed from the exchange's activity records pass the good ones and fail the
+//! faulty ones for the right reason.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use twinsite_bots::*;
+use twinsite_cluster::{Durability, JournalConfig, NodeRole};
+use twinsite_core::{Site, Timestamp};
+use twinsite_drill::registry::{participant_entries, Registration, RegistrationRequest, Registry};
+use twinsite_drill::session::Session;
+use twinsite_drill::{ActivityLog, Clock, ExchangeChecks, Participant};
+use twinsite_site::config::*;
+use twinsite_site::gateway::{self, load_key, wall_clock, Activity};
+
+const T: Duration = Duration::from_secs(30);
+const SPEED: u64 = 200;
+
+fn key_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../site/tests/data/test-key.pem")
+}
+
+fn session() -> Session {
+    Session::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sessions/ps2-2023-11-25.toml"),
+    )
+    .unwrap()
+}
+
+fn register() -> Vec<Registration> {
+    let dir = std::env::temp_dir().join(format!(
+        "twinsite-e2e-{}-{}",
+        std::process::id(),
+        wall_clock().0
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut r = Registry::open(&dir.join("reg.jsonl"), &session()).unwrap();
+    for (firm, broker) in [
+        ("Maker Securities", 1001),
+        ("Taker Securities", 1002),
+        ("Cached Lookup Securities", 1003),
+        ("Amnesia Securities", 1004),
+    ] {
+        r.register(
+            RegistrationRequest {
+                firm: firm.into(),
+                kind: "EP".into(),
+                broker_ids: vec![broker],
+                contact: "desk".into(),
+                source_ips: vec![],
+            },
+            Timestamp::from_hkt(2023, 11, 20, 9, 0, 0),
+        )
+        .unwrap();
+    }
+    r.registrations().to_vec()
+}
+
+fn site_config(name: &str, participants: Vec<ParticipantEntry>) -> SiteConfig {
+    let mut cfg: SiteConfig = toml::from_str(&format!(
+        r#"
+        [site]
+        name = "{name}"
+        lookup = ["127.0.0.1:0", "127.0.0.1:0"]
+        gateway_primary = "127.0.0.1:0"
+        gateway_mirror = "127.0.0.1:0"
+        keys = [{key:?}]
+        active = false
+
+        [session]
+        heartbeat_ms = 1000
+        password_tolerance_secs = 120
+        throttle = true
+        "#,
+        key = key_path().display().to_string()
+    ))
+    .unwrap();
+    cfg.participants = participants;
+    cfg
+}
+
+async fn wait_active(rx: &mut broadcast::Receiver<Activity>) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(Activity::SiteActive { .. })) => return,
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            other => panic!("site never became active: {other:?}"),
+        }
+    }
+}
+
+/// Forward a site's activity, tagged with the site, to one channel.
+fn forward(
+    site: Site,
+    mut rx: broadcast::Receiver<Activity>,
+    tx: mpsc::UnboundedSender<(Site, Result<Activity, u64>)>,
+) {
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(a) => {
+                    if tx.send((site, Ok(a))).is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = tx.send((site, Err(n)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+fn pump(log: &mut ActivityLog, rx: &mut mpsc::UnboundedReceiver<(Site, Result<Activity, u64>)>) {
+    while let Ok((site, a)) = rx.try_recv() {
+        match a {
+            Ok(a) => log.record(site, &a),
+            Err(n) => log.record_lagged(site, wall_clock(), n),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_failover_scorecards() {
+    let regs = register();
+    let entries = participant_entries(&regs);
+    let mut listeners = BTreeMap::new();
+    let mut addrs = BTreeMap::new();
+    for r in [NodeRole::Primary, NodeRole::Backup, NodeRole::Witness] {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.insert(r, l.local_addr().unwrap());
+        listeners.insert(r, l);
+    }
+    let jc = |r| JournalConfig::new(r, addrs.clone(), Durability::Memory);
+    let (primary, _) = gateway::start_node(
+        site_config("primary", entries.clone()),
+        Site::Primary,
+        jc(NodeRole::Primary),
+        listeners.remove(&NodeRole::Primary),
+    )
+    .await
+    .unwrap();
+    let mut prx = primary.subscribe();
+    let (backup, _) = gateway::start_node(
+        site_config("backup", entries.clone()),
+        Site::Backup,
+        jc(NodeRole::Backup),
+        listeners.remove(&NodeRole::Backup),
+    )
+    .await
+    .unwrap();
+    let witness = gateway::start_witness(
+        &site_config("witness", entries.clone()),
+        jc(NodeRole::Witness),
+        listeners.remove(&NodeRole::Witness),
+    )
+    .await
+    .unwrap();
+    let leader = primary.journal().unwrap().wait_for_leader(T).await.unwrap();
+    if leader != NodeRole::Primary {
+        let from = match leader {
+            NodeRole::Backup => backup.journal().unwrap().clone(),
+            _ => witness.clone(),
+        };
+        from.transfer_leadership(NodeRole::Primary).await.unwrap();
+    }
+    wait_active(&mut prx).await;
+
+    // The drill starts now, compressed.
+    let s = session();
+    let mut log = ActivityLog::new(
+        &s,
+        Clock::new(&s, wall_clock(), SPEED),
+        regs.iter().map(Participant::from).collect(),
+    );
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    forward(Site::Primary, primary.subscribe(), tx.clone());
+    forward(Site::Backup, backup.subscribe(), tx.clone());
+    let mut brx = backup.subscribe();
+
+    let lookups = vec![
+        primary.lookup_addrs[0],
+        primary.lookup_addrs[1],
+        backup.lookup_addrs[0],
+        backup.lookup_addrs[1],
+    ];
+    let key = rsa::RsaPublicKey::from(&load_key(&key_path()).unwrap());
+    let cfg = |i: usize, role, fault| {
+        BotConfig::from_registration(&regs[i], key.clone(), lookups.clone(), role)
+            .unwrap()
+            .with_speed(SPEED, Duration::from_secs(1))
+            .with_interval(Duration::from_millis(40))
+            .with_fault(fault)
+    };
+    let maker = spawn(cfg(0, Role::MarketMaker, Fault::None)).await.unwrap();
+    let taker = spawn(cfg(1, Role::Taker, Fault::None)).await.unwrap();
+    let cached = spawn(cfg(2, Role::Taker, Fault::NoLookupAfterFailover))
+        .await
+        .unwrap();
+    let amnesia = spawn(cfg(3, Role::Taker, Fault::FreshSequenceAfterFailover))
+        .await
+        .unwrap();
+    for b in [&maker, &taker, &cached, &amnesia] {
+        b.wait_until(T, |c| c.fills >= 1).await.unwrap();
+    }
+
+    // Scheduled failover to the backup site.
+    log.failover_started(wall_clock());
+    primary
+        .journal()
+        .unwrap()
+        .transfer_leadership(NodeRole::Backup)
+        .await
+        .unwrap();
+    wait_active(&mut brx).await;
+    log.backup_opened(wall_clock());
+
+    // The good bots come back at the backup and trade there.
+    let m0 = maker.counters();
+    let t0 = taker.counters();
+    maker
+        .wait_until(T, |c| c.logons >= 2 && c.logged_on && c.acks > m0.acks)
+        .await
+        .unwrap();
+    taker
+        .wait_until(T, |c| c.logons >= 2 && c.logged_on && c.fills > t0.fills)
+        .await
+        .unwrap();
+    // The faulty ones misbehave: the cached one dials the old gateway several times, the
+    // amnesiac one restarts with fresh state.
+    let c0 = cached.counters();
+    cached
+        .wait_until(T, |c| {
+            c.sessions_lost >= 1 && c.trading_connects >= c0.trading_connects + 3
+        })
+        .await
+        .unwrap();
+    amnesia
+        .wait_until(T, |c| c.fresh_restarts >= 1 && c.lookup_connects >= 2)
+        .await
+        .unwrap();
+    // Wait until the backup has refused the amnesiac's logon (sequence too low).
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        pump(&mut log, &mut rx);
+        if log
+            .unattributed()
+            .iter()
+            .any(|(site, _, n)| *site == Site::Backup && n.contains("SequenceTooLow"))
+        {
+            break;
+        }
+        let (site, a) = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("the backup refused the sequence-1 logon")
+            .unwrap();
+        match a {
+            Ok(a) => log.record(site, &a),
+            Err(n) => log.record_lagged(site, wall_clock(), n),
+        }
+    }
+
+    // Exchange checks: backup and witness hold the same state.
+    let j = backup.journal().unwrap().clone();
+    let idx = j.commit_index();
+    j.wait_applied(idx, T).await.unwrap();
+    witness.wait_applied(idx, T).await.unwrap();
+    let equal = j.state_hash_at(idx) == witness.state_hash_at(idx);
+    for b in [maker, taker, cached, amnesia] {
+        b.abort();
+    }
+    pump(&mut log, &mut rx);
+    let r = log.report(&ExchangeChecks {
+        rto_ms: None,
+        acked_orders_lost: 0,
+        state_hashes_equal: equal,
+        detail: format!("backup and witness state hashes at index {idx}"),
+    });
+    eprintln!("{}", r.summary_table());
+
+    assert!(r.failover.rto_ms.is_some());
+    assert!(r.failover.state_hashes_equal);
+    for id in [&regs[0], &regs[1]] {
+        let p = r.participant(&id.id()).unwrap();
+        assert!(p.passed, "{} should pass: {:#?}", id.firm, p.failed());
+    }
+    let c = r.participant(&regs[2].id()).unwrap();
+    assert!(!c.passed);
+    assert!(c.check("logged_in", "primary").unwrap().passed);
+    assert!(c.check("traded", "primary").unwrap().passed);
+    let lk = c.check("lookup_after_failover", "failover").unwrap();
+    assert!(!lk.passed, "{lk:?}");
+    assert!(!c.check("traded", "backup").unwrap().passed);
+
+    let a = r.participant(&regs[3].id()).unwrap();
+    assert!(!a.passed);
+    assert!(a.check("logged_in", "primary").unwrap().passed);
+    assert!(
+        a.check("lookup_after_failover", "failover").unwrap().passed,
+        "it did re-do the lookup"
+    );
+    let seq = a.check("sequence_numbers", "backup").unwrap();
+    assert!(!seq.passed, "{seq:?}");
+    assert!(
+        seq.detail.contains("no logon accepted at the backup site"),
+        "{seq:?}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("twinsite-e2e-report-{}", std::process::id()));
+    r.write(&dir).unwrap();
+    drop(primary);
+    backup.shutdown();
+    witness.shutdown().await;
+}
