@@ -24,21 +24,26 @@ fn key_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../site/tests/data/test-key.pem")
 }
 
-fn session() -> Session {
+/// PS2 (scheduled failover) and the post-release test (crash failover).
+const SESSIONS: [&str; 2] = ["ps2-2023-11-25.toml", "post-release-test.toml"];
+
+fn session(file: &str) -> Session {
     Session::load(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sessions/ps2-2023-11-25.toml"),
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../sessions")
+            .join(file),
     )
     .unwrap()
 }
 
-fn register() -> Vec<Registration> {
+fn register(file: &str) -> Vec<Registration> {
     let dir = std::env::temp_dir().join(format!(
         "twinsite-e2e-{}-{}",
         std::process::id(),
         wall_clock().0
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut r = Registry::open(&dir.join("reg.jsonl"), &session()).unwrap();
+    let mut r = Registry::open(&dir.join("reg.jsonl"), &session(file)).unwrap();
     for (firm, broker) in [
         ("Maker Securities", 1001),
         ("Taker Securities", 1002),
@@ -128,7 +133,16 @@ fn pump(log: &mut ActivityLog, rx: &mut mpsc::UnboundedReceiver<(Site, Result<Ac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_failover_scorecards() {
-    let regs = register();
+    failover_scorecards(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_failover_scorecards() {
+    failover_scorecards(true).await;
+}
+
+async fn failover_scorecards(crash: bool) {
+    let regs = register(SESSIONS[crash as usize]);
     let entries = participant_entries(&regs);
     let mut listeners = BTreeMap::new();
     let mut addrs = BTreeMap::new();
@@ -173,7 +187,7 @@ async fn scheduled_failover_scorecards() {
     wait_active(&mut prx).await;
 
     // The drill starts now, compressed.
-    let s = session();
+    let s = session(SESSIONS[crash as usize]);
     let mut log = ActivityLog::new(
         &s,
         Clock::new(&s, wall_clock(), SPEED),
@@ -210,28 +224,60 @@ async fn scheduled_failover_scorecards() {
         b.wait_until(T, |c| c.fills >= 1).await.unwrap();
     }
 
-    // Scheduled failover to the backup site.
+    // Failover to the backup site: scheduled, or the primary site dies.
     log.failover_started(wall_clock());
-    primary
-        .journal()
-        .unwrap()
-        .transfer_leadership(NodeRole::Backup)
-        .await
-        .unwrap();
+    let mut primary = Some(primary);
+    if crash {
+        primary.take().unwrap().crash().await;
+    } else {
+        primary
+            .as_ref()
+            .unwrap()
+            .journal()
+            .unwrap()
+            .transfer_leadership(NodeRole::Backup)
+            .await
+            .unwrap();
+    }
     wait_active(&mut brx).await;
     log.backup_opened(wall_clock());
 
     // The good bots come back at the backup and trade there.
     let m0 = maker.counters();
     let t0 = taker.counters();
-    maker
+    let back = maker
         .wait_until(T, |c| c.logons >= 2 && c.logged_on && c.acks > m0.acks)
         .await
-        .unwrap();
-    taker
-        .wait_until(T, |c| c.logons >= 2 && c.logged_on && c.fills > t0.fills)
-        .await
-        .unwrap();
+        .and(
+            taker
+                .wait_until(T, |c| c.logons >= 2 && c.logged_on && c.fills > t0.fills)
+                .await,
+        );
+    if let Err(e) = back {
+        // Say what the exchange saw at the backup site before failing.
+        pump(&mut log, &mut rx);
+        let seen: Vec<String> = [&regs[0], &regs[1]]
+            .iter()
+            .map(|r| {
+                let obs = log.observations(&r.id());
+                let at_backup = obs.iter().filter(|o| o.site == Site::Backup).count();
+                let lookups = obs
+                    .iter()
+                    .filter(|o| o.site == Site::Backup)
+                    .filter(|o| matches!(o.what, twinsite_drill::activity::What::Lookup { .. }))
+                    .map(|o| format!("{:?}", o.what))
+                    .collect::<Vec<_>>();
+                format!(
+                    "{}: {at_backup} records at the backup; lookups {lookups:?}",
+                    r.id()
+                )
+            })
+            .collect();
+        panic!(
+            "{e}\nexchange view: {seen:#?}\nunattributed: {:#?}",
+            log.unattributed()
+        );
+    }
     // The faulty ones misbehave: the cached one dials the old gateway several times, the
     // amnesiac one restarts with fresh state.
     let c0 = cached.counters();
@@ -285,6 +331,8 @@ async fn scheduled_failover_scorecards() {
     eprintln!("{}", r.summary_table());
 
     assert!(r.failover.rto_ms.is_some());
+    let mode = if crash { "Crash" } else { "Scheduled" };
+    assert_eq!(format!("{:?}", r.failover.mode), mode);
     assert!(r.failover.state_hashes_equal);
     for id in [&regs[0], &regs[1]] {
         let p = r.participant(&id.id()).unwrap();
@@ -314,7 +362,9 @@ async fn scheduled_failover_scorecards() {
 
     let dir = std::env::temp_dir().join(format!("twinsite-e2e-report-{}", std::process::id()));
     r.write(&dir).unwrap();
-    drop(primary);
+    if let Some(p) = primary {
+        p.shutdown();
+    }
     backup.shutdown();
     witness.shutdown().await;
 }
