@@ -150,3 +150,34 @@ impl Clock {
         session.label(self.session_time(wall))
     }
 }
+
+/// What the runtime does at a step of the schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Open the site's Lookup Service and allow logons (for the kinds and platforms in
+    /// `Session::access`; others are refused as the reference says).
+    Open { site: twinsite_core::Site },
+    /// Refuse logons at the site (Session Status 7) and close its Lookup Service.
+    Close { site: twinsite_core::Site },
+    /// Fail over to the backup site (`mode`, `orders`, `sequence` from the session file).
+    Failover,
+    /// The session is over: stop the participants, take the exchange's checks, write the report.
+    End,
+}
+
+/// The actions for one step: a phase served by a site opens it at its start and closes it at its
+/// end; the failover step fails over; the session end ends.
+pub fn actions(session: &Session, step: &Step) -> Vec<Action> {
+    let site_of = |id: &str| session.phase(id).and_then(|p| p.site.site());
+    match &step.kind {
+        StepKind::PhaseStart { phase } => site_of(phase)
+            .map(|site| vec![Action::Open { site }])
+            .unwrap_or_default(),
+        StepKind::PhaseEnd { phase } => site_of(phase)
+            .map(|site| vec![Action::Close { site }])
+            .unwrap_or_default(),
+        StepKind::Failover => vec![Action::Failover],
+        StepKind::SessionEnd => vec![Action::End],
+    }
+}

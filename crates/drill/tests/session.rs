@@ -202,3 +202,26 @@ fn clock_compresses_the_schedule() {
     );
     assert_eq!(c.label(&s, Timestamp::from_secs(1_000_036)), "10:00:00");
 }
+
+#[test]
+fn schedule_actions_open_close_fail_over_and_end() {
+    use twinsite_drill::{actions, Action};
+    let s = Session::parse("ps2", &ps2_text()).unwrap();
+    let c = Clock::new(&s, Timestamp::from_secs(1_000_000), 200);
+    let plan: Vec<Action> = c.steps(&s).iter().flat_map(|st| actions(&s, st)).collect();
+    assert_eq!(
+        plan,
+        [
+            Action::Open {
+                site: Site::Primary
+            },
+            Action::Close {
+                site: Site::Primary
+            },
+            Action::Failover,
+            Action::Open { site: Site::Backup },
+            Action::Close { site: Site::Backup },
+            Action::End,
+        ]
+    );
+}
