@@ -186,8 +186,11 @@ try {
   const log = await text("#activity");
   expect(log.includes("operator:e2e") && log.includes("failover-now"), "the activity log names the operator and the action");
 
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await shot("final.png");
+  // The whole page in one viewport (a full-page capture leaves the report iframe blank).
+  const height = await page.evaluate(() => document.documentElement.scrollHeight);
+  await page.setViewportSize({ width: 1400, height: Math.min(height + 20, 6000) });
+  await frame.locator("h1").waitFor();
+  await page.screenshot({ path: path.join(out, "final.png") });
   ok("screenshot " + path.join(out, "final.png"));
   if (problems.length) fail(problems.join("\n"));
   ok("no page errors and no request left this console");

@@ -48,6 +48,11 @@ const COOKIE: &str = "twinsite_console";
 /// Operator actions kept in the console's own log (oldest dropped first).
 const AUDIT_CAP: usize = 1000;
 const MAX_SESSIONS: usize = 1000;
+/// Activity lines sent to the browser (the newest).
+const SHOWN_ACTIVITY: usize = 500;
+/// At most this many state events per second per browser: a busy runtime may push thousands of
+/// changes a second; the browser gets the latest at most every `EVENT_INTERVAL`.
+const EVENT_INTERVAL: Duration = Duration::from_millis(100);
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const CONSOLE_JS: &str = include_str!("assets/console.js");
@@ -345,6 +350,10 @@ impl App {
             s.activity.extend(audit.iter().cloned());
             s.activity.sort_by_key(|e| e.at_ms);
         }
+        if s.activity.len() > SHOWN_ACTIVITY {
+            let excess = s.activity.len() - SHOWN_ACTIVITY;
+            s.activity.drain(..excess);
+        }
         s
     }
 }
@@ -542,6 +551,8 @@ fn state_stream(app: Shared) -> impl Stream<Item = Result<Event, Infallible>> {
         (app, state, audit, true, true),
         |(app, mut state, mut audit, mut state_open, first)| async move {
             if !first {
+                // Changes that arrive meanwhile are kept (watch) and sent together.
+                tokio::time::sleep(EVENT_INTERVAL).await;
                 loop {
                     tokio::select! {
                         r = state.changed(), if state_open => {

@@ -21,6 +21,36 @@ pub struct ConsoleState {
     pub reports: Option<ReportLinks>,
 }
 
+/// Activity lines [`ConsoleState::log`] keeps (the oldest are dropped; the report has them all).
+pub const ACTIVITY_KEPT: usize = 5000;
+
+impl ConsoleState {
+    /// Append an activity line, keeping the newest [`ACTIVITY_KEPT`].
+    pub fn log(
+        &mut self,
+        at_ms: u64,
+        session_time: impl Into<String>,
+        who: impl Into<String>,
+        what: impl Into<String>,
+    ) {
+        self.activity.push(ActivityEntry {
+            at_ms,
+            session_time: session_time.into(),
+            who: who.into(),
+            what: what.into(),
+        });
+        if self.activity.len() > ACTIVITY_KEPT {
+            let excess = self.activity.len() - ACTIVITY_KEPT;
+            self.activity.drain(..excess);
+        }
+    }
+
+    /// The participant with this id, if shown.
+    pub fn participant_mut(&mut self, id: &str) -> Option<&mut ParticipantView> {
+        self.participants.iter_mut().find(|p| p.id == id)
+    }
+}
+
 /// Where the session is in its life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

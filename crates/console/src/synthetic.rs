@@ -283,12 +283,7 @@ impl Sim {
     }
 
     fn log(&mut self, who: &str, what: String) {
-        self.state.activity.push(ActivityEntry {
-            at_ms: now_ms(),
-            session_time: label(self.t),
-            who: who.into(),
-            what,
-        });
+        self.state.log(now_ms(), label(self.t), who, what);
     }
 
     fn set_check(&mut self, i: usize, name: &str, passed: bool, detail: &str) {

@@ -184,7 +184,8 @@
     });
     var fs = sess.failover_step;
     if (fs && fs.at_ms) {
-      var m = el("div", { class: "marker failover", id: "failover-marker" }, [el("span", { text: "failover " + fs.mode + " " + fs.at_label })]);
+      var m = el("div", { class: "marker failover", id: "failover-marker" },
+        [el("span", { class: pct(fs.at_ms) > 85 ? "left" : "", text: "failover " + fs.mode + " " + fs.at_label })]);
       m.style.left = pct(fs.at_ms) + "%";
       box.appendChild(m);
     }
@@ -194,7 +195,8 @@
       box.appendChild(a);
     }
     if (sess.now_ms) {
-      var n = el("div", { class: "marker now", id: "now-marker" }, [el("span", { text: "now " + sess.now_label })]);
+      var n = el("div", { class: "marker now", id: "now-marker" },
+        [el("span", { class: pct(sess.now_ms) > 85 ? "left" : "", text: "now " + sess.now_label })]);
       n.style.left = pct(sess.now_ms) + "%";
       box.appendChild(n);
     }
