@@ -45,6 +45,61 @@ impl ConsoleState {
         }
     }
 
+    /// Fill in the scorecards and the failover figures from a `report.json` value (the drill
+    /// report's schema: `failover {mode, rto_ms, acked_orders_lost, state_hashes_equal,
+    /// started_wall_ms, backup_open_wall_ms, dr_signal_wall_ms}` and `participants [{id, firm,
+    /// kind, checks [{name, phase, passed, detail}]}]`). Participants not shown yet are added.
+    /// Works on a value so the console does not depend on the drill crate's types:
+    /// `state.apply_report(&serde_json::to_value(&report)?)`. Returns the participants updated.
+    pub fn apply_report(&mut self, report: &serde_json::Value) -> usize {
+        let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        let f = &report["failover"];
+        if f.is_object() {
+            let fo = &mut self.failover;
+            fo.mode = s(&f["mode"]).or(fo.mode.take());
+            fo.rto_ms = f["rto_ms"].as_u64().or(fo.rto_ms);
+            fo.acked_orders_lost = f["acked_orders_lost"].as_u64().or(fo.acked_orders_lost);
+            fo.state_hashes_equal = f["state_hashes_equal"].as_bool().or(fo.state_hashes_equal);
+            fo.started_ms = f["started_wall_ms"].as_u64().or(fo.started_ms);
+            fo.backup_open_ms = f["backup_open_wall_ms"].as_u64().or(fo.backup_open_ms);
+            fo.dr_signal_ms = f["dr_signal_wall_ms"].as_u64().or(fo.dr_signal_ms);
+        }
+        let mut n = 0;
+        for p in report["participants"].as_array().into_iter().flatten() {
+            let Some(id) = s(&p["id"]) else { continue };
+            let checks: Vec<CheckView> = p["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| CheckView {
+                    name: s(&c["name"]).unwrap_or_default(),
+                    phase: s(&c["phase"]).unwrap_or_default(),
+                    passed: c["passed"].as_bool(),
+                    detail: s(&c["detail"]).unwrap_or_default(),
+                })
+                .collect();
+            let view = match self.participant_mut(&id) {
+                Some(v) => v,
+                None => {
+                    self.participants.push(ParticipantView {
+                        id: id.clone(),
+                        ..ParticipantView::default()
+                    });
+                    self.participants.last_mut().expect("just pushed")
+                }
+            };
+            if let Some(firm) = s(&p["firm"]) {
+                view.firm = firm;
+            }
+            if let Some(kind) = s(&p["kind"]) {
+                view.kind = kind;
+            }
+            view.checks = checks;
+            n += 1;
+        }
+        n
+    }
+
     /// The participant with this id, if shown.
     pub fn participant_mut(&mut self, id: &str) -> Option<&mut ParticipantView> {
         self.participants.iter_mut().find(|p| p.id == id)
@@ -269,5 +324,54 @@ impl Default for ReportLinks {
             json: "report.json".into(),
             csv: "participants.csv".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_fills_in_scorecards_and_the_failover() {
+        let mut st = ConsoleState::default();
+        st.participants.push(ParticipantView {
+            id: "P001".into(),
+            firm: "Alpha".into(),
+            kind: "EP".into(),
+            orders: 7,
+            ..ParticipantView::default()
+        });
+        let report = serde_json::json!({
+            "session": {"name": "PS2", "date": "2023-11-25", "speed": 120},
+            "failover": {"mode": "crash", "rto_ms": 840, "acked_orders_lost": 0,
+                         "state_hashes_equal": true, "started_wall_ms": 1000},
+            "participants": [
+                {"id": "P001", "kind": "EP", "passed": false, "checks": [
+                    {"name": "logged in at the primary site", "phase": "primary", "passed": true, "detail": "ok"},
+                    {"name": "sequence numbers", "phase": "backup", "passed": false, "detail": "sent 1"}]},
+                {"id": "P002", "firm": "Beta", "kind": "IV", "passed": true, "checks": []}
+            ]
+        });
+        assert_eq!(st.apply_report(&report), 2);
+        assert_eq!(st.failover.mode.as_deref(), Some("crash"));
+        assert_eq!(st.failover.rto_ms, Some(840));
+        assert_eq!(st.failover.state_hashes_equal, Some(true));
+        assert_eq!(st.failover.started_ms, Some(1000));
+        let p1 = &st.participants[0];
+        assert_eq!((p1.firm.as_str(), p1.orders), ("Alpha", 7));
+        assert!(p1.failing());
+        assert_eq!(p1.checks[1].detail, "sent 1");
+        assert_eq!(st.participants[1].firm, "Beta");
+        assert!(!st.participants[1].failing());
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest() {
+        let mut st = ConsoleState::default();
+        for i in 0..ACTIVITY_KEPT + 3 {
+            st.log(i as u64, "", "exchange", format!("{i}"));
+        }
+        assert_eq!(st.activity.len(), ACTIVITY_KEPT);
+        assert_eq!(st.activity[0].what, "3");
     }
 }
