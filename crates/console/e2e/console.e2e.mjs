@@ -153,15 +153,17 @@ try {
   await page.waitForSelector("#action-result.err:has-text('already registered')");
   ok("a duplicate registration shows the runtime's error: " + (await text("#action-result")));
 
-  // Resume, then fail over now (confirmed).
-  await page.click("#btn-resume");
-  await page.waitForSelector('body[data-status="running"]');
-  ok("resumed");
+  // Fail over now (confirmed) while the schedule is held, then resume.
   await page.click("#btn-failover-now");
   await page.waitForSelector("#confirm-dialog[open]");
   await page.click("#confirm-ok");
-  await page.waitForSelector("#action-result:has-text('failover-now')");
+  await page.waitForSelector("#action-result.ok:has-text('failover-now: scheduled failover started')");
   ok("failover now: " + (await text("#action-result")));
+  await page.waitForSelector("#failover-status:has-text('in progress')");
+  ok("the failover is in progress");
+  await page.click("#btn-resume");
+  await page.waitForSelector('body[data-status="running"]');
+  ok("resumed");
 
   // The failover happens; participants come back at the backup.
   await page.waitForSelector("#active-site:has-text('backup')");

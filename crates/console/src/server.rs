@@ -48,6 +48,8 @@ const COOKIE: &str = "twinsite_console";
 /// Operator actions kept in the console's own log (oldest dropped first).
 const AUDIT_CAP: usize = 1000;
 const MAX_SESSIONS: usize = 1000;
+/// Of which refusals of unauthenticated requests.
+const ANONYMOUS_CAP: usize = 100;
 /// Activity lines sent to the browser (the newest).
 const SHOWN_ACTIVITY: usize = 500;
 /// At most this many state events per second per browser: a busy runtime may push thousands of
@@ -153,6 +155,12 @@ pub async fn serve(
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "the console needs a non-empty operator token",
+        ));
+    }
+    if config.viewer_token.as_deref() == Some(config.operator_token.as_str()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the viewer token must differ from the operator token",
         ));
     }
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -333,7 +341,14 @@ impl App {
             who: who.to_string(),
             what,
         };
+        let anonymous = who == "anonymous";
         self.audit.send_modify(|log| {
+            // Refusals of unauthenticated requests never crowd out what operators did.
+            if anonymous && log.iter().filter(|e| e.who == "anonymous").count() >= ANONYMOUS_CAP {
+                if let Some(i) = log.iter().position(|e| e.who == "anonymous") {
+                    log.remove(i);
+                }
+            }
             log.push(entry);
             if log.len() > AUDIT_CAP {
                 let excess = log.len() - AUDIT_CAP;

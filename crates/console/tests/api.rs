@@ -792,16 +792,45 @@ async fn sign_in_and_out_with_a_cookie() {
 }
 
 #[tokio::test]
-async fn an_empty_operator_token_is_refused() {
+async fn bad_tokens_are_refused_at_start() {
     let (_s, rx) = watch::channel(ConsoleState::default());
     let (tx, _r) = mpsc::channel(1);
-    let e = serve(
-        "127.0.0.1:0".parse().unwrap(),
-        ConsoleConfig::new(""),
-        rx,
-        tx,
-    )
-    .await
-    .unwrap_err();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let e = serve(addr, ConsoleConfig::new(""), rx.clone(), tx.clone())
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("operator token"));
+    let mut same = ConsoleConfig::new("x");
+    same.viewer_token = Some("x".into());
+    let e = serve(addr, same, rx, tx).await.unwrap_err();
+    assert!(e.to_string().contains("differ"));
+}
+
+#[tokio::test]
+async fn anonymous_refusals_do_not_crowd_out_operator_actions() {
+    let f = fixture().await;
+    let auth = Fixture::bearer(OP);
+    let answer = answer_next(f.actions, Ok(ActionOk::new("held")));
+    let r = http(
+        f.addr,
+        "POST",
+        "/api/actions/pause",
+        &[("Authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    answer.await.unwrap();
+    for _ in 0..150 {
+        assert_eq!(
+            http(f.addr, "POST", "/api/actions/resume", &[], "")
+                .await
+                .status,
+            401
+        );
+    }
+    let r = http(f.addr, "GET", "/api/state", &[("Authorization", &auth)], "").await;
+    let log = r.json()["activity"].as_array().unwrap().clone();
+    assert!(log.iter().any(|e| e["what"] == "pause: done: held"));
+    assert_eq!(log.iter().filter(|e| e["who"] == "anonymous").count(), 100);
 }
