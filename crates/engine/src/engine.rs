@@ -1344,8 +1344,10 @@ impl Engine {
                 }
             }
             self.secs[si].iep = None;
-            if pos {
-                let halted = self.secs[si].halted;
+            // After either auction, what did not match moves on (or expires) as after the POS;
+            // at the day close everything left expires anyway.
+            let halted = self.secs[si].halted;
+            if pos || halted {
                 self.after_pos(si, halted, out);
             }
         }

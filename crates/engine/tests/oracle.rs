@@ -342,3 +342,8 @@ proptest! {
 fn regression_seed_returning_to_cas_no_cancel_after_the_close_keeps_the_book_uncrossed() {
     fuzz_all_phases(3012047139334474993, 400).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn regression_seed_continuous_after_operator_phase_jumps_is_uncrossed() {
+    fuzz_all_phases(9561948868399419520, 400).unwrap_or_else(|e| panic!("{e}"));
+}
