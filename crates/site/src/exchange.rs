@@ -58,6 +58,8 @@ enum Refusal {
     CancelReject(u16, String),
     AmendReject(u16, String),
     MassCancelReject(String),
+    /// With a specific Mass Cancel Reject Code (8: unknown market segment).
+    MassCancelRejectCode(u16, String),
     Business(BusinessRejectCode, String),
 }
 
@@ -507,7 +509,7 @@ impl Exchange {
             MassCancelRequestType::MarketSegment => seg
                 .and_then(|s| s.as_str().parse::<MarketSegment>().ok())
                 .map(MassCancelScope::Segment)
-                .ok_or_else(|| Refusal::MassCancelReject("unknown market segment".into())),
+                .ok_or_else(|| Refusal::MassCancelRejectCode(8, "unknown market segment".into())),
         }
     }
 
@@ -587,6 +589,9 @@ impl Exchange {
                 })
             }
             Refusal::MassCancelReject(text) => {
+                self.refusal(Refusal::MassCancelRejectCode(99, text), msg, seq, now)
+            }
+            Refusal::MassCancelRejectCode(code, text) => {
                 let (cl, t) = match msg {
                     Message::MassCancelRequest(m) => {
                         (m.cl_ord_id.clone(), m.mass_cancel_request_type)
@@ -609,7 +614,7 @@ impl Exchange {
                     owning_broker_id: None,
                     mass_action_report_id: exec_id,
                     mass_cancel_response: MassCancelResponse::Rejected,
-                    mass_cancel_reject_code: Some(99),
+                    mass_cancel_reject_code: Some(code),
                     reason: Some(VarStr::truncated(&text)),
                 })
             }
