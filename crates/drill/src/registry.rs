@@ -397,6 +397,33 @@ pub struct CredentialPack {
     pub rundown_html: String,
 }
 
+impl CredentialPack {
+    /// Write the pack for a participant into `dir`: `<id>.json` (everything, for its systems),
+    /// `<id>-rundown.md` and `<id>-rundown.html`, and `exchange-public-key.pem`.
+    pub fn write(&self, dir: &Path, id: &str) -> std::io::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let files = [
+            (
+                format!("{id}.json"),
+                serde_json::to_string_pretty(self).expect("packs serialise"),
+            ),
+            (format!("{id}-rundown.md"), self.rundown_markdown.clone()),
+            (format!("{id}-rundown.html"), self.rundown_html.clone()),
+            (
+                "exchange-public-key.pem".to_string(),
+                self.public_key_pem.clone(),
+            ),
+        ];
+        let mut out = Vec::new();
+        for (name, body) in files {
+            let p = dir.join(name);
+            std::fs::write(&p, body)?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+}
+
 /// The public key PEM (SPKI) of a PKCS#8 PEM private key file, for credential packs.
 pub fn public_key_pem(private_key_path: &Path) -> anyhow::Result<String> {
     use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};

@@ -198,6 +198,13 @@ fn credential_pack_and_rundown() {
         .map(|i| format!("127.0.0.1:{}", 40000 + i).parse().unwrap())
         .collect();
     assert_eq!(issue(&s, &reg, &pem, Some(&bound)).lookup_endpoints, bound);
+    let dir = store("packfiles").parent().unwrap().join("packs");
+    let files = pack.write(&dir, &reg.id()).unwrap();
+    assert_eq!(files.len(), 4);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert_eq!(json["comp_ids"][0]["comp_id"], "CB0001");
+    assert_eq!(json["lookup_endpoints"].as_array().unwrap().len(), 4);
 }
 
 #[test]
