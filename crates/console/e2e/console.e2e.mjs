@@ -152,6 +152,12 @@ try {
   await page.click("#reg-submit");
   await page.waitForSelector("#action-result.err:has-text('already registered')");
   ok("a duplicate registration shows the runtime's error: " + (await text("#action-result")));
+  await page.fill("#reg-firm", "Theta Futures");
+  await page.fill("#reg-ips", "999.1.1.1");
+  await page.click("#reg-submit");
+  await page.waitForSelector("#action-result.err:has-text('malformed request')");
+  ok("a malformed registration shows the 400 message: " + (await text("#action-result")));
+  await page.fill("#reg-ips", "");
 
   // Fail over now (confirmed) while the schedule is held, then resume.
   await page.click("#btn-failover-now");

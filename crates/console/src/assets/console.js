@@ -363,7 +363,8 @@
       firm: $("reg-firm").value,
       kind: $("reg-kind").value,
       broker_ids: ids.map(Number),
-      contact: $("reg-contact").value
+      contact: $("reg-contact").value,
+      source_ips: $("reg-ips").value.split(/[\s,]+/).filter(Boolean)
     }).then(function (r) { if (r && r.ok) $("register-form").reset(); });
   });
 
