@@ -77,6 +77,9 @@ pub struct ConsoleConfig {
     pub output_dir: Option<PathBuf>,
     /// How long an action waits for the runtime's answer.
     pub action_timeout: Duration,
+    /// Host names (besides IP addresses and `localhost`) the console answers to, for a console
+    /// reached by name on the test network. Other `Host` headers get 421 (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ConsoleConfig {
@@ -86,6 +89,7 @@ impl ConsoleConfig {
             viewer_token: None,
             output_dir: None,
             action_timeout: Duration::from_secs(30),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -202,6 +206,10 @@ pub fn router(
         .route("/reports/{file}", get(report_file))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            host_check,
+        ))
         .with_state(app)
 }
 
@@ -255,6 +263,41 @@ pub(crate) fn now_ms() -> u64 {
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The `Host` header names this console: an IP address, `localhost`, or a configured name.
+fn host_allowed(host: &str, extra: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, port)) if port.chars().all(|c| c.is_ascii_digit()) => n,
+            _ => host,
+        }
+    };
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || extra.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+async fn host_check(
+    State(app): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    if !host_allowed(host, &app.config.allowed_hosts) {
+        return error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "unknown host name (add it to the console's allowed hosts)",
+        );
+    }
+    next.run(req).await
 }
 
 async fn security_headers(mut r: Response) -> Response {
@@ -801,6 +844,27 @@ mod tests {
         assert!(same_origin(&h, true).is_ok());
         h.insert("sec-fetch-site", "cross-site".parse().unwrap());
         assert!(same_origin(&h, true).is_err());
+    }
+
+    #[test]
+    fn host_names() {
+        let none: &[String] = &[];
+        for ok in [
+            "127.0.0.1:8480",
+            "127.0.0.1",
+            "[::1]:8480",
+            "localhost:1",
+            "10.0.0.5:80",
+        ] {
+            assert!(host_allowed(ok, none), "{ok}");
+        }
+        for bad in ["evil.example:8480", "", "attacker.test"] {
+            assert!(!host_allowed(bad, none), "{bad}");
+        }
+        assert!(host_allowed(
+            "Console.Drill:8480",
+            &["console.drill".to_string()]
+        ));
     }
 
     #[test]

@@ -203,6 +203,20 @@ async fn page_and_assets_are_embedded_and_public() {
 }
 
 #[tokio::test]
+async fn unknown_host_names_are_refused() {
+    let f = fixture().await;
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    let req = format!("GET /api/state HTTP/1.1\r\nHost: rebound.example:{}\r\nAuthorization: Bearer {OP}\r\nConnection: close\r\n\r\n", f.addr.port());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 421"));
+}
+
+#[tokio::test]
 async fn state_needs_a_token() {
     let f = fixture().await;
     let r = http(f.addr, "GET", "/api/state", &[], "").await;
