@@ -1,7 +1,44 @@
-//! Market-data input from the core: engine events in commit order, with their time.
+//! The market-data feed of a site: engine events in commit order (from the core) to OMD-C and
+//! OMD-CC on UDP multicast, Line A and Line B, with the retransmission service (RTS, TCP),
+//! refresh channels, a DR channel and an optional pcap copy of everything sent.
+//!
+//! * [`FeedCore`]: sans-IO (the omd crate's state machines plus the event mapping of
+//!   [`crate::feed_map`]): inputs in, datagrams for a group address out. The bench drives it.
+//! * [`run_feed`]: the tokio task (sockets, RTS connections, timers, pcap).
+//! * [`FeedClient`]: the reference handler (`FeedHandler`) on a live site's multicast groups,
+//!   RTS and refresh channels (`twinsite feed`, the end-to-end tests).
+//!
+//! Channels (`[[market_data.channel]]`, `product`): "fulltick", "standard", "premium",
+//! "combined" (all OMD-C types including 33/34, 54, 80/81) carry every HK security; "cc-sse" and
+//! "cc-szse" are the OMD-CC channel sets of SSE / SZSE securities (610, 611, 621, 655, 660);
+//! "refresh" is the refresh channel of the nearest real-time channel listed before it; "dr" is
+//! the DR channel. The feed publishes only while the site is active: on activation every
+//! channel starts with a Sequence Reset, then reference data and the books; after a site
+//! failover the DR channel first says DR in progress (1) and, [`DR_COMPLETE_AFTER_NS`] later,
+//! DR completed (2). On standby the feed falls silent (no heartbeats).
 
-use twinsite_core::Timestamp;
+use crate::config::{ChannelEntry, MarketDataSection, SiteConfig};
+use crate::feed_map::{FeedImage, FeedMap, Route};
+use crate::gateway::{self, SiteHandle};
+use crate::pcap::PcapWriter;
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use twinsite_core::{MarketSegment, Timestamp};
 use twinsite_engine::Event;
+use twinsite_omd::publisher::Datagram;
+use twinsite_omd::{
+    ChannelPublisher, DrChannelPublisher, DrStatus, FeedHandler, HandlerConfig, Line, MarketEvent,
+    Message, Product, ProductBuilder, PublisherConfig, RefreshConfig, RefreshService,
+    RtsClientConfig, RtsServer, RtsServerConfig,
+};
 
 /// What the core hands the market-data feed.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,6 +47,8 @@ pub enum FeedInput {
         events: Vec<Event>,
         now: Timestamp,
     },
+    /// The engine's reference data and books, sent just before `Active`.
+    Image(Box<FeedImage>),
     /// The site became active (after a site failover when `failover`): publish from here on.
     Active {
         failover: bool,
@@ -19,4 +58,982 @@ pub enum FeedInput {
     Standby {
         now: Timestamp,
     },
+}
+
+impl FeedInput {
+    /// The engine's reference data and books as a feed input.
+    pub fn image_of(engine: &twinsite_engine::Engine) -> FeedInput {
+        FeedInput::Image(Box::new(FeedImage::of(engine)))
+    }
+}
+
+/// Time between DR in progress (1) and DR completed (2) after a failover.
+pub const DR_COMPLETE_AFTER_NS: u64 = 200_000_000;
+/// The RTS username every site accepts besides the participants' Comp IDs.
+pub const RTS_USER: &str = "twinsite";
+
+/// What a configured channel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    RealTime(Product, Route),
+    /// The refresh channel of real-time channel `serves`.
+    Refresh {
+        serves: u16,
+    },
+    Dr,
+}
+
+/// The configured channels with their kinds (refresh channels bound to their real-time one).
+pub fn plan(md: &MarketDataSection) -> anyhow::Result<Vec<(ChannelEntry, ChannelKind)>> {
+    let mut out = Vec::new();
+    let mut last_rt = None;
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &md.channels {
+        anyhow::ensure!(seen.insert(c.id), "market_data: channel {} twice", c.id);
+        let kind = match c.product.to_ascii_lowercase().as_str() {
+            "fulltick" => ChannelKind::RealTime(Product::SecuritiesFullTick, Route::OmdC),
+            "standard" => ChannelKind::RealTime(Product::SecuritiesStandard, Route::OmdC),
+            "premium" => ChannelKind::RealTime(Product::SecuritiesPremium, Route::OmdC),
+            "combined" => ChannelKind::RealTime(Product::Combined, Route::OmdC),
+            "cc-sse" | "sse" => {
+                ChannelKind::RealTime(Product::ChinaConnect, Route::OmdCc(MarketSegment::Sse))
+            }
+            "cc-szse" | "szse" => {
+                ChannelKind::RealTime(Product::ChinaConnect, Route::OmdCc(MarketSegment::Szse))
+            }
+            "refresh" => ChannelKind::Refresh {
+                serves: last_rt.with_context(|| {
+                    format!(
+                        "market_data: refresh channel {} follows no real-time channel",
+                        c.id
+                    )
+                })?,
+            },
+            "dr" => ChannelKind::Dr,
+            other => anyhow::bail!("market_data: channel {}: unknown product {other:?}", c.id),
+        };
+        if let ChannelKind::RealTime(..) = kind {
+            last_rt = Some(c.id);
+        }
+        out.push((c.clone(), kind));
+    }
+    Ok(out)
+}
+
+struct RtChannel {
+    id: u16,
+    product: Product,
+    route: Route,
+    lines: [SocketAddr; 2],
+    builder: ProductBuilder,
+    publisher: ChannelPublisher,
+    refresh: Option<RefreshChannel>,
+    msgs: Vec<Message>,
+}
+
+struct RefreshChannel {
+    id: u16,
+    lines: [SocketAddr; 2],
+    service: RefreshService,
+}
+
+struct DrChannel {
+    id: u16,
+    lines: [SocketAddr; 2],
+    publisher: DrChannelPublisher,
+}
+
+/// Counters of what the feed published.
+#[derive(Debug, Default)]
+pub struct FeedStats {
+    pub messages: AtomicU64,
+    pub datagrams: AtomicU64,
+    pub bytes: AtomicU64,
+    pub dropped_events: AtomicU64,
+}
+
+/// The sans-IO feed of one site.
+pub struct FeedCore {
+    channels: Vec<RtChannel>,
+    dr: Option<DrChannel>,
+    rts_config: RtsServerConfig,
+    rts: RtsServer,
+    map: FeedMap,
+    image: FeedImage,
+    active: bool,
+    dr_complete_at: Option<Timestamp>,
+    routed: Vec<(Route, MarketEvent)>,
+    pub stats: Arc<FeedStats>,
+}
+
+fn line_index(line: Line) -> usize {
+    match line {
+        Line::A => 0,
+        Line::B => 1,
+    }
+}
+
+impl FeedCore {
+    /// `users`: RTS usernames accepted.
+    pub fn new(
+        md: &MarketDataSection,
+        users: impl IntoIterator<Item = String>,
+        now: Timestamp,
+    ) -> anyhow::Result<FeedCore> {
+        let mut channels: Vec<RtChannel> = Vec::new();
+        let mut dr = None;
+        let planned = plan(md)?;
+        for (c, kind) in &planned {
+            let lines = [c.line_a, c.line_b];
+            match *kind {
+                ChannelKind::RealTime(product, route) => channels.push(RtChannel {
+                    id: c.id,
+                    product,
+                    route,
+                    lines,
+                    builder: ProductBuilder::new(product),
+                    publisher: ChannelPublisher::new(PublisherConfig::new(c.id), now),
+                    refresh: None,
+                    msgs: Vec::new(),
+                }),
+                ChannelKind::Refresh { .. } | ChannelKind::Dr => {}
+            }
+        }
+        for (c, kind) in &planned {
+            let lines = [c.line_a, c.line_b];
+            match *kind {
+                ChannelKind::Refresh { serves } => {
+                    let ch = channels
+                        .iter_mut()
+                        .find(|ch| ch.id == serves)
+                        .expect("plan binds refresh channels to listed real-time channels");
+                    anyhow::ensure!(
+                        ch.refresh.is_none(),
+                        "market_data: two refresh channels for channel {serves}"
+                    );
+                    ch.refresh = Some(RefreshChannel {
+                        id: c.id,
+                        lines,
+                        service: RefreshService::new(RefreshConfig::new(c.id), now),
+                    });
+                }
+                ChannelKind::Dr => {
+                    anyhow::ensure!(dr.is_none(), "market_data: two DR channels");
+                    dr = Some(DrChannel {
+                        id: c.id,
+                        lines,
+                        publisher: DrChannelPublisher::new(
+                            PublisherConfig::new(c.id),
+                            5_000_000_000,
+                            now,
+                        ),
+                    });
+                }
+                ChannelKind::RealTime(..) => {}
+            }
+        }
+        let rts_config = RtsServerConfig::new(users, channels.iter().map(|c| c.id));
+        Ok(FeedCore {
+            channels,
+            dr,
+            rts: RtsServer::new(rts_config.clone()),
+            rts_config,
+            map: FeedMap::new(),
+            image: FeedImage::default(),
+            active: false,
+            dr_complete_at: None,
+            routed: Vec::new(),
+            stats: Arc::new(FeedStats::default()),
+        })
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// The RTS state machine (the runtime drives its connections).
+    pub fn rts(&mut self) -> &mut RtsServer {
+        &mut self.rts
+    }
+
+    /// One input from the core.
+    pub fn handle_input(&mut self, input: FeedInput, now: Timestamp) {
+        match input {
+            FeedInput::Image(image) => self.image = *image,
+            FeedInput::Active { failover, .. } => self.activate(failover, now),
+            FeedInput::Standby { .. } => self.standby(),
+            FeedInput::Events { events, now: at } => self.on_events(&events, at.max(now)),
+        }
+    }
+
+    /// New numbering on every channel, then reference data and books from the last image.
+    fn activate(&mut self, failover: bool, now: Timestamp) {
+        if let Some(dr) = &mut self.dr {
+            dr.publisher = DrChannelPublisher::new(PublisherConfig::new(dr.id), 5_000_000_000, now);
+            dr.publisher.sequence_reset(now);
+            if failover {
+                dr.publisher.signal(DrStatus::InProgress, now);
+                self.dr_complete_at = Some(now.plus_nanos(DR_COMPLETE_AFTER_NS));
+            }
+        }
+        for ch in &mut self.channels {
+            ch.builder = ProductBuilder::new(ch.product);
+            ch.publisher = ChannelPublisher::new(PublisherConfig::new(ch.id), now);
+            ch.publisher.sequence_reset(now);
+            if let Some(r) = &mut ch.refresh {
+                r.service = RefreshService::new(RefreshConfig::new(r.id), now);
+                r.service.sequence_reset(now);
+            }
+        }
+        self.rts = RtsServer::new(self.rts_config.clone());
+        self.rts.start_of_day();
+        self.active = true;
+        self.routed = self.map.image_events(&self.image, now);
+        self.publish_routed(now);
+    }
+
+    fn standby(&mut self) {
+        self.active = false;
+        self.dr_complete_at = None;
+        for ch in &mut self.channels {
+            while ch.publisher.poll_transmit().is_some() {}
+            if let Some(r) = &mut ch.refresh {
+                while r.service.poll_transmit().is_some() {}
+            }
+        }
+        if let Some(dr) = &mut self.dr {
+            dr.publisher.end_of_day();
+            while dr.publisher.poll_transmit().is_some() {}
+        }
+    }
+
+    /// Engine events of one commit: mapped, built per channel, published, flushed.
+    pub fn on_events(&mut self, events: &[Event], now: Timestamp) {
+        if !self.active {
+            return;
+        }
+        let mut routed = std::mem::take(&mut self.routed);
+        routed.clear();
+        for e in events {
+            self.map.map(e, now, &mut routed);
+        }
+        self.routed = routed;
+        self.publish_routed(now);
+    }
+
+    fn publish_routed(&mut self, now: Timestamp) {
+        let mut messages = 0u64;
+        let mut dropped = 0u64;
+        for ch in &mut self.channels {
+            let mut msgs = std::mem::take(&mut ch.msgs);
+            msgs.clear();
+            for (route, event) in &self.routed {
+                if *route != ch.route {
+                    continue;
+                }
+                if ch.builder.on_event(event, &mut msgs).is_err() {
+                    dropped += 1;
+                }
+            }
+            ch.builder.end_batch(&mut msgs);
+            for msg in &msgs {
+                match ch.publisher.publish(msg, now) {
+                    Ok(p) => {
+                        if let Some(r) = &mut ch.refresh {
+                            r.service.on_realtime(p.seq_num, msg);
+                        }
+                        self.rts.store_mut().record(ch.id, p.seq_num, p.bytes);
+                        messages += 1;
+                    }
+                    Err(e) => tracing::warn!(channel = ch.id, error = %e, "message not published"),
+                }
+            }
+            ch.publisher.flush(now);
+            ch.msgs = msgs;
+        }
+        self.routed.clear();
+        self.stats.messages.fetch_add(messages, Ordering::Relaxed);
+        if dropped > 0 {
+            self.stats
+                .dropped_events
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+
+    /// When [`FeedCore::handle_timeout`] is next due (None while standby).
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        if !self.active {
+            return None;
+        }
+        let mut t = self.rts.poll_timeout();
+        let mut take = |x: Option<Timestamp>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t: Timestamp| t.min(x)));
+            }
+        };
+        for ch in &self.channels {
+            take(ch.publisher.poll_timeout());
+            if let Some(r) = &ch.refresh {
+                take(r.service.poll_timeout());
+            }
+        }
+        if let Some(dr) = &self.dr {
+            take(dr.publisher.poll_timeout());
+        }
+        take(self.dr_complete_at);
+        t
+    }
+
+    /// Heartbeats, linger flushes, refresh cycles, DR repeats, RTS timers.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if !self.active {
+            return;
+        }
+        if self.dr_complete_at.is_some_and(|t| now >= t) {
+            self.dr_complete_at = None;
+            if let Some(dr) = &mut self.dr {
+                dr.publisher.signal(DrStatus::Completed, now);
+            }
+        }
+        for ch in &mut self.channels {
+            ch.publisher.handle_timeout(now);
+            if let Some(r) = &mut ch.refresh {
+                r.service.handle_timeout(now);
+            }
+        }
+        if let Some(dr) = &mut self.dr {
+            dr.publisher.handle_timeout(now);
+        }
+        self.rts.handle_timeout(now);
+    }
+
+    /// Every datagram ready to send, with its group address.
+    pub fn poll_transmit(&mut self, mut send: impl FnMut(SocketAddr, &[u8])) {
+        let mut n = 0u64;
+        let mut bytes = 0u64;
+        let mut out = |lines: &[SocketAddr; 2], d: Datagram| {
+            n += 1;
+            bytes += d.bytes.len() as u64;
+            send(lines[line_index(d.line)], &d.bytes);
+        };
+        for ch in &mut self.channels {
+            while let Some(d) = ch.publisher.poll_transmit() {
+                out(&ch.lines, d);
+            }
+            if let Some(r) = &mut ch.refresh {
+                while let Some(d) = r.service.poll_transmit() {
+                    out(&r.lines, d);
+                }
+            }
+        }
+        if let Some(dr) = &mut self.dr {
+            while let Some(d) = dr.publisher.poll_transmit() {
+                out(&dr.lines, d);
+            }
+        }
+        self.stats.datagrams.fetch_add(n, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// A UDP socket that sends multicast on `interface` (TTL 1, loopback on), bound to an
+/// ephemeral port of that interface.
+pub fn multicast_sender(interface: IpAddr) -> anyhow::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let IpAddr::V4(ifv4) = interface else {
+        anyhow::bail!("market_data.interface must be IPv4");
+    };
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_multicast_if_v4(&ifv4)?;
+    s.set_multicast_loop_v4(true)?;
+    s.set_multicast_ttl_v4(1)?;
+    // Room for bursts.
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.bind(&SocketAddr::from((ifv4, 0)).into())?;
+    Ok(s.into())
+}
+
+/// A UDP socket receiving `group` on `interface` (bound to the group address, so sockets of
+/// other groups on the same port do not see its traffic; SO_REUSEADDR so several receivers
+/// can share it).
+pub fn multicast_receiver(
+    group: SocketAddr,
+    interface: IpAddr,
+) -> anyhow::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (SocketAddr::V4(g), IpAddr::V4(ifv4)) = (group, interface) else {
+        anyhow::bail!("multicast groups and the interface must be IPv4");
+    };
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    let _ = s.set_recv_buffer_size(8 << 20);
+    s.bind(&SocketAddr::V4(g).into())
+        .with_context(|| format!("bind {g}"))?;
+    s.join_multicast_v4(g.ip(), &ifv4)
+        .with_context(|| format!("join {g} on {ifv4}"))?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// A running feed.
+pub struct FeedHandle {
+    /// Where the RTS listens.
+    pub rts_addr: SocketAddr,
+    pub stats: Arc<FeedStats>,
+    task: JoinHandle<()>,
+}
+
+impl FeedHandle {
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+enum ConnMsg {
+    Data(u64, Vec<u8>),
+    Closed(u64),
+}
+
+/// Start the feed task: `rx` is the core's feed input (from `gateway::start`/`start_node`).
+/// `users`: RTS usernames (the participants' Comp IDs and [`RTS_USER`]).
+pub async fn run_feed(
+    md: MarketDataSection,
+    users: Vec<String>,
+    mut rx: mpsc::UnboundedReceiver<FeedInput>,
+) -> anyhow::Result<FeedHandle> {
+    let listener = TcpListener::bind(md.rts)
+        .await
+        .with_context(|| format!("bind RTS {}", md.rts))?;
+    let rts_addr = listener.local_addr()?;
+    let socket = multicast_sender(md.interface)?;
+    let src = match socket.local_addr()? {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+    };
+    let mut pcap = match &md.pcap {
+        Some(p) => Some(PcapWriter::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?,
+        ))?),
+        None => None,
+    };
+    let mut core = FeedCore::new(&md, users, gateway::wall_clock())?;
+    let stats = core.stats.clone();
+    let task = tokio::spawn(async move {
+        let (conn_tx, mut conn_rx) = mpsc::unbounded_channel::<ConnMsg>();
+        let mut conns: BTreeMap<u64, (mpsc::UnboundedSender<Vec<u8>>, JoinHandle<()>)> =
+            BTreeMap::new();
+        let mut next_conn = 1u64;
+        let mut send_failures = 0u64;
+        loop {
+            let now = gateway::wall_clock();
+            let deadline = core.poll_timeout().map(|t| {
+                tokio::time::Instant::now() + Duration::from_nanos(t.0.saturating_sub(now.0))
+            });
+            tokio::select! {
+                input = rx.recv() => match input {
+                    None => break,
+                    Some(input) => {
+                        let activation = matches!(input, FeedInput::Active { .. } | FeedInput::Standby { .. });
+                        core.handle_input(input, gateway::wall_clock());
+                        if activation {
+                            // A new RTS (or none): sessions of the previous one end.
+                            for (_, (_, reader)) in std::mem::take(&mut conns) {
+                                reader.abort();
+                            }
+                        }
+                    }
+                },
+                accepted = listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        if core.is_active() {
+                            let id = next_conn;
+                            next_conn += 1;
+                            let _ = stream.set_nodelay(true);
+                            let (mut rd, mut wr) = stream.into_split();
+                            let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+                            tokio::spawn(async move {
+                                while let Some(b) = wrx.recv().await {
+                                    if wr.write_all(&b).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                let _ = wr.shutdown().await;
+                            });
+                            let ctx = conn_tx.clone();
+                            let reader = tokio::spawn(async move {
+                                let mut buf = vec![0u8; 16 * 1024];
+                                loop {
+                                    match rd.read(&mut buf).await {
+                                        Ok(0) | Err(_) => break,
+                                        Ok(n) => {
+                                            if ctx.send(ConnMsg::Data(id, buf[..n].to_vec())).is_err() {
+                                                return;
+                                            }
+                                        }
+                                    }
+                                }
+                                let _ = ctx.send(ConnMsg::Closed(id));
+                            });
+                            conns.insert(id, (wtx, reader));
+                            core.rts().accept(id, gateway::wall_clock());
+                        }
+                    }
+                }
+                Some(m) = conn_rx.recv() => match m {
+                    ConnMsg::Data(id, bytes) => {
+                        if conns.contains_key(&id) {
+                            core.rts().handle_data(id, &bytes, gateway::wall_clock());
+                        }
+                    }
+                    ConnMsg::Closed(id) => {
+                        if conns.remove(&id).is_some() {
+                            core.rts().handle_closed(id);
+                        }
+                    }
+                },
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => core.handle_timeout(gateway::wall_clock()),
+            }
+            // Output: datagrams (and their pcap copy), RTS bytes, RTS closes.
+            let t = gateway::wall_clock();
+            core.poll_transmit(|dst, bytes| {
+                if socket.send_to(bytes, dst).is_err() {
+                    send_failures += 1;
+                    if send_failures.is_power_of_two() {
+                        tracing::warn!(%dst, send_failures, "multicast send failed");
+                    }
+                }
+                if let (Some(w), SocketAddr::V4(d)) = (pcap.as_mut(), dst) {
+                    let _ = w.write_udp(t.0, src, d, bytes);
+                }
+            });
+            if let Some(w) = pcap.as_mut() {
+                let _ = w.flush();
+            }
+            for (id, (tx, _)) in &conns {
+                while let Some(b) = core.rts().poll_transmit(*id) {
+                    let _ = tx.send(b);
+                }
+            }
+            while let Some(id) = core.rts().poll_close() {
+                if let Some((_, reader)) = conns.remove(&id) {
+                    reader.abort();
+                }
+                core.rts().handle_closed(id);
+            }
+            while core.rts().poll_event().is_some() {}
+        }
+    });
+    Ok(FeedHandle {
+        rts_addr,
+        stats,
+        task,
+    })
+}
+
+/// Start a single site (`gateway::start`) and, when `cfg.market_data` is set, its feed.
+pub async fn start_with_feed(cfg: SiteConfig) -> anyhow::Result<(SiteHandle, Option<FeedHandle>)> {
+    let md = cfg.market_data.clone();
+    let users = rts_users(&cfg);
+    let (site, rx) = gateway::start(cfg).await?;
+    let feed = match md {
+        Some(md) => Some(run_feed(md, users, rx).await?),
+        None => None,
+    };
+    Ok((site, feed))
+}
+
+/// RTS usernames of a site: [`RTS_USER`] and every participant's Comp ID.
+pub fn rts_users(cfg: &SiteConfig) -> Vec<String> {
+    std::iter::once(RTS_USER.to_string())
+        .chain(cfg.participants.iter().map(|p| p.comp_id.clone()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference handler on a live site.
+
+/// Which stream a received datagram belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    RealTime,
+    Refresh,
+    Dr,
+}
+
+/// A datagram as received: stream, real-time channel it is for, line, bytes.
+pub struct Received {
+    pub stream: Stream,
+    pub channel: u16,
+    pub line: Line,
+    pub bytes: Vec<u8>,
+}
+
+/// Decides whether a received datagram is dropped before the handler sees it (loss injection).
+pub type DropFilter = Box<dyn FnMut(&Received) -> bool + Send>;
+
+enum RtsMsg {
+    Data(u64, Vec<u8>),
+    Closed(u64),
+}
+
+/// The reference feed handler fed from a live site's multicast groups, RTS and refresh.
+pub struct FeedClient {
+    pub handler: FeedHandler,
+    /// RTS endpoints, tried in turn.
+    pub rts: Vec<SocketAddr>,
+    pub drop: Option<DropFilter>,
+    /// Datagrams received / dropped by the filter.
+    pub received: u64,
+    pub dropped: u64,
+    /// Handler events seen, by kind ("gap", "retransmission", "refreshed", "reset", "dr",
+    /// "problem", ...), and the last few for diagnostics.
+    pub events: BTreeMap<&'static str, u64>,
+    pub recent: std::collections::VecDeque<String>,
+    rx: mpsc::UnboundedReceiver<Received>,
+    readers: Vec<JoinHandle<()>>,
+    rts_rx: mpsc::UnboundedReceiver<RtsMsg>,
+    rts_tx: mpsc::UnboundedSender<RtsMsg>,
+    conn: Option<(u64, tokio::net::tcp::OwnedWriteHalf, JoinHandle<()>)>,
+    conn_gen: u64,
+    next_endpoint: usize,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl Drop for FeedClient {
+    fn drop(&mut self) {
+        for r in &self.readers {
+            r.abort();
+        }
+        if let Some((_, _, r)) = &self.conn {
+            r.abort();
+        }
+    }
+}
+
+impl FeedClient {
+    /// Join every configured group (real-time, refresh, DR) on `md.interface`. Must run inside
+    /// a tokio runtime.
+    pub fn new(md: &MarketDataSection, username: &str) -> anyhow::Result<FeedClient> {
+        let planned = plan(md)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut readers = Vec::new();
+        let mut configs = Vec::new();
+        for (c, kind) in &planned {
+            let (stream, channel) = match *kind {
+                ChannelKind::RealTime(..) => {
+                    let mut hc = HandlerConfig::new(c.id);
+                    hc.refresh_after_sequence_reset = true;
+                    configs.push(hc);
+                    (Stream::RealTime, c.id)
+                }
+                ChannelKind::Refresh { serves } => (Stream::Refresh, serves),
+                ChannelKind::Dr => (Stream::Dr, c.id),
+            };
+            for (line, group) in [(Line::A, c.line_a), (Line::B, c.line_b)] {
+                let sock =
+                    tokio::net::UdpSocket::from_std(multicast_receiver(group, md.interface)?)?;
+                let tx = tx.clone();
+                readers.push(tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65_536];
+                    while let Ok(n) = sock.recv(&mut buf).await {
+                        let r = Received {
+                            stream,
+                            channel,
+                            line,
+                            bytes: buf[..n].to_vec(),
+                        };
+                        if tx.send(r).is_err() {
+                            return;
+                        }
+                    }
+                }));
+            }
+        }
+        let (rts_tx, rts_rx) = mpsc::unbounded_channel();
+        Ok(FeedClient {
+            handler: FeedHandler::new(configs, RtsClientConfig::new(username)),
+            rts: vec![md.rts],
+            drop: None,
+            received: 0,
+            dropped: 0,
+            events: BTreeMap::new(),
+            recent: std::collections::VecDeque::new(),
+            rx,
+            readers,
+            rts_rx,
+            rts_tx,
+            conn: None,
+            conn_gen: 0,
+            next_endpoint: 0,
+            retry_at: None,
+        })
+    }
+
+    /// Run until `done(&handler)` holds (checked after every input) or `deadline`; true if done.
+    pub async fn run_until(
+        &mut self,
+        deadline: tokio::time::Instant,
+        mut done: impl FnMut(&FeedHandler) -> bool,
+    ) -> bool {
+        loop {
+            self.manage_rts().await;
+            if done(&self.handler) {
+                return true;
+            }
+            let now = gateway::wall_clock();
+            let mut wake = deadline;
+            if let Some(t) = self.handler.poll_timeout() {
+                wake = wake.min(
+                    tokio::time::Instant::now() + Duration::from_nanos(t.0.saturating_sub(now.0)),
+                );
+            }
+            if let Some(r) = self.retry_at {
+                wake = wake.min(r);
+            }
+            tokio::select! {
+                Some(r) = self.rx.recv() => {
+                    self.on_received(r);
+                    // Take what is already queued before checking again.
+                    for _ in 0..256 {
+                        match self.rx.try_recv() {
+                            Ok(r) => self.on_received(r),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(m) = self.rts_rx.recv() => self.on_rts(m),
+                _ = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return done(&self.handler);
+                    }
+                    self.handler.handle_timeout(gateway::wall_clock());
+                }
+            }
+        }
+    }
+
+    fn on_received(&mut self, r: Received) {
+        self.received += 1;
+        if let Some(f) = self.drop.as_mut() {
+            if f(&r) {
+                self.dropped += 1;
+                return;
+            }
+        }
+        let now = gateway::wall_clock();
+        match r.stream {
+            Stream::RealTime => self
+                .handler
+                .handle_realtime(r.channel, r.line, &r.bytes, now),
+            Stream::Refresh => self
+                .handler
+                .handle_refresh(r.channel, r.line, &r.bytes, now),
+            Stream::Dr => self.handler.handle_dr(r.line, &r.bytes, now),
+        }
+    }
+
+    fn on_rts(&mut self, m: RtsMsg) {
+        let now = gateway::wall_clock();
+        match m {
+            RtsMsg::Data(g, bytes) if self.conn.as_ref().is_some_and(|c| c.0 == g) => {
+                self.handler.rts_data(&bytes, now)
+            }
+            RtsMsg::Closed(g) if self.conn.as_ref().is_some_and(|c| c.0 == g) => {
+                self.conn = None;
+                self.next_endpoint += 1;
+                self.handler.rts_closed(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn drain_events(&mut self) {
+        use twinsite_omd::HandlerEvent as E;
+        while let Some(e) = self.handler.poll_event() {
+            let kind = match &e {
+                E::Problem { .. } => "problem",
+                E::GapDetected { .. } => "gap",
+                E::GapFilledByLine { .. } => "gap filled by line",
+                E::RetransmissionRequested { .. } => "retransmission",
+                E::RetransmissionComplete { .. } => "retransmission complete",
+                E::RefreshStarted { .. } => "refresh started",
+                E::Refreshed { .. } => "refreshed",
+                E::SequenceReset { .. } => "reset",
+                E::DisasterRecovery { .. } => "dr",
+                E::Message { .. } => "message",
+            };
+            *self.events.entry(kind).or_default() += 1;
+            if kind != "message" {
+                if self.recent.len() >= 50 {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(format!("{e:?}"));
+            }
+        }
+    }
+
+    /// Connect, write, disconnect the RTS session as the handler asks.
+    async fn manage_rts(&mut self) {
+        self.drain_events();
+        if self.conn.is_some() && self.handler.rts_wants_disconnect() {
+            if let Some((_, _, r)) = self.conn.take() {
+                r.abort();
+            }
+            self.next_endpoint += 1;
+            self.handler.rts_closed(gateway::wall_clock());
+        }
+        if self.conn.is_some() && self.handler.rts_wants_connection() {
+            // The handler dropped its session (DR in progress): the endpoints changed.
+            if let Some((_, _, r)) = self.conn.take() {
+                r.abort();
+            }
+            self.next_endpoint += 1;
+        }
+        if self.conn.is_none()
+            && self.handler.rts_wants_connection()
+            && !self.rts.is_empty()
+            && self
+                .retry_at
+                .is_none_or(|t| tokio::time::Instant::now() >= t)
+        {
+            let addr = self.rts[self.next_endpoint % self.rts.len()];
+            match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    self.retry_at = None;
+                    let _ = stream.set_nodelay(true);
+                    let (mut rd, wr) = stream.into_split();
+                    self.conn_gen += 1;
+                    let g = self.conn_gen;
+                    let tx = self.rts_tx.clone();
+                    let reader = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            match rd.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if tx.send(RtsMsg::Data(g, buf[..n].to_vec())).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = tx.send(RtsMsg::Closed(g));
+                    });
+                    self.conn = Some((g, wr, reader));
+                    self.handler.rts_connected(gateway::wall_clock());
+                }
+                _ => {
+                    self.next_endpoint += 1;
+                    self.retry_at = Some(tokio::time::Instant::now() + Duration::from_millis(200));
+                }
+            }
+        }
+        let mut failed = false;
+        if let Some((_, wr, _)) = self.conn.as_mut() {
+            while let Some(bytes) = self.handler.poll_rts_transmit() {
+                if wr.write_all(&bytes).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            if let Some((_, _, r)) = self.conn.take() {
+                r.abort();
+            }
+            self.next_endpoint += 1;
+            self.handler.rts_closed(gateway::wall_clock());
+        }
+    }
+}
+
+/// A printable view of the books a handler rebuilt: per security the top `levels` price
+/// levels of each side (from the order book, the aggregate book or OMD-CC top of book) and the
+/// trade count.
+pub fn book_report(handler: &FeedHandler, channels: &[u16], levels: usize) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for &id in channels {
+        let Some(ch) = handler.channel(id) else {
+            continue;
+        };
+        let image = ch.image();
+        let _ = writeln!(
+            s,
+            "channel {id}: {} (expected SN {}), {} orders",
+            if ch.is_live() { "live" } else { "recovering" },
+            ch.expected_seq(),
+            image.order_count()
+        );
+        let mut securities: std::collections::BTreeSet<u32> =
+            image.aggregate.keys().copied().collect();
+        securities.extend(image.latest.keys().map(|(s, _)| *s));
+        securities.extend(image.trades.keys().map(|(s, _)| *s));
+        for sec in securities {
+            let orders = image.orders_of(sec);
+            let mut sides: [BTreeMap<i32, (u64, u32)>; 2] = Default::default();
+            for (_, o) in &orders {
+                let e = sides[o.side.index()].entry(o.price).or_default();
+                e.0 += o.quantity as u64;
+                e.1 += 1;
+            }
+            let fmt_side = |i: usize| -> String {
+                let mut v: Vec<(i32, (u64, u32))> =
+                    sides[i].iter().map(|(p, q)| (*p, *q)).collect();
+                if i == 0 {
+                    v.reverse();
+                }
+                let mut lv: Vec<String> = v
+                    .iter()
+                    .take(levels)
+                    .map(|(p, (q, n))| format!("{}x{q}({n})", twinsite_core::Price::from_omd(*p)))
+                    .collect();
+                if lv.is_empty() {
+                    if let Some(book) = image.aggregate.get(&sec) {
+                        lv = book.sides[i]
+                            .iter()
+                            .take(levels)
+                            .map(|l| {
+                                format!(
+                                    "{}x{}({})",
+                                    twinsite_core::Price::from_omd(l.price),
+                                    l.aggregate_quantity,
+                                    l.number_of_orders
+                                )
+                            })
+                            .collect();
+                    }
+                }
+                if lv.is_empty() {
+                    if let Some(Message::CcTopOfBook(t)) = image.latest.get(&(sec, 655)) {
+                        let (p, q) = if i == 0 {
+                            (t.bid_price, t.aggregate_bid_quantity)
+                        } else {
+                            (t.ask_price, t.aggregate_ask_quantity)
+                        };
+                        if q > 0 {
+                            lv.push(format!("{}x{q}", twinsite_core::Price::from_omd(p)));
+                        }
+                    }
+                }
+                lv.join(" ")
+            };
+            let trades = image
+                .trades
+                .range((sec, 0)..=(sec, u32::MAX))
+                .filter(|(_, t)| !t.cancelled)
+                .count();
+            let (bid, ask) = (fmt_side(0), fmt_side(1));
+            if bid.is_empty() && ask.is_empty() && trades == 0 {
+                continue;
+            }
+            let _ = writeln!(s, "  {sec:>6}  bid [{bid}]  ask [{ask}]  trades {trades}");
+        }
+    }
+    s
 }

@@ -113,6 +113,8 @@ pub enum AdminCmd {
     LookupOpen(bool),
     /// Engine state hash and live order count.
     StateHash(oneshot::Sender<(u64, usize)>),
+    /// Reference data and books as the feed shows them (None while standby).
+    FeedImage(oneshot::Sender<Option<crate::feed_map::FeedImage>>),
 }
 
 enum CoreMsg {
@@ -844,6 +846,13 @@ impl Core {
                     };
                     let _ = tx.send(v);
                 }
+                AdminCmd::FeedImage(tx) => {
+                    let image = self
+                        .live
+                        .as_ref()
+                        .map(|l| crate::feed_map::FeedImage::of(&l.exchange.engine));
+                    let _ = tx.send(image);
+                }
             },
             CoreMsg::Committed { ticket } => {
                 self.committed = self.committed.max(ticket);
@@ -950,6 +959,9 @@ impl Core {
             failover,
             at: now,
         });
+        if let Some(l) = &self.live {
+            let _ = self.feed.send(FeedInput::image_of(&l.exchange.engine));
+        }
         let _ = self.feed.send(FeedInput::Active { failover, now });
     }
 

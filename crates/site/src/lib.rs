@@ -3,11 +3,14 @@
 //! * [`exchange`]: the deterministic core (engine + message mapping), no IO.
 //! * [`config`]: the site configuration file.
 //! * [`gateway`]: the tokio runtime: Lookup Service, OCG-C gateways, the core loop.
-//! * [`feed`]: what the core hands the market-data feed.
+//! * [`feed`]: the market-data feed (OMD-C / OMD-CC multicast, RTS, refresh, DR, pcap) and
+//!   the reference handler on a live site; [`feed_map`]: engine events to OMD; [`pcap`].
 
 pub mod client;
 pub mod config;
 pub mod exchange;
 pub mod feed;
+pub mod feed_map;
 pub mod gateway;
+pub mod pcap;
 pub mod replica;
