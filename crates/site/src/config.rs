@@ -41,6 +41,10 @@ pub struct SiteSection {
     /// Does this site serve now (the active site)?
     #[serde(default = "yes")]
     pub active: bool,
+    /// FIX gateway listen address (FIXT.1.1 acceptor for `protocol = "fix"` participants);
+    /// no FIX gateway when absent.
+    #[serde(default)]
+    pub fix_gateway: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +149,19 @@ pub struct ParticipantEntry {
     /// The first logon must change the password (as after an HKEX reset).
     #[serde(default)]
     pub must_change_password: bool,
+    /// "binary" (OCG-C binary gateway, the default) or "fix" (FIX gateway). A firm may have one
+    /// Comp ID of each.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// The gateway protocol of a participant's Comp ID.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Binary,
+    Fix,
 }
 
 impl ParticipantEntry {
@@ -153,6 +170,9 @@ impl ParticipantEntry {
     }
     pub fn brokers(&self) -> Vec<BrokerId> {
         self.broker_ids.iter().map(|b| BrokerId(*b)).collect()
+    }
+    pub fn is_fix(&self) -> bool {
+        self.protocol == Protocol::Fix
     }
     pub fn participant_kind(&self) -> anyhow::Result<ParticipantKind> {
         self.kind

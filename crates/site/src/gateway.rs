@@ -4,6 +4,7 @@
 use crate::config::SiteConfig;
 use crate::exchange::{Exchange, SessionProfile};
 use crate::feed::FeedInput;
+use crate::fix_gateway::{FixAction, FixParticipant, FixServer};
 use crate::replica::{self, Entry, Input, Replica};
 use anyhow::Context;
 use rsa::pkcs8::DecodePrivateKey;
@@ -118,6 +119,12 @@ pub enum AdminCmd {
 }
 
 enum CoreMsg {
+    /// A connection to the FIX gateway.
+    FixAccepted {
+        conn: ConnectionId,
+        peer: SocketAddr,
+        tx: mpsc::UnboundedSender<Out>,
+    },
     Accepted {
         conn: ConnectionId,
         peer: SocketAddr,
@@ -152,6 +159,8 @@ pub struct SiteHandle {
     pub lookup_addrs: Vec<SocketAddr>,
     pub gateway_primary: SocketAddr,
     pub gateway_mirror: SocketAddr,
+    /// The FIX gateway, when configured.
+    pub fix_gateway: Option<SocketAddr>,
     core: mpsc::UnboundedSender<CoreMsg>,
     activity: broadcast::Sender<Activity>,
     tasks: Vec<JoinHandle<()>>,
@@ -297,18 +306,21 @@ pub fn build(
         let mut cred =
             Credentials::issued(comp.as_str(), &p.password, today, scfg.password_expiry_days);
         cred.must_change = p.must_change_password;
-        server.add_participant(
-            ParticipantConfig {
-                comp_id: comp,
-                source_ips: p.source_ips.clone(),
-                throttle_units: p.throttle_units,
-            },
-            DurableSession::new(
-                comp,
-                cred,
-                p.cancel_on_disconnect_ms.map(|ms| ms * 1_000_000),
-            ),
-        );
+        // A FIX Comp ID has no binary session (the FIX gateway holds its session).
+        if !p.is_fix() {
+            server.add_participant(
+                ParticipantConfig {
+                    comp_id: comp,
+                    source_ips: p.source_ips.clone(),
+                    throttle_units: p.throttle_units,
+                },
+                DurableSession::new(
+                    comp,
+                    cred,
+                    p.cancel_on_disconnect_ms.map(|ms| ms * 1_000_000),
+                ),
+            );
+        }
         lookup.add_client(comp, p.source_ips.clone(), false);
         profiles.push(SessionProfile {
             comp_id: comp,
@@ -341,7 +353,14 @@ pub fn initial_replica(cfg: &SiteConfig) -> anyhow::Result<Replica> {
         .filter_map(|p| p.comp().ok())
         .filter_map(|c| server.durable(&c).cloned().map(|d| (c, d)))
         .collect();
-    Ok(Replica::new(exchange, sessions))
+    let mut replica = Replica::new(exchange, sessions);
+    replica.fix_sessions = crate::fix_gateway::fresh_states(
+        cfg.participants
+            .iter()
+            .filter(|p| p.is_fix())
+            .filter_map(|p| p.comp().ok()),
+    );
+    Ok(replica)
 }
 
 /// Start one site node of the replicated cluster. The site serves participants only while its
@@ -430,6 +449,21 @@ async fn start_inner(
             activity.clone(),
         )));
     }
+    let mut fix_gateway = None;
+    if let Some(addr) = cfg.site.fix_gateway {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind FIX gateway {addr}"))?;
+        fix_gateway = Some(l.local_addr()?);
+        cfg.site.fix_gateway = fix_gateway;
+        tasks.push(tokio::spawn(gateway_listener(
+            l,
+            "fix",
+            core_tx.clone(),
+            next_conn.clone(),
+            activity.clone(),
+        )));
+    }
     for (l, name) in [(gp, "primary"), (gm, "mirror")] {
         tasks.push(tokio::spawn(gateway_listener(
             l,
@@ -477,6 +511,7 @@ async fn start_inner(
             lookup_addrs,
             gateway_primary,
             gateway_mirror,
+            fix_gateway,
             core: core_tx,
             activity,
             tasks,
@@ -622,7 +657,12 @@ async fn gateway_listener(
         let (tx, rx) = mpsc::unbounded_channel();
         let (r, w) = s.into_split();
         tokio::spawn(writer(w, rx));
-        if core.send(CoreMsg::Accepted { conn, peer, tx }).is_err() {
+        let msg = if name == "fix" {
+            CoreMsg::FixAccepted { conn, peer, tx }
+        } else {
+            CoreMsg::Accepted { conn, peer, tx }
+        };
+        if core.send(msg).is_err() {
             return;
         }
         tokio::spawn(reader(r, conn, core.clone()));
@@ -691,6 +731,9 @@ struct Conn {
 struct Live {
     exchange: Exchange,
     server: OcgServer,
+    fix: FixServer,
+    /// FIX Comp ID -> next outbound number last replicated (and next inbound).
+    fix_synced: BTreeMap<CompId, (u64, u64)>,
 }
 
 /// What was last replicated of a Comp ID's session.
@@ -743,7 +786,10 @@ impl Core {
             let server_deadline = self
                 .live
                 .as_ref()
-                .and_then(|l| l.server.poll_timeout())
+                .and_then(|l| match (l.server.poll_timeout(), l.fix.poll_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                })
                 .map(|t| {
                     tokio::time::Instant::now() + Duration::from_nanos(t.0.saturating_sub(now.0))
                 });
@@ -763,6 +809,7 @@ impl Core {
                     let now = wall_clock();
                     if let Some(l) = self.live.as_mut() {
                         l.server.handle_timeout(now);
+                        l.fix.handle_timeout(now);
                     }
                     if tokio::time::Instant::now() >= next_tick {
                         next_tick = tokio::time::Instant::now() + tick;
@@ -790,6 +837,28 @@ impl Core {
 
     async fn handle(&mut self, m: CoreMsg, now: Timestamp) {
         match m {
+            CoreMsg::FixAccepted { conn, peer, tx } => match self.live.as_mut() {
+                Some(l) => {
+                    self.conns.insert(conn, Conn { tx });
+                    l.fix.handle_accept(conn, peer.ip(), now);
+                }
+                None => {
+                    let _ = tx.send(Out::Close);
+                }
+            },
+            CoreMsg::Bytes { conn, data }
+                if self.live.as_ref().is_some_and(|l| l.fix.owns(conn)) =>
+            {
+                if let Some(l) = self.live.as_mut() {
+                    l.fix.handle_bytes(conn, &data, now);
+                }
+            }
+            CoreMsg::Closed { conn } if self.live.as_ref().is_some_and(|l| l.fix.owns(conn)) => {
+                self.conns.remove(&conn);
+                if let Some(l) = self.live.as_mut() {
+                    l.fix.handle_closed(conn, now);
+                }
+            }
             CoreMsg::Accepted { conn, peer, tx } => match self.live.as_mut() {
                 Some(l) => {
                     self.conns.insert(conn, Conn { tx });
@@ -825,6 +894,7 @@ impl Core {
                 AdminCmd::LogonsAllowed(b) => {
                     if let Some(l) = self.live.as_mut() {
                         l.server.set_logons_allowed(b);
+                        l.fix.set_logons_allowed(b);
                     }
                 }
                 AdminCmd::LookupOpen(b) => {
@@ -940,7 +1010,24 @@ impl Core {
             .filter_map(|p| p.comp().ok())
             .filter_map(|c| server.durable(&c).map(|d| (c, Synced::of(d))))
             .collect();
-        self.live = Some(Live { exchange, server });
+        let fix_states = match &self.journal {
+            Some(j) => j.read(|r| r.fix_sessions.clone()),
+            None => BTreeMap::new(),
+        };
+        let fix = fix_server(&self.cfg, self.keys.clone(), &fix_states);
+        let fix_synced = fix
+            .comp_ids()
+            .filter_map(|c| {
+                fix.durable(c)
+                    .map(|s| (*c, (s.next_outbound_seq, s.next_inbound_seq)))
+            })
+            .collect();
+        self.live = Some(Live {
+            exchange,
+            server,
+            fix,
+            fix_synced,
+        });
         self.lookup.lock().expect("lookup lock").open = true;
         if self.journal.is_some() {
             self.proposed = self.next_ticket;
@@ -987,7 +1074,16 @@ impl Core {
     fn deliver(&mut self, out: crate::exchange::Output, now: Timestamp) {
         let Some(l) = self.live.as_mut() else { return };
         for r in out.replies {
-            match l.server.send_business(&r.comp_id, r.message.clone(), now) {
+            let sent = if l.fix.is_fix(&r.comp_id) {
+                l.fix
+                    .send_business(&r.comp_id, &r.message, now)
+                    .map(|s| u32::try_from(s).unwrap_or(u32::MAX))
+            } else {
+                l.server
+                    .send_business(&r.comp_id, r.message.clone(), now)
+                    .map_err(|e| e.to_string())
+            };
+            match sent {
                 Ok(seq) => {
                     let _ = self.activity.send(Activity::Outbound {
                         comp_id: r.comp_id,
@@ -1100,6 +1196,10 @@ impl Core {
                 }
             }
         }
+        if self.drain_fix(now) {
+            // FIX input may have produced binary output (and the other way round).
+            self.drain(now);
+        }
     }
 
     /// Propose what this iteration applied (inputs and session changes) and release output
@@ -1118,11 +1218,25 @@ impl Core {
                 }
             }
         }
+        let mut fix_sessions = Vec::new();
+        if let Some(l) = self.live.as_mut() {
+            for (comp, synced) in l.fix_synced.iter_mut() {
+                let Some(s) = l.fix.durable(comp) else {
+                    continue;
+                };
+                let cur = (s.next_outbound_seq, s.next_inbound_seq);
+                if cur != *synced {
+                    fix_sessions.push(replica::fix_delta(*comp, s, synced.0));
+                    *synced = cur;
+                }
+            }
+        }
         let ticket = self.next_ticket;
-        if !self.batch.is_empty() || !sessions.is_empty() {
+        if !self.batch.is_empty() || !sessions.is_empty() || !fix_sessions.is_empty() {
             let entry = Entry::Batch {
                 inputs: std::mem::take(&mut self.batch),
                 sessions,
+                fix_sessions,
             };
             if self.journal.is_some() {
                 let _ = self.proposer.send((ticket, entry));
@@ -1158,6 +1272,102 @@ impl Core {
             }
         }
     }
+
+    /// Act on the FIX gateway's actions; true if there were any.
+    fn drain_fix(&mut self, now: Timestamp) -> bool {
+        let mut any = false;
+        while let Some(a) = self.live.as_mut().and_then(|l| l.fix.poll_action()) {
+            any = true;
+            match a {
+                FixAction::Send { connection, bytes } => self.hold(connection, Out::Bytes(bytes)),
+                FixAction::Disconnect { connection, reason } => {
+                    tracing::info!(connection = connection.0, %reason, "FIX disconnect");
+                    let _ = self.activity.send(Activity::Disconnected {
+                        connection: connection.0,
+                        silent: false,
+                        reason,
+                        at: now,
+                    });
+                    self.hold(connection, Out::Close);
+                }
+                FixAction::SessionUp {
+                    comp_id,
+                    connection,
+                } => {
+                    tracing::info!(%comp_id, connection = connection.0, "FIX session up");
+                    let _ = self.activity.send(Activity::SessionUp {
+                        comp_id,
+                        connection: connection.0,
+                        at: now,
+                    });
+                }
+                FixAction::SessionDown {
+                    comp_id,
+                    connection,
+                    cause,
+                } => {
+                    tracing::info!(%comp_id, connection = connection.0, %cause, "FIX session down");
+                    let _ = self.activity.send(Activity::SessionDown {
+                        comp_id,
+                        connection: connection.0,
+                        cause,
+                        at: now,
+                    });
+                }
+                FixAction::Deliver {
+                    comp_id,
+                    seq,
+                    poss_resend,
+                    message,
+                } => {
+                    let _ = self.activity.send(Activity::Inbound {
+                        comp_id,
+                        seq,
+                        msg_type: message.msg_type(),
+                        poss_resend,
+                        at: now,
+                    });
+                    let Some(l) = self.live.as_mut() else { break };
+                    let out = l.exchange.on_business(&comp_id, seq, &message, now);
+                    self.batch.push((
+                        now,
+                        Input::Business {
+                            comp: comp_id,
+                            seq,
+                            msg: message,
+                        },
+                    ));
+                    self.deliver(out, now);
+                }
+            }
+        }
+        any
+    }
+}
+
+/// The FIX gateway for the config's `protocol = "fix"` participants, with their replicated
+/// sessions (fresh ones when absent).
+fn fix_server(
+    cfg: &SiteConfig,
+    keys: Vec<RsaPrivateKey>,
+    states: &BTreeMap<CompId, twinsite_fix::SessionState>,
+) -> FixServer {
+    let scfg = server_config(cfg);
+    let mut fix = FixServer::new(keys, cfg.session.password_tolerance_secs, scfg.throttle);
+    for p in cfg.participants.iter().filter(|p| p.is_fix()) {
+        let Ok(comp) = p.comp() else { continue };
+        fix.add_participant(
+            FixParticipant {
+                comp_id: comp,
+                password: p.password.clone(),
+                source_ips: p.source_ips.clone(),
+                brokers: p.brokers(),
+                throttle_units: p.throttle_units,
+            },
+            states.get(&comp).cloned(),
+        );
+    }
+    fix
 }
 
 /// Connect helper for tests and bots: a TCP stream with NODELAY.

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use twinsite_core::{CompId, Site, Timestamp};
 use twinsite_engine::Command;
+use twinsite_fix::session::StoredMessage as FixStoredMessage;
+use twinsite_fix::SessionState as FixSessionState;
 use twinsite_ocg::password::Credentials;
 use twinsite_ocg::session::StoredMessage;
 use twinsite_ocg::{DurableSession, Message};
@@ -43,12 +45,40 @@ pub struct SessionDelta {
     pub stored: Vec<StoredMessage>,
 }
 
+/// A FIX Comp ID's durable session after the entry's inputs: sequence numbers and the
+/// outbound business messages stored since the previous delta (for resends).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FixSessionDelta {
+    pub comp: CompId,
+    pub next_inbound_seq: u64,
+    pub next_outbound_seq: u64,
+    pub stored: Vec<FixStoredMessage>,
+}
+
+/// The FIX session delta of `s` against the outbound number last synced.
+pub fn fix_delta(comp: CompId, s: &FixSessionState, synced_out_next: u64) -> FixSessionDelta {
+    FixSessionDelta {
+        comp,
+        next_inbound_seq: s.next_inbound_seq,
+        next_outbound_seq: s.next_outbound_seq,
+        stored: s
+            .outbound
+            .iter()
+            .filter(|m| m.seq >= synced_out_next)
+            .cloned()
+            .collect(),
+    }
+}
+
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Entry {
     Batch {
         inputs: Vec<(Timestamp, Input)>,
         sessions: Vec<SessionDelta>,
+        /// FIX sessions changed by the entry.
+        #[serde(default)]
+        fix_sessions: Vec<FixSessionDelta>,
     },
     /// A site became active (failover marker).
     Active { site: Site, at: Timestamp },
@@ -68,6 +98,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, String> {
 pub struct Replica {
     pub exchange: Exchange,
     pub sessions: BTreeMap<CompId, DurableSession>,
+    /// The FIX Comp IDs' durable sessions.
+    pub fix_sessions: BTreeMap<CompId, FixSessionState>,
     pub active: Option<(Site, Timestamp)>,
     /// Every site activation seen, in order.
     pub activations: Vec<(Site, Timestamp)>,
@@ -82,6 +114,7 @@ impl Replica {
         Replica {
             exchange,
             sessions,
+            fix_sessions: BTreeMap::new(),
             active: None,
             activations: Vec::new(),
             inputs_applied: 0,
@@ -92,7 +125,11 @@ impl Replica {
 
     fn apply_entry(&mut self, e: Entry) {
         match e {
-            Entry::Batch { inputs, sessions } => {
+            Entry::Batch {
+                inputs,
+                sessions,
+                fix_sessions,
+            } => {
                 for (now, input) in inputs {
                     self.inputs_applied += 1;
                     match input {
@@ -119,12 +156,32 @@ impl Replica {
                         }
                     }
                 }
+                for d in fix_sessions {
+                    let Some(s) = self.fix_sessions.get_mut(&d.comp) else {
+                        continue;
+                    };
+                    s.next_inbound_seq = d.next_inbound_seq;
+                    for m in d.stored {
+                        if s.outbound.back().is_none_or(|x| m.seq > x.seq) {
+                            if s.outbound.len() >= self.retained_outbound_max {
+                                s.outbound.pop_front();
+                            }
+                            s.outbound.push_back(m);
+                        }
+                    }
+                    s.next_outbound_seq = d.next_outbound_seq;
+                }
             }
             Entry::Active { site, at } => {
                 self.active = Some((site, at));
                 self.activations.push((site, at));
             }
         }
+    }
+
+    /// The FIX durable sessions, for rebuilding the FIX gateway at a newly active site.
+    pub fn fix_sessions(&self) -> &BTreeMap<CompId, FixSessionState> {
+        &self.fix_sessions
     }
 
     /// The durable sessions, for rebuilding the OCG-C server at a newly active site.
@@ -137,6 +194,8 @@ impl Replica {
 struct ReplicaSnapshot {
     exchange: String,
     sessions: Vec<DurableSession>,
+    #[serde(default)]
+    fix_sessions: Vec<(CompId, FixSessionState)>,
     active: Option<(Site, Timestamp)>,
     activations: Vec<(Site, Timestamp)>,
     inputs_applied: u64,
@@ -162,6 +221,11 @@ impl twinsite_cluster::StateMachine for Replica {
         let s = ReplicaSnapshot {
             exchange: String::from_utf8(self.exchange.snapshot()).unwrap_or_default(),
             sessions: self.sessions.values().cloned().collect(),
+            fix_sessions: self
+                .fix_sessions
+                .iter()
+                .map(|(c, s)| (*c, s.clone()))
+                .collect(),
             active: self.active,
             activations: self.activations.clone(),
             inputs_applied: self.inputs_applied,
@@ -174,6 +238,7 @@ impl twinsite_cluster::StateMachine for Replica {
             serde_json::from_slice(snap).map_err(|e| format!("replica snapshot: {e}"))?;
         self.exchange = Exchange::restore(s.exchange.as_bytes())?;
         self.sessions = s.sessions.into_iter().map(|d| (d.comp_id, d)).collect();
+        self.fix_sessions = s.fix_sessions.into_iter().collect();
         self.active = s.active;
         self.activations = s.activations;
         self.inputs_applied = s.inputs_applied;
@@ -188,6 +253,14 @@ impl twinsite_cluster::StateMachine for Replica {
             }
             h = (h ^ s.in_next as u64).wrapping_mul(0x0000_0100_0000_01b3);
             h = (h ^ s.out_next as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            h = (h ^ s.outbound.len() as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        for (c, s) in &self.fix_sessions {
+            for b in c.as_str().bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h = (h ^ s.next_inbound_seq).wrapping_mul(0x0000_0100_0000_01b3);
+            h = (h ^ s.next_outbound_seq).wrapping_mul(0x0000_0100_0000_01b3);
             h = (h ^ s.outbound.len() as u64).wrapping_mul(0x0000_0100_0000_01b3);
         }
         h

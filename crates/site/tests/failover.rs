@@ -33,6 +33,7 @@ fn participant(firm: &str, comp: &str, broker: u32) -> ParticipantEntry {
         throttle_units: 50,
         cancel_on_disconnect_ms: Some(100),
         must_change_password: false,
+        protocol: Default::default(),
     }
 }
 
@@ -48,6 +49,7 @@ fn site_config(name: &str) -> SiteConfig {
             keys: vec![key_path()],
             reference_data: None,
             active: false,
+            fix_gateway: None,
         },
         engine: EngineSection::default(),
         session: SessionSection {

@@ -28,6 +28,7 @@ fn participant(firm: &str, comp: &str, broker: u32) -> ParticipantEntry {
         throttle_units: 50,
         cancel_on_disconnect_ms: None,
         must_change_password: false,
+        protocol: Default::default(),
     }
 }
 
@@ -43,6 +44,7 @@ pub fn site_config(participants: Vec<ParticipantEntry>) -> SiteConfig {
             keys: vec![key_path()],
             reference_data: None,
             active: true,
+            fix_gateway: None,
         },
         engine: EngineSection::default(),
         session: SessionSection {
