@@ -1,6 +1,8 @@
 //! The `twinsite` command.
 
 mod bench_engine;
+mod bench_feed;
+mod feed_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +19,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The reference OMD feed handler on a live site's multicast, RTS and refresh channels:
+    /// prints the rebuilt books (top levels per security, trade counts).
+    Feed {
+        /// The site's config file (its `[market_data]` section).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        #[arg(long, default_value_t = 1_000)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 5)]
+        levels: usize,
+        /// Print this many times, then exit (0: until interrupted).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+        /// RTS endpoints, tried in turn (default: the config's `market_data.rts`).
+        #[arg(long = "rts", value_delimiter = ',')]
+        rts: Vec<std::net::SocketAddr>,
+        #[arg(long, default_value = "twinsite")]
+        user: String,
+    },
     /// Benchmarks that print JSON.
     Bench {
         #[command(subcommand)]
@@ -41,11 +62,57 @@ enum BenchCmd {
         #[arg(long, hide = true)]
         no_baseline: bool,
     },
+    /// The market-data feed: engine events to multicast vs raw UDP sends; handler decode.
+    Feed {
+        #[arg(long, default_value_t = 200_000)]
+        commands: usize,
+        /// Engine commands per feed input (a commit under load).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Feed {
+            config,
+            interval_ms,
+            levels,
+            count,
+            rts,
+            user,
+        } => feed_cmd::run(
+            &config,
+            feed_cmd::Opts {
+                interval_ms,
+                levels,
+                count,
+                rts,
+                user,
+            },
+        )?,
+        Cmd::Bench {
+            what:
+                BenchCmd::Feed {
+                    commands,
+                    batch,
+                    seed,
+                    runs,
+                },
+        } => {
+            let report = bench_feed::run(&bench_feed::Opts {
+                commands,
+                batch,
+                seed,
+                runs,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
         Cmd::Bench {
             what:
                 BenchCmd::Engine {

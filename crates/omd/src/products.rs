@@ -373,10 +373,18 @@ impl ProductBuilder {
     /// pending trade tickers (52) and statistics (60) for what changed.
     pub fn end_batch(&mut self, out: &mut Vec<Message>) {
         let mut emitted = Vec::new();
+        // Only what the product carries is computed (the runtime's publishing cost).
+        let product = self.product;
         for security in std::mem::take(&mut self.dirty_books) {
-            self.emit_aggregate(security, &mut emitted);
-            self.emit_broker_queues(security, &mut emitted);
-            self.emit_top_of_book(security, &mut emitted);
+            if product.carries(AggregateOrderBookUpdate::MSG_TYPE) {
+                self.emit_aggregate(security, &mut emitted);
+            }
+            if product.carries(BrokerQueue::MSG_TYPE) {
+                self.emit_broker_queues(security, &mut emitted);
+            }
+            if product.carries(CcTopOfBook::MSG_TYPE) {
+                self.emit_top_of_book(security, &mut emitted);
+            }
         }
         let pending: Vec<u32> = self
             .trades
@@ -388,8 +396,12 @@ impl ProductBuilder {
             self.flush_ticker(security, &mut emitted);
         }
         for security in std::mem::take(&mut self.dirty_stats) {
-            emitted.push(self.statistics(security).into());
-            emitted.push(self.cc_statistics(security).into());
+            if product.carries(Statistics::MSG_TYPE) {
+                emitted.push(self.statistics(security).into());
+            }
+            if product.carries(CcStatistics::MSG_TYPE) {
+                emitted.push(self.cc_statistics(security).into());
+            }
         }
         out.extend(
             emitted

@@ -637,14 +637,26 @@ pub async fn run_feed(
 
 /// Start a single site (`gateway::start`) and, when `cfg.market_data` is set, its feed.
 pub async fn start_with_feed(cfg: SiteConfig) -> anyhow::Result<(SiteHandle, Option<FeedHandle>)> {
-    let md = cfg.market_data.clone();
-    let users = rts_users(&cfg);
+    let md_cfg = cfg.clone();
     let (site, rx) = gateway::start(cfg).await?;
-    let feed = match md {
-        Some(md) => Some(run_feed(md, users, rx).await?),
-        None => None,
-    };
+    let feed = feed_for(&md_cfg, rx).await?;
     Ok((site, feed))
+}
+
+/// The feed of a site started with `gateway::start` or `gateway::start_node` (`rx` is the
+/// receiver those return), when its config has `[market_data]`. Without one, `rx` is kept
+/// drained so the core's sends never pile up.
+pub async fn feed_for(
+    cfg: &SiteConfig,
+    mut rx: mpsc::UnboundedReceiver<FeedInput>,
+) -> anyhow::Result<Option<FeedHandle>> {
+    match &cfg.market_data {
+        Some(md) => Ok(Some(run_feed(md.clone(), rts_users(cfg), rx).await?)),
+        None => {
+            tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            Ok(None)
+        }
+    }
 }
 
 /// RTS usernames of a site: [`RTS_USER`] and every participant's Comp ID.

@@ -219,6 +219,11 @@ fn compare(handler: &FeedHandler, expected: &FeedImage) -> Result<(), String> {
             (bid, ask)
         ));
     }
+    // Stock Connect Daily Quota Balance (80) on OMD-C: NULL while >= 30 % remains.
+    match hk.image().reference.get(&(80, b"SHNB".to_vec())) {
+        Some(Message::StockConnectDailyQuotaBalance(q)) if q.daily_quota_balance.is_none() => {}
+        other => return Err(format!("Daily Quota Balance SH NB: {other:?}")),
+    }
     if !cc.image().latest.contains_key(&(SSE.0, 611)) {
         return Err("no OMD-CC Security Definition (611)".into());
     }
@@ -228,6 +233,10 @@ fn compare(handler: &FeedHandler, expected: &FeedImage) -> Result<(), String> {
 async fn run(seed: u64, scenario: Scenario) -> Result<String, String> {
     let mut cfg = common::site_config(common::abc());
     let md = market_data((seed % 50) as u8 * 4 + scenario as u8);
+    let pcap = (scenario == Scenario::LossOnA)
+        .then(|| std::env::temp_dir().join(format!("feed-e2e-{}-{seed}.pcap", std::process::id())));
+    let mut md = md;
+    md.pcap = pcap.clone();
     cfg.market_data = Some(md.clone());
     // The handler joins the groups before the site starts, so it sees the start of day.
     let mut client = FeedClient::new(&md, feed::RTS_USER).map_err(|e| e.to_string())?;
@@ -320,9 +329,17 @@ async fn run(seed: u64, scenario: Scenario) -> Result<String, String> {
         feed.stats.messages.load(std::sync::atomic::Ordering::Relaxed),
         feed.stats.datagrams.load(std::sync::atomic::Ordering::Relaxed),
     );
+    let datagrams = feed
+        .stats
+        .datagrams
+        .load(std::sync::atomic::Ordering::Relaxed);
     feed.shutdown();
     if let Ok(site) = std::sync::Arc::try_unwrap(admin) {
         site.shutdown();
+    }
+    if let Some(path) = pcap {
+        check_pcap(&path, &md, datagrams)?;
+        let _ = std::fs::remove_file(&path);
     }
     if ok {
         let count = |k: &str| client.events.get(k).copied().unwrap_or(0);
@@ -340,6 +357,36 @@ async fn run(seed: u64, scenario: Scenario) -> Result<String, String> {
             client.recent
         ))
     }
+}
+
+/// The pcap file holds one Ethernet/IPv4/UDP frame per datagram sent (the feed flushes the
+/// file after each send burst), each to a configured group, each a well-formed OMD packet.
+fn check_pcap(path: &std::path::Path, md: &MarketDataSection, sent: u64) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let frames = twinsite_site::pcap::read_udp_frames(&bytes)?;
+    // The task may have sent a heartbeat between reading the counter and stopping.
+    if (frames.len() as u64) < sent {
+        return Err(format!(
+            "pcap: {} frames, {sent} datagrams sent",
+            frames.len()
+        ));
+    }
+    let groups: Vec<SocketAddr> = md
+        .channels
+        .iter()
+        .flat_map(|c| [c.line_a, c.line_b])
+        .collect();
+    for f in &frames {
+        if !groups.contains(&SocketAddr::V4(f.dst)) {
+            return Err(format!(
+                "pcap: frame to {} is not a configured group",
+                f.dst
+            ));
+        }
+        twinsite_omd::Packet::parse(&f.payload)
+            .map_err(|e| format!("pcap: frame to {} is not an OMD packet: {e}", f.dst))?;
+    }
+    Ok(())
 }
 
 fn seeds() -> Vec<u64> {
