@@ -329,6 +329,23 @@ async fn run(seed: u64, scenario: Scenario) -> Result<String, String> {
         feed.stats.messages.load(std::sync::atomic::Ordering::Relaxed),
         feed.stats.datagrams.load(std::sync::atomic::Ordering::Relaxed),
     );
+    // A handler that joins late (as `twinsite feed` on a running site): it missed the start of
+    // day and the flow; heartbeats show the gap, retransmission or refresh fill it.
+    if ok && scenario == Scenario::LossOnBoth {
+        let mut late = FeedClient::new(&md, feed::RTS_USER).map_err(|e| e.to_string())?;
+        late.rts = vec![feed.rts_addr];
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        let caught_up = late
+            .run_until(deadline, |h| compare_or(h, &expected, &mut last))
+            .await;
+        if !caught_up {
+            return Err(format!(
+                "{summary}\nthe late joiner did not catch up: {last}\n{:?}",
+                late.recent
+            ));
+        }
+        println!("late joiner: {:?}", late.events);
+    }
     let datagrams = feed
         .stats
         .datagrams
