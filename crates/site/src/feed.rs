@@ -1049,3 +1049,153 @@ pub fn book_report(handler: &FeedHandler, channels: &[u16], levels: usize) -> St
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twinsite_omd::Packet;
+
+    fn md() -> MarketDataSection {
+        let entry = |id: u16, product: &str| ChannelEntry {
+            id,
+            product: product.into(),
+            line_a: format!("239.1.1.{id}:50000").parse().unwrap(),
+            line_b: format!("239.1.2.{id}:50000").parse().unwrap(),
+        };
+        MarketDataSection {
+            interface: "127.0.0.1".parse().unwrap(),
+            rts: "127.0.0.1:0".parse().unwrap(),
+            channels: vec![
+                entry(1, "standard"),
+                entry(2, "refresh"),
+                entry(11, "cc-sse"),
+                entry(99, "dr"),
+            ],
+            pcap: None,
+        }
+    }
+
+    fn drain(core: &mut FeedCore) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        core.poll_transmit(|a, b| out.push((a, b.to_vec())));
+        out
+    }
+
+    fn types(bytes: &[u8]) -> Vec<u16> {
+        Packet::parse(bytes)
+            .unwrap()
+            .messages()
+            .map(|(_, raw)| u16::from_le_bytes([raw[2], raw[3]]))
+            .collect()
+    }
+
+    #[test]
+    fn refresh_binds_to_the_channel_before_it_and_unknown_products_are_refused() {
+        let kinds: Vec<_> = plan(&md()).unwrap().into_iter().map(|(_, k)| k).collect();
+        assert_eq!(kinds[1], ChannelKind::Refresh { serves: 1 });
+        let mut bad = md();
+        bad.channels[0].product = "nonsense".into();
+        assert!(plan(&bad).is_err());
+        bad.channels.remove(0);
+        assert!(
+            plan(&bad).is_err(),
+            "a refresh channel needs a real-time one before it"
+        );
+    }
+
+    #[test]
+    fn silent_while_standby_reset_on_activation_dr_signals_after_failover() {
+        let t0 = Timestamp::from_secs(1_800_000_000);
+        let mut core = FeedCore::new(&md(), [RTS_USER.to_string()], t0).unwrap();
+        // Not yet active: nothing, not even heartbeats.
+        core.handle_timeout(t0.plus_nanos(10_000_000_000));
+        assert!(core.poll_timeout().is_none());
+        assert!(drain(&mut core).is_empty());
+
+        let engine = twinsite_engine::Engine::new(
+            twinsite_engine::EngineConfig::default(),
+            twinsite_engine::refdata::sample(),
+        );
+        core.handle_input(FeedInput::image_of(&engine), t0);
+        core.handle_input(
+            FeedInput::Active {
+                failover: false,
+                now: t0,
+            },
+            t0,
+        );
+        let out = drain(&mut core);
+        let line_a = |id: u16| -> SocketAddr { format!("239.1.1.{id}:50000").parse().unwrap() };
+        for id in [1, 11] {
+            let first = out.iter().find(|(a, _)| *a == line_a(id)).unwrap();
+            assert_eq!(
+                types(&first.1),
+                vec![100],
+                "channel {id} starts with a reset"
+            );
+        }
+        let all: Vec<u16> = out
+            .iter()
+            .filter(|(a, _)| *a == line_a(1))
+            .flat_map(|(_, b)| types(b))
+            .collect();
+        assert!(
+            all.contains(&10) && all.contains(&11),
+            "market and security definitions"
+        );
+        assert!(!all.contains(&611), "OMD-CC definitions stay off OMD-C");
+        let cc: Vec<u16> = out
+            .iter()
+            .filter(|(a, _)| *a == line_a(11))
+            .flat_map(|(_, b)| types(b))
+            .collect();
+        assert!(cc.contains(&610) && cc.contains(&611) && !cc.contains(&11));
+        // No DR signal at the start of the day.
+        let dr: Vec<u16> = out
+            .iter()
+            .filter(|(a, _)| *a == line_a(99))
+            .flat_map(|(_, b)| types(b))
+            .collect();
+        assert!(!dr.contains(&105));
+
+        // Standby: silence, heartbeats included.
+        core.handle_input(FeedInput::Standby { now: t0 }, t0);
+        core.handle_timeout(t0.plus_nanos(10_000_000_000));
+        assert!(drain(&mut core).is_empty());
+
+        // Active after a failover: DR 1 at once, DR 2 later, resets on every channel.
+        let t1 = t0.plus_nanos(20_000_000_000);
+        core.handle_input(FeedInput::image_of(&engine), t1);
+        core.handle_input(
+            FeedInput::Active {
+                failover: true,
+                now: t1,
+            },
+            t1,
+        );
+        let dr_status = |out: &[(SocketAddr, Vec<u8>)]| -> Vec<u32> {
+            out.iter()
+                .filter(|(a, _)| *a == line_a(99))
+                .flat_map(|(_, b)| {
+                    let p = Packet::parse(b).unwrap();
+                    p.messages()
+                        .filter_map(|(_, raw)| match Message::decode(raw) {
+                            Ok(Message::DisasterRecoverySignal(s)) => Some(s.dr_status),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let out = drain(&mut core);
+        assert_eq!(dr_status(&out), vec![1]);
+        assert_eq!(
+            types(&out.iter().find(|(a, _)| *a == line_a(1)).unwrap().1),
+            vec![100]
+        );
+        let t2 = t1.plus_nanos(DR_COMPLETE_AFTER_NS);
+        assert!(core.poll_timeout().unwrap() <= t2);
+        core.handle_timeout(t2);
+        assert_eq!(dr_status(&drain(&mut core)), vec![2]);
+    }
+}
