@@ -2,6 +2,7 @@
 
 mod bench_engine;
 mod bench_feed;
+mod bench_fix;
 mod feed_cmd;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,23 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// The FIX gateway: new order -> execution report round trip against a raw TCP echo, and
+    /// sustained orders/s from several sessions with the throttle off.
+    Fix {
+        /// Measured round trips (after warm-up).
+        #[arg(long, default_value_t = 20_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 2_000)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        sessions: usize,
+        /// Orders per session in the sustained run.
+        #[arg(long, default_value_t = 20_000)]
+        per_session: usize,
+        /// Orders in flight per session in the sustained run.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+    },
     /// The matching engine on a realistic command mix, against orderbook-rs on the same stream.
     Engine {
         /// Commands in the measured stream (after warm-up).
@@ -110,6 +128,25 @@ fn main() -> anyhow::Result<()> {
                 batch,
                 seed,
                 runs,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Cmd::Bench {
+            what:
+                BenchCmd::Fix {
+                    orders,
+                    warmup,
+                    sessions,
+                    per_session,
+                    window,
+                },
+        } => {
+            let report = bench_fix::run(bench_fix::Opts {
+                orders,
+                warmup,
+                sessions,
+                per_session,
+                window,
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
