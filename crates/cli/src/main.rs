@@ -3,9 +3,12 @@
 mod bench_engine;
 mod bench_feed;
 mod bench_fix;
+mod demo;
 mod feed_cmd;
+mod site_cmds;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +23,78 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The practice session end to end on this machine with reference participants, in about a
+    /// minute: three nodes, registration, the schedule, a failover, the report.
+    Demo {
+        /// Output folder for report.json, report.html, participants.csv and the journals.
+        #[arg(long, default_value = "out/demo")]
+        out: PathBuf,
+        /// Reference participants (the last two are deliberately faulty when there are 4 or more).
+        #[arg(long, default_value_t = 6)]
+        participants: usize,
+        /// Crash the primary site instead of a scheduled failover.
+        #[arg(long)]
+        crash: bool,
+        /// Wall seconds the session should take.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Keep the journal in memory (faster; nothing on disk).
+        #[arg(long)]
+        memory: bool,
+        /// Operations console address (printed at start).
+        #[arg(long, default_value = "127.0.0.1:8480")]
+        console: std::net::SocketAddr,
+        /// Keep the console up after the session until Ctrl-C.
+        #[arg(long)]
+        keep_console: bool,
+    },
+    /// Run a practice session from a session file for the registered participants.
+    Run {
+        #[arg(long)]
+        session: PathBuf,
+        #[arg(long, default_value = "out/run")]
+        out: PathBuf,
+        /// Compress the schedule N times.
+        #[arg(long)]
+        speed: Option<u64>,
+        /// Also start reference participants.
+        #[arg(long)]
+        bots: Option<usize>,
+        #[arg(long)]
+        crash: bool,
+        /// Journal durability: disk or memory.
+        #[arg(long, default_value = "disk")]
+        durability: String,
+        /// Operations console address (printed at start).
+        #[arg(long, default_value = "127.0.0.1:8480")]
+        console: std::net::SocketAddr,
+    },
+    /// Register a participant for a session (refused after the deadline).
+    Register {
+        #[arg(long)]
+        session: PathBuf,
+        #[arg(long, default_value = "out/run")]
+        out: PathBuf,
+        #[arg(long)]
+        firm: String,
+        /// EP, CCEP or IV.
+        #[arg(long)]
+        kind: String,
+        #[arg(long = "broker", value_delimiter = ',')]
+        brokers: Vec<u32>,
+        #[arg(long, default_value = "")]
+        contact: String,
+    },
+    /// Run one site from a config file (no replication): lookup, gateways, engine.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Write an RSA-2048 key pair for the OCG-C logon password (FILE and FILE.pub.pem).
+    Keygen {
+        #[arg(long, default_value = "config/ocg-key.pem")]
+        out: PathBuf,
+    },
     /// The reference OMD feed handler on a live site's multicast, RTS and refresh channels:
     /// prints the rebuilt books (top levels per security, trade counts).
     Feed {
@@ -48,6 +123,21 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// The matching engine on a realistic command mix, against orderbook-rs on the same stream.
+    Engine {
+        /// Commands in the measured stream (after warm-up).
+        #[arg(long, default_value_t = 1_000_000)]
+        commands: usize,
+        /// Seed of the workload generator.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Throughput runs per engine; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Skip the orderbook-rs baseline (for profiling twinsite alone).
+        #[arg(long, hide = true)]
+        no_baseline: bool,
+    },
     /// The FIX gateway: new order -> execution report round trip against a raw TCP echo, and
     /// sustained orders/s from several sessions with the throttle off.
     Fix {
@@ -65,21 +155,6 @@ enum BenchCmd {
         #[arg(long, default_value_t = 64)]
         window: usize,
     },
-    /// The matching engine on a realistic command mix, against orderbook-rs on the same stream.
-    Engine {
-        /// Commands in the measured stream (after warm-up).
-        #[arg(long, default_value_t = 1_000_000)]
-        commands: usize,
-        /// Seed of the workload generator.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Throughput runs per engine; the median is reported.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Skip the orderbook-rs baseline (for profiling twinsite alone).
-        #[arg(long, hide = true)]
-        no_baseline: bool,
-    },
     /// The market-data feed: engine events to multicast vs raw UDP sends; handler decode.
     Feed {
         #[arg(long, default_value_t = 200_000)]
@@ -96,7 +171,61 @@ enum BenchCmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    site_cmds::init_logs();
     match cli.cmd {
+        Cmd::Demo {
+            out,
+            participants,
+            crash,
+            seconds,
+            memory,
+            console,
+            keep_console,
+        } => site_cmds::runtime()?.block_on(demo::run(demo::Opts {
+            session: None,
+            out,
+            participants,
+            crash,
+            seconds,
+            speed: None,
+            bots: true,
+            memory,
+            console,
+            keep_console,
+        }))?,
+        Cmd::Run {
+            session,
+            out,
+            speed,
+            bots,
+            crash,
+            durability,
+            console,
+        } => site_cmds::runtime()?.block_on(demo::run(demo::Opts {
+            session: Some(session),
+            out,
+            participants: bots.unwrap_or(0),
+            crash,
+            seconds: 3600,
+            speed,
+            bots: bots.is_some(),
+            memory: durability == "memory",
+            console,
+            keep_console: true,
+        }))?,
+        Cmd::Register {
+            session,
+            out,
+            firm,
+            kind,
+            brokers,
+            contact,
+        } => site_cmds::register(&session, &out, firm, kind, brokers, contact)?,
+        Cmd::Serve { config } => site_cmds::runtime()?.block_on(site_cmds::serve(&config))?,
+        Cmd::Keygen { out } => {
+            let pubp = demo::keygen(&out)?;
+            println!("wrote {} and {}", out.display(), pubp.display());
+        }
         Cmd::Feed {
             config,
             interval_ms,

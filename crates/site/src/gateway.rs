@@ -725,6 +725,27 @@ async fn writer(mut w: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::UnboundedR
 
 struct Conn {
     tx: mpsc::UnboundedSender<Out>,
+    /// Bytes received that do not yet make a whole frame.
+    pending: Vec<u8>,
+}
+
+/// How many bytes to hand the OCG-C server now: one whole frame when the buffer starts with one,
+/// everything when the header is not a plausible frame (the server rejects it), 0 to wait.
+fn next_frame_len(buf: &[u8]) -> usize {
+    if buf.len() < 3 {
+        return 0;
+    }
+    let len = u16::from_le_bytes([buf[1], buf[2]]) as usize;
+    if buf[0] != 0x02
+        || len < twinsite_core::limits::OCG_HEADER_LEN + twinsite_core::limits::OCG_TRAILER_LEN
+    {
+        return buf.len();
+    }
+    if buf.len() >= len {
+        len
+    } else {
+        0
+    }
 }
 
 /// The serving state of an active site.
@@ -839,7 +860,13 @@ impl Core {
         match m {
             CoreMsg::FixAccepted { conn, peer, tx } => match self.live.as_mut() {
                 Some(l) => {
-                    self.conns.insert(conn, Conn { tx });
+                    self.conns.insert(
+                        conn,
+                        Conn {
+                            tx,
+                            pending: Vec::new(),
+                        },
+                    );
                     l.fix.handle_accept(conn, peer.ip(), now);
                 }
                 None => {
@@ -861,7 +888,13 @@ impl Core {
             }
             CoreMsg::Accepted { conn, peer, tx } => match self.live.as_mut() {
                 Some(l) => {
-                    self.conns.insert(conn, Conn { tx });
+                    self.conns.insert(
+                        conn,
+                        Conn {
+                            tx,
+                            pending: Vec::new(),
+                        },
+                    );
                     l.server.handle_accept(conn, peer.ip(), now);
                 }
                 None => {
@@ -870,10 +903,21 @@ impl Core {
                 }
             },
             CoreMsg::Bytes { conn, data } => {
-                if let Some(l) = self.live.as_mut() {
-                    if self.conns.contains_key(&conn) {
-                        l.server.handle_bytes(conn, &data, now);
+                // Hand the server one whole frame at a time and act on it before the next, so
+                // replies go out in the order of the messages they answer.
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                c.pending.extend_from_slice(&data);
+                while let Some(c) = self.conns.get_mut(&conn) {
+                    let n = next_frame_len(&c.pending);
+                    if n == 0 {
+                        break;
                     }
+                    let frame: Vec<u8> = c.pending.drain(..n).collect();
+                    let Some(l) = self.live.as_mut() else { break };
+                    l.server.handle_bytes(conn, &frame, now);
+                    self.drain(now);
                 }
             }
             CoreMsg::Closed { conn } => {
@@ -930,8 +974,13 @@ impl Core {
             }
             CoreMsg::CommitFailed { error } => {
                 if self.live.is_some() {
-                    tracing::error!(site = ?self.site, %error, "journal proposal failed: this site stops serving");
+                    tracing::warn!(site = ?self.site, %error, "journal proposal failed: this site stops serving");
                     self.become_standby(now);
+                    // Still the leader (a slow commit, not a lost election): serve again from
+                    // the replicated state, which holds exactly what was committed.
+                    if self.journal.as_ref().is_some_and(|j| j.is_serving()) {
+                        self.become_active(wall_clock()).await;
+                    }
                 }
             }
             CoreMsg::Serving(true) => {
@@ -1202,77 +1251,6 @@ impl Core {
         }
     }
 
-    /// Propose what this iteration applied (inputs and session changes) and release output
-    /// whose entries are committed.
-    fn end_iteration(&mut self, _now: Timestamp) {
-        let mut sessions = Vec::new();
-        if let Some(l) = &self.live {
-            for (comp, synced) in self.synced.iter_mut() {
-                let Some(d) = l.server.durable(comp) else {
-                    continue;
-                };
-                let cur = Synced::of(d);
-                if cur != *synced {
-                    sessions.push(replica::delta(d, synced.out_next));
-                    *synced = cur;
-                }
-            }
-        }
-        let mut fix_sessions = Vec::new();
-        if let Some(l) = self.live.as_mut() {
-            for (comp, synced) in l.fix_synced.iter_mut() {
-                let Some(s) = l.fix.durable(comp) else {
-                    continue;
-                };
-                let cur = (s.next_outbound_seq, s.next_inbound_seq);
-                if cur != *synced {
-                    fix_sessions.push(replica::fix_delta(*comp, s, synced.0));
-                    *synced = cur;
-                }
-            }
-        }
-        let ticket = self.next_ticket;
-        if !self.batch.is_empty() || !sessions.is_empty() || !fix_sessions.is_empty() {
-            let entry = Entry::Batch {
-                inputs: std::mem::take(&mut self.batch),
-                sessions,
-                fix_sessions,
-            };
-            if self.journal.is_some() {
-                let _ = self.proposer.send((ticket, entry));
-                self.proposed = ticket;
-            } else {
-                self.proposed = ticket;
-                self.committed = ticket;
-            }
-            self.next_ticket += 1;
-        } else {
-            // Nothing to journal: this iteration's output waits only for what came before it.
-            for h in self.held.iter_mut().rev() {
-                if h.0 != ticket {
-                    break;
-                }
-                h.0 = self.proposed;
-            }
-        }
-        self.release();
-    }
-
-    fn release(&mut self) {
-        while self.held.front().is_some_and(|h| h.0 <= self.committed) {
-            let Some((_, conn, out)) = self.held.pop_front() else {
-                break;
-            };
-            let close = matches!(out, Out::Close);
-            if let Some(c) = self.conns.get(&conn) {
-                let _ = c.tx.send(out);
-            }
-            if close {
-                self.conns.remove(&conn);
-            }
-        }
-    }
-
     /// Act on the FIX gateway's actions; true if there were any.
     fn drain_fix(&mut self, now: Timestamp) -> bool {
         let mut any = false;
@@ -1342,6 +1320,77 @@ impl Core {
             }
         }
         any
+    }
+
+    /// Propose what this iteration applied (inputs and session changes) and release output
+    /// whose entries are committed.
+    fn end_iteration(&mut self, _now: Timestamp) {
+        let mut sessions = Vec::new();
+        if let Some(l) = &self.live {
+            for (comp, synced) in self.synced.iter_mut() {
+                let Some(d) = l.server.durable(comp) else {
+                    continue;
+                };
+                let cur = Synced::of(d);
+                if cur != *synced {
+                    sessions.push(replica::delta(d, synced.out_next));
+                    *synced = cur;
+                }
+            }
+        }
+        let mut fix_sessions = Vec::new();
+        if let Some(l) = self.live.as_mut() {
+            for (comp, synced) in l.fix_synced.iter_mut() {
+                let Some(s) = l.fix.durable(comp) else {
+                    continue;
+                };
+                let cur = (s.next_outbound_seq, s.next_inbound_seq);
+                if cur != *synced {
+                    fix_sessions.push(replica::fix_delta(*comp, s, synced.0));
+                    *synced = cur;
+                }
+            }
+        }
+        let ticket = self.next_ticket;
+        if !self.batch.is_empty() || !sessions.is_empty() || !fix_sessions.is_empty() {
+            let entry = Entry::Batch {
+                inputs: std::mem::take(&mut self.batch),
+                sessions,
+                fix_sessions,
+            };
+            if self.journal.is_some() {
+                let _ = self.proposer.send((ticket, entry));
+                self.proposed = ticket;
+            } else {
+                self.proposed = ticket;
+                self.committed = ticket;
+            }
+            self.next_ticket += 1;
+        } else {
+            // Nothing to journal: this iteration's output waits only for what came before it.
+            for h in self.held.iter_mut().rev() {
+                if h.0 != ticket {
+                    break;
+                }
+                h.0 = self.proposed;
+            }
+        }
+        self.release();
+    }
+
+    fn release(&mut self) {
+        while self.held.front().is_some_and(|h| h.0 <= self.committed) {
+            let Some((_, conn, out)) = self.held.pop_front() else {
+                break;
+            };
+            let close = matches!(out, Out::Close);
+            if let Some(c) = self.conns.get(&conn) {
+                let _ = c.tx.send(out);
+            }
+            if close {
+                self.conns.remove(&conn);
+            }
+        }
     }
 }
 

@@ -603,7 +603,7 @@ async fn random_corruptions_never_break_the_site() {
 // ------------------------------------------------------------------ several frames, one write
 
 #[tokio::test]
-#[ignore = "bug: the session Reject for a later frame is numbered and sent before the Execution Report for an earlier frame of the same read"]
+
 async fn frames_around_a_bad_one_in_the_same_write_are_processed_in_order() {
     let (site, mut market, mut a) = setup().await;
     let mut bytes = a.frame(&a_order("1"));

@@ -153,6 +153,8 @@ fn client(comp: &str, lookups: Vec<SocketAddr>) -> ClientHandle {
     cfg.reconnect_wait_ns = 50_000_000;
     cfg.lookup_backoff_ns = 50_000_000;
     cfg.timers.heartbeat_interval_ns = 1_000_000_000;
+    cfg.logon_reply_timeout_ns = 2_000_000_000;
+    cfg.logon_retry_wait_ns = 100_000_000;
     ClientHandle::spawn(cfg, ClientState::default())
 }
 
@@ -206,8 +208,12 @@ fn logged_on(e: &ClientEvent) -> Option<u32> {
     }
 }
 
+/// One cluster at a time: the two tests would otherwise compete for the CI's two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The whole drill in one test: trade at the primary, scheduled failover, trade at the backup.
 async fn run_failover(crash: bool) {
+    let _one_at_a_time = SERIAL.lock().await;
     let mut c = cluster().await;
     let mut a = client("CO0001", c.lookups.clone());
     let mut b = client("CO0002", c.lookups.clone());

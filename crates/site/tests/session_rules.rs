@@ -554,7 +554,7 @@ async fn mass_cancel_over_the_wire() {
 }
 
 #[tokio::test]
-#[ignore = "bug: rejected Mass Cancel for an unknown market segment carries reject code 99, not 8"]
+
 async fn mass_cancel_for_unknown_market_segment_is_rejected_with_code_8() {
     let site = start(site_config(abc())).await;
     let mut a = Raw::logon(site.gateway_primary, "CO0001").await;

@@ -1,0 +1,842 @@
+//! `twinsite demo` and `twinsite run`: a practice session end to end on one machine. Three
+//! nodes (primary site, backup site, witness) in this process, registered participants, the
+//! schedule compressed to fit, the failover at its time, and the report.
+
+use anyhow::Context;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use twinsite_bots::{BotConfig, BotHandle, Fault, Role};
+use twinsite_cluster::{Durability, JournalConfig, NodeRole};
+use twinsite_console::{
+    random_token, ActionOk, Console, ConsoleConfig, ConsoleState, FailoverStatus, FailoverStep,
+    NodeView, OperatorAction, ParticipantView, PhaseView, ReportLinks,
+    SessionStatus as ConsoleStatus, TimelineEvent,
+};
+use twinsite_core::{Site, Timestamp};
+use twinsite_drill::session::FailoverMode;
+use twinsite_drill::{
+    participant_entries, ActivityLog, Clock, ExchangeChecks, Participant, RegistrationRequest,
+    Registry, Session, StepKind,
+};
+use twinsite_ocg::{ExecType, Message};
+use twinsite_site::config::*;
+use twinsite_site::gateway::{self, wall_clock, Activity, SiteHandle};
+
+/// The PS2 session file shipped with the binary (used when no file is given).
+pub const PS2: &str = include_str!("../../../sessions/ps2-2023-11-25.toml");
+
+pub struct Opts {
+    pub session: Option<PathBuf>,
+    pub out: PathBuf,
+    pub participants: usize,
+    pub crash: bool,
+    /// Wall seconds the whole session should take.
+    pub seconds: u64,
+    /// Explicit speed (overrides `seconds`).
+    pub speed: Option<u64>,
+    /// Start reference participants (the demo does; `run` does when asked).
+    pub bots: bool,
+    /// Journal durability: disk (in the output folder) or memory (labelled).
+    pub memory: bool,
+    /// Console listen address.
+    pub console: SocketAddr,
+    /// Keep serving the console after the session until Ctrl-C.
+    pub keep_console: bool,
+}
+
+fn ms_label(clock: &Clock, session: &Session, t: Timestamp) -> (u64, String) {
+    let w = clock.wall(t);
+    (w.millis(), clock.label(session, w))
+}
+
+fn initial_console(
+    session: &Session,
+    clock: &Clock,
+    regs: &[twinsite_drill::Registration],
+) -> ConsoleState {
+    let mut s = ConsoleState::default();
+    s.session.name = session.name.clone();
+    s.session.reference = session.reference.clone();
+    s.session.date = session.date.to_string();
+    s.session.time_zone = session.time_zone.name().to_string();
+    s.session.speed = clock.speed;
+    s.session.phases = session
+        .phases
+        .iter()
+        .map(|p| {
+            let (start_ms, start_label) = ms_label(clock, session, p.start);
+            let (end_ms, end_label) = ms_label(clock, session, p.end);
+            PhaseView {
+                id: p.id.clone(),
+                title: p.title.clone(),
+                start_label,
+                end_label,
+                start_ms,
+                end_ms,
+                site: format!("{:?}", p.site).to_lowercase(),
+                focus: p.focus.clone(),
+            }
+        })
+        .collect();
+    let (at_ms, at_label) = ms_label(clock, session, session.failover.at);
+    s.session.failover_step = FailoverStep {
+        mode: format!("{:?}", session.failover.mode).to_lowercase(),
+        at_label,
+        at_ms,
+        orders: format!("{:?}", session.failover.orders).to_lowercase(),
+        sequence: format!("{:?}", session.failover.sequence).to_lowercase(),
+    };
+    s.session.registration_deadline = Some(session.registration_deadline_label.clone());
+    s.participants = regs
+        .iter()
+        .map(|r| ParticipantView {
+            id: r.id(),
+            firm: r.firm.clone(),
+            kind: format!("{:?}", r.kind).to_uppercase(),
+            platform: "OTP-C".into(),
+            ..Default::default()
+        })
+        .collect();
+    s
+}
+
+fn node_views(nodes: &Nodes) -> Vec<NodeView> {
+    let mut v = Vec::new();
+    let mut add =
+        |name: &str, j: Option<&twinsite_cluster::Journal<twinsite_site::replica::Replica>>| match j
+        {
+            Some(j) => {
+                let m = j.metrics();
+                let (idx, hash) = j.state_hash();
+                let _ = idx;
+                v.push(NodeView {
+                    name: name.into(),
+                    role: m.state.to_string(),
+                    leader: m.status.leader.map(|l| format!("{l:?}").to_lowercase()),
+                    commit_index: m.status.commit_index,
+                    applied_index: m.status.applied_index,
+                    replication_lag: m.replication.values().map(|r| r.lag).max().unwrap_or(0),
+                    state_hash: Some(format!("{hash:016x}")),
+                    up: true,
+                })
+            }
+            None => v.push(NodeView {
+                name: name.into(),
+                role: "down".into(),
+                up: false,
+                ..Default::default()
+            }),
+        };
+    add("primary", nodes.primary.as_ref().and_then(|p| p.journal()));
+    add("backup", nodes.backup.journal());
+    add("witness", Some(&nodes.witness));
+    v
+}
+
+/// Are the nodes' state hashes equal at the newest index they all applied?
+fn hashes_equal_now(nodes: &Nodes) -> Option<bool> {
+    let mut js = vec![nodes.backup.journal()?.clone(), nodes.witness.clone()];
+    if let Some(p) = nodes.primary.as_ref().and_then(|p| p.journal()) {
+        js.push(p.clone());
+    }
+    let idx = js.iter().map(|j| j.applied_index()).min()?;
+    let hs: Vec<Option<u64>> = js.iter().map(|j| j.state_hash_at(idx)).collect();
+    if hs.iter().any(|h| h.is_none()) {
+        return None;
+    }
+    Some(hs.windows(2).all(|w| w[0] == w[1]))
+}
+
+/// Write a fresh RSA-2048 key pair: PKCS#8 private key and SubjectPublicKeyInfo public key.
+pub fn keygen(path: &Path) -> anyhow::Result<PathBuf> {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let mut rng = rand::rngs::OsRng;
+    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).context("generate RSA-2048 key")?;
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .context("encode private key")?;
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).ok();
+    }
+    std::fs::write(path, pem.as_bytes()).with_context(|| format!("write {}", path.display()))?;
+    let pub_path = path.with_extension("pub.pem");
+    let pubpem = rsa::RsaPublicKey::from(&key)
+        .to_public_key_pem(LineEnding::LF)
+        .context("encode public key")?;
+    std::fs::write(&pub_path, pubpem).with_context(|| format!("write {}", pub_path.display()))?;
+    Ok(pub_path)
+}
+
+fn site_config(
+    name: &str,
+    key: &Path,
+    participants: Vec<ParticipantEntry>,
+    heartbeat_ms: u64,
+) -> SiteConfig {
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    SiteConfig {
+        site: SiteSection {
+            name: name.into(),
+            lookup: vec![any, any],
+            gateway_primary: any,
+            gateway_mirror: any,
+            advertise_host: None,
+            keys: vec![key.to_path_buf()],
+            reference_data: None,
+            active: false,
+            fix_gateway: None,
+        },
+        engine: EngineSection::default(),
+        session: SessionSection {
+            heartbeat_ms,
+            password_tolerance_secs: 120,
+            throttle: true,
+        },
+        market_data: None,
+        participants,
+    }
+}
+
+struct Nodes {
+    primary: Option<SiteHandle>,
+    backup: SiteHandle,
+    witness: twinsite_cluster::Journal<twinsite_site::replica::Replica>,
+}
+
+async fn wait_for<F: Fn(&Activity) -> bool>(
+    rx: &mut tokio::sync::broadcast::Receiver<Activity>,
+    f: F,
+    limit: Duration,
+) -> anyhow::Result<Timestamp> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(a)) if f(&a) => return Ok(wall_clock()),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => anyhow::bail!("site stopped: {e}"),
+            Err(_) => anyhow::bail!("timed out after {limit:?}"),
+        }
+    }
+}
+
+async fn start_nodes(
+    out: &Path,
+    key: &Path,
+    entries: Vec<ParticipantEntry>,
+    heartbeat_ms: u64,
+    memory: bool,
+) -> anyhow::Result<Nodes> {
+    let mut listeners = BTreeMap::new();
+    let mut addrs = BTreeMap::new();
+    for r in [NodeRole::Primary, NodeRole::Backup, NodeRole::Witness] {
+        let l = TcpListener::bind("127.0.0.1:0").await?;
+        addrs.insert(r, l.local_addr()?);
+        listeners.insert(r, l);
+    }
+    let jc = |r: NodeRole| {
+        let durability = if memory {
+            Durability::Memory
+        } else {
+            let dir = out.join("journal").join(format!("{r:?}").to_lowercase());
+            let _ = std::fs::remove_dir_all(&dir);
+            Durability::Disk(dir)
+        };
+        let mut c = JournalConfig::new(r, addrs.clone(), durability);
+        c.election_timeout_min = Duration::from_millis(150);
+        c.election_timeout_max = Duration::from_millis(300);
+        c.heartbeat_interval = Duration::from_millis(30);
+        c
+    };
+    let (primary, _) = gateway::start_node(
+        site_config("primary", key, entries.clone(), heartbeat_ms),
+        Site::Primary,
+        jc(NodeRole::Primary),
+        listeners.remove(&NodeRole::Primary),
+    )
+    .await?;
+    let mut prx = primary.subscribe();
+    let (backup, _) = gateway::start_node(
+        site_config("backup", key, entries.clone(), heartbeat_ms),
+        Site::Backup,
+        jc(NodeRole::Backup),
+        listeners.remove(&NodeRole::Backup),
+    )
+    .await?;
+    let witness = gateway::start_witness(
+        &site_config("witness", key, entries, heartbeat_ms),
+        jc(NodeRole::Witness),
+        listeners.remove(&NodeRole::Witness),
+    )
+    .await?;
+    let j = primary.journal().expect("replicated node").clone();
+    let leader = j
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if leader != NodeRole::Primary {
+        let from = if leader == NodeRole::Backup {
+            backup.journal().expect("node").clone()
+        } else {
+            witness.clone()
+        };
+        from.transfer_leadership(NodeRole::Primary)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    wait_for(
+        &mut prx,
+        |a| matches!(a, Activity::SiteActive { .. }),
+        Duration::from_secs(20),
+    )
+    .await
+    .context("primary site did not open")?;
+    Ok(Nodes {
+        primary: Some(primary),
+        backup,
+        witness,
+    })
+}
+
+/// Acknowledged orders (Comp ID, order id) from the Execution Reports a site sent.
+fn ack_of(a: &Activity) -> Option<(String, String)> {
+    match a {
+        Activity::Outbound {
+            comp_id, message, ..
+        } => match message.as_ref() {
+            Message::ExecutionReport(r) if r.exec_type == Some(ExecType::New) => Some((
+                comp_id.to_string(),
+                r.order_id.as_ref()?.as_str().to_string(),
+            )),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Orders acknowledged in the backup's replicated outbound logs.
+fn acks_in_replica(r: &twinsite_site::replica::Replica) -> BTreeSet<(String, String)> {
+    let mut v = BTreeSet::new();
+    for (comp, d) in &r.sessions {
+        for m in d.outbound.iter() {
+            if let Ok((_, Message::ExecutionReport(er))) = twinsite_ocg::decode_one(&m.frame) {
+                if er.exec_type == Some(ExecType::New) {
+                    if let Some(id) = er.order_id {
+                        v.insert((comp.to_string(), id.as_str().to_string()));
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    let mut session = match &opts.session {
+        Some(p) => Session::load(p)?,
+        None => Session::parse("sessions/ps2-2023-11-25.toml", PS2)?,
+    };
+    if opts.crash {
+        session.failover.mode = FailoverMode::Crash;
+    }
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
+    let speed = opts
+        .speed
+        .unwrap_or_else(|| Clock::speed_to_fit(&session, opts.seconds));
+    println!("twinsite: {} ({})", session.name, session.date);
+    println!(
+        "  schedule compressed {speed}x; output in {}",
+        opts.out.display()
+    );
+    if opts.memory {
+        println!("  journal durability: MEMORY (demo only: a restart loses the journal)");
+    }
+
+    // Registration (as of the day before the deadline) and credentials.
+    let reg_path = opts.out.join("registrations.jsonl");
+    if opts.bots {
+        let _ = std::fs::remove_file(&reg_path);
+    }
+    let mut registry = Registry::open(&reg_path, &session)?;
+    let reg_now = Timestamp(
+        session
+            .registration_deadline
+            .0
+            .saturating_sub(86_400 * 1_000_000_000),
+    );
+    let n = opts.participants.max(2);
+    let mut plan = Vec::new();
+    if opts.bots {
+        for i in 0..n {
+            let (role, fault) = match i {
+                _ if n >= 4 && i == n - 2 => (Role::Taker, Fault::NoLookupAfterFailover),
+                _ if n >= 4 && i == n - 1 => (Role::Taker, Fault::FreshSequenceAfterFailover),
+                _ if i % 2 == 0 => (Role::MarketMaker, Fault::None),
+                _ => (Role::Taker, Fault::None),
+            };
+            let firm = format!("Demo Securities {:02}", i + 1);
+            let reg = registry.register(
+                RegistrationRequest {
+                    firm: firm.clone(),
+                    kind: "EP".into(),
+                    broker_ids: vec![2001 + i as u32],
+                    contact: format!("ops{:02}@demo.example", i + 1),
+                    source_ips: vec![],
+                },
+                reg_now,
+            )?;
+            plan.push((reg, role, fault));
+        }
+    }
+    let regs = registry.registrations().to_vec();
+    anyhow::ensure!(
+        !regs.is_empty(),
+        "no registrations in {}: register participants first",
+        reg_path.display()
+    );
+    let key = opts.out.join("ocg-key.pem");
+    if !key.exists() {
+        keygen(&key)?;
+    }
+    let heartbeat_ms = (20_000 / speed).max(200);
+    let entries = participant_entries(&regs);
+    let nodes = start_nodes(&opts.out, &key, entries, heartbeat_ms, opts.memory).await?;
+    let lookups = vec![
+        nodes.primary.as_ref().expect("primary").lookup_addrs[0],
+        nodes.primary.as_ref().expect("primary").lookup_addrs[1],
+        nodes.backup.lookup_addrs[0],
+        nodes.backup.lookup_addrs[1],
+    ];
+    println!(
+        "  lookup endpoints: {}",
+        lookups
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // Activity from both sites, recorded as the exchange observed it.
+    let clock = Clock::new(&session, wall_clock(), speed);
+    let participants: Vec<Participant> = regs.iter().map(Participant::from).collect();
+    let mut log = ActivityLog::open(
+        &opts.out.join("activity.jsonl"),
+        &session,
+        clock,
+        participants,
+    )?;
+    let (act_tx, mut act_rx) = mpsc::unbounded_channel::<(Site, Activity)>();
+    for (site, h) in [
+        (Site::Primary, nodes.primary.as_ref().expect("primary")),
+        (Site::Backup, &nodes.backup),
+    ] {
+        let mut rx = h.subscribe();
+        let tx = act_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(a) => {
+                        if tx.send((site, a)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
+    // Reference participants.
+    let pubkey = rsa::RsaPublicKey::from(&gateway::load_key(&key)?);
+    let mut bots: Vec<(String, BotHandle)> = Vec::new();
+    for (reg, role, fault) in &plan {
+        let Some(grant) = reg
+            .comp_ids
+            .iter()
+            .find(|c| c.protocol == twinsite_drill::registry::Protocol::Binary)
+        else {
+            continue;
+        };
+        let cfg = BotConfig::new(
+            &reg.firm,
+            &grant.comp_id,
+            &grant.password,
+            reg.broker_ids[0],
+            pubkey.clone(),
+            lookups.clone(),
+            *role,
+        )?
+        .with_speed(speed, Duration::from_millis(heartbeat_ms))
+        .with_fault(*fault)
+        .with_interval(Duration::from_millis(150));
+        bots.push((reg.firm.clone(), twinsite_bots::spawn(cfg).await?));
+    }
+
+    // The operations console.
+    let mut ccfg = ConsoleConfig::new(random_token());
+    ccfg.output_dir = Some(opts.out.clone());
+    let token = ccfg.operator_token.clone();
+    let mut console = match Console::start(
+        opts.console,
+        ccfg.clone(),
+        initial_console(&session, &clock, &regs),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(_) => {
+            Console::start(
+                "127.0.0.1:0".parse().expect("address"),
+                ccfg,
+                initial_console(&session, &clock, &regs),
+            )
+            .await?
+        }
+    };
+    println!(
+        "  operations console: {}  (operator token {token})",
+        console.url()
+    );
+
+    // Follow the schedule.
+    let steps = clock.steps(&session);
+    let mut next = 0usize;
+    let mut nodes = nodes;
+    let mut acked: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut failover_at: Option<Timestamp> = None;
+    let mut backup_open: Option<Timestamp> = None;
+    let mut connected: BTreeMap<String, String> = BTreeMap::new();
+    let mut per_comp: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    let (mut orders, mut fills) = (0u64, 0u64);
+    let started = Instant::now();
+    let mut last_print = Instant::now() - Duration::from_secs(10);
+    let mut last_console = Instant::now() - Duration::from_secs(10);
+    let mut backup_rx = nodes.backup.subscribe();
+    // Pausing holds the schedule: later steps move by the time spent paused.
+    let mut offset_ns: u64 = 0;
+    let mut paused_since: Option<Timestamp> = None;
+    let mut failover_request: Option<bool> = None;
+    loop {
+        let now = wall_clock();
+        let due = steps
+            .get(next)
+            .filter(|st| paused_since.is_none() && now.0 >= st.wall.0 + offset_ns)
+            .cloned();
+        let do_failover = match (&due, failover_request.take()) {
+            (_, Some(crash)) if failover_at.is_none() => Some(crash),
+            (Some(st), _) if matches!(st.kind, StepKind::Failover) && failover_at.is_none() => {
+                Some(opts.crash || session.failover.mode == FailoverMode::Crash)
+            }
+            _ => None,
+        };
+        if let Some(crash) = do_failover {
+            let t0 = wall_clock();
+            failover_at = Some(t0);
+            log.failover_started(t0);
+            console.update(|s| {
+                s.failover.status = FailoverStatus::InProgress;
+                s.failover.mode = Some(if crash {
+                    "crash".into()
+                } else {
+                    "scheduled".into()
+                });
+                s.failover.started_ms = Some(t0.millis());
+                s.failover.timeline.push(TimelineEvent {
+                    at_ms: t0.millis(),
+                    session_time: clock.label(&session, t0),
+                    event: "failover started".into(),
+                });
+                s.log(
+                    t0.millis(),
+                    clock.label(&session, t0),
+                    "exchange",
+                    if crash {
+                        "crash of the primary site"
+                    } else {
+                        "scheduled failover to the backup site"
+                    },
+                );
+            });
+            println!(
+                "  [{}] FAILOVER ({}) to the backup site",
+                clock.label(&session, t0),
+                if crash {
+                    "crash of the primary site"
+                } else {
+                    "scheduled"
+                }
+            );
+            if crash {
+                if let Some(p) = nodes.primary.take() {
+                    p.crash().await;
+                }
+            } else if let Some(p) = &nodes.primary {
+                p.journal()
+                    .expect("node")
+                    .transfer_leadership(NodeRole::Backup)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            let t1 = wait_for(
+                &mut backup_rx,
+                |a| matches!(a, Activity::SiteActive { .. }),
+                Duration::from_secs(30),
+            )
+            .await
+            .context("backup site did not open")?;
+            backup_open = Some(t1);
+            log.backup_opened(t1);
+            let rto = (t1.0 - t0.0) / 1_000_000;
+            console.update(|s| {
+                s.failover.status = FailoverStatus::Done;
+                s.failover.backup_open_ms = Some(t1.millis());
+                s.failover.rto_ms = Some(rto);
+                s.failover.timeline.push(TimelineEvent {
+                    at_ms: t1.millis(),
+                    session_time: clock.label(&session, t1),
+                    event: format!("backup site open (RTO {rto} ms)"),
+                });
+                s.sites.active = Some("backup".into());
+            });
+            println!(
+                "  [{}] backup site open: RTO {rto} ms",
+                clock.label(&session, t1)
+            );
+        }
+        if let Some(st) = due {
+            next += 1;
+            match st.kind {
+                StepKind::PhaseStart { phase } => {
+                    println!(
+                        "  [{}] phase starts: {phase}",
+                        clock.label(&session, wall_clock())
+                    );
+                    console.update(|s| s.session.current_phase = Some(phase.clone()));
+                }
+                StepKind::SessionEnd => break,
+                _ => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            a = act_rx.recv() => if let Some((site, a)) = a {
+                if site == Site::Primary && failover_at.is_none() {
+                    if let Some(k) = ack_of(&a) {
+                        acked.insert(k);
+                    }
+                }
+                match &a {
+                    Activity::SessionUp { comp_id, at, .. } => {
+                        connected.insert(comp_id.to_string(), format!("{site:?}").to_lowercase());
+                        let (c, l) = (comp_id.to_string(), clock.label(&session, *at));
+                        console.update(|s| s.log(at.millis(), l, c, format!("logged on at the {} site", format!("{site:?}").to_lowercase())));
+                    }
+                    Activity::SessionDown { comp_id, at, cause, .. } => {
+                        connected.remove(comp_id.as_str());
+                        let (c, l, cause) = (comp_id.to_string(), clock.label(&session, *at), cause.clone());
+                        console.update(|s| s.log(at.millis(), l, c, format!("session ended ({cause})")));
+                    }
+                    Activity::Inbound { comp_id, msg_type: 11, .. } => {
+                        orders += 1;
+                        per_comp.entry(comp_id.to_string()).or_default().0 += 1;
+                    }
+                    Activity::Outbound { comp_id, message, .. } => {
+                        if let Message::ExecutionReport(r) = message.as_ref() {
+                            if r.exec_type == Some(ExecType::Trade) {
+                                fills += 1;
+                                per_comp.entry(comp_id.to_string()).or_default().1 += 1;
+                            } else if r.exec_type == Some(ExecType::Reject) {
+                                per_comp.entry(comp_id.to_string()).or_default().2 += 1;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                log.record(site, &a);
+            },
+            action = console.actions.recv() => if let Some(action) = action {
+                let outcome: Result<String, String> = match &action {
+                    OperatorAction::FailoverNow { .. } | OperatorAction::CrashFailover { .. } if failover_at.is_some() => Err("the failover has already happened".into()),
+                    OperatorAction::FailoverNow { .. } => { failover_request = Some(false); Ok("scheduled failover starting now".into()) }
+                    OperatorAction::CrashFailover { .. } => { failover_request = Some(true); Ok("crashing the primary site now".into()) }
+                    OperatorAction::Pause { .. } if paused_since.is_some() => Err("the schedule is already paused".into()),
+                    OperatorAction::Pause { .. } => { paused_since = Some(wall_clock()); console.update(|s| s.session.status = ConsoleStatus::Paused); Ok("schedule paused".into()) }
+                    OperatorAction::Resume { .. } => match paused_since.take() {
+                        Some(p) => { offset_ns += wall_clock().0 - p.0; console.update(|s| s.session.status = ConsoleStatus::Running); Ok("schedule resumed".into()) }
+                        None => Err("the schedule is not paused".into()),
+                    },
+                    OperatorAction::Register { request, .. } => registry
+                        .register(RegistrationRequest { firm: request.firm.clone(), kind: request.kind.clone(), broker_ids: request.broker_ids.clone(), contact: request.contact.clone(), source_ips: request.source_ips.clone() }, wall_clock())
+                        .map(|r| format!("registered {} as {}", r.firm, r.id()))
+                        .map_err(|e| e.to_string()),
+                };
+                action.answer(outcome.map(ActionOk::new));
+            },
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if last_console.elapsed() >= Duration::from_millis(250) {
+            last_console = Instant::now();
+            let now = wall_clock();
+            let label = clock.label(&session, now);
+            let nodes_view = node_views(&nodes);
+            let hashes_equal = hashes_equal_now(&nodes);
+            console.update(|s| {
+                s.session.now_ms = now.millis();
+                s.session.now_label = label.clone();
+                if s.session.status == ConsoleStatus::Waiting {
+                    s.session.status = ConsoleStatus::Running;
+                }
+                s.sites.nodes = nodes_view.clone();
+                s.sites.hashes_equal = hashes_equal;
+                if s.sites.active.is_none() {
+                    s.sites.active = Some("primary".into());
+                }
+                for p in &mut s.participants {
+                    p.connected = connected.get(&p.id).cloned();
+                    if let Some((o, f, r)) = per_comp.get(&p.id) {
+                        p.orders = *o;
+                        p.fills = *f;
+                        p.rejects = *r;
+                    }
+                }
+            });
+        }
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            last_print = Instant::now();
+            let active = if backup_open.is_some() {
+                "backup"
+            } else if failover_at.is_some() {
+                "failing over"
+            } else {
+                "primary"
+            };
+            println!(
+                "  [{}] active site: {:<12} connected {}/{}  orders {}  fills {}{}",
+                clock.label(&session, wall_clock()),
+                active,
+                connected.len(),
+                regs.len(),
+                orders,
+                fills,
+                if paused_since.is_some() {
+                    "  (paused)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    // Drain what is left and stop the participants.
+    for (_, b) in bots {
+        b.stop().await;
+    }
+    while let Ok((site, a)) = act_rx.try_recv() {
+        log.record(site, &a);
+    }
+
+    // The exchange's own checks.
+    let bj = nodes.backup.journal().expect("node").clone();
+    let idx = bj.commit_index();
+    let _ = bj.wait_applied(idx, Duration::from_secs(10)).await;
+    let _ = nodes
+        .witness
+        .wait_applied(idx, Duration::from_secs(10))
+        .await;
+    let hb = bj.state_hash_at(idx);
+    let hw = nodes.witness.state_hash_at(idx);
+    let hp = nodes
+        .primary
+        .as_ref()
+        .and_then(|p| p.journal().and_then(|j| j.state_hash_at(idx)));
+    let equal = hb.is_some() && hb == hw && (hp.is_none() || hp == hb);
+    let at_backup = bj.read(acks_in_replica);
+    let lost = acked.iter().filter(|k| !at_backup.contains(*k)).count() as u64;
+    let checks = ExchangeChecks {
+        rto_ms: match (failover_at, backup_open) {
+            (Some(a), Some(b)) => Some((b.0 - a.0) / 1_000_000),
+            _ => None,
+        },
+        acked_orders_lost: lost,
+        state_hashes_equal: equal,
+        detail: format!(
+            "journal index {idx}: backup {hb:016x?}, witness {hw:016x?}, primary {}; {} orders acknowledged at the primary site, {} of them found in the backup's replicated session logs",
+            hp.map_or("down".to_string(), |h| format!("{h:016x}")),
+            acked.len(),
+            acked.len() as u64 - lost
+        ),
+    };
+    let report = log.report(&checks);
+    let files = report.write(&opts.out)?;
+    let report_json: serde_json::Value =
+        serde_json::from_str(&report.to_json()).unwrap_or_default();
+    console.update(|s| {
+        s.apply_report(&report_json);
+        s.reports = Some(ReportLinks::default());
+        s.session.status = ConsoleStatus::Finished;
+        s.failover.acked_orders_lost = Some(checks.acked_orders_lost);
+        s.failover.state_hashes_equal = Some(checks.state_hashes_equal);
+    });
+    println!();
+    println!("{}", summary(&report.to_json()));
+    for f in files {
+        println!("  wrote {}", f.display());
+    }
+    println!("  session took {:.1} s", started.elapsed().as_secs_f64());
+    if opts.keep_console {
+        println!(
+            "  the console stays up at {} with the report; Ctrl-C to exit",
+            console.url()
+        );
+        tokio::signal::ctrl_c().await?;
+    }
+    if let Some(p) = nodes.primary.take() {
+        p.shutdown();
+    }
+    nodes.backup.shutdown();
+    nodes.witness.shutdown().await;
+    Ok(())
+}
+
+/// A summary table from report.json.
+fn summary(json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let mut s = String::new();
+    let f = &v["failover"];
+    s.push_str(&format!(
+        "Failover: mode {}, RTO {} ms, acknowledged orders lost {}, state hashes equal {}\n",
+        f["mode"], f["rto_ms"], f["acked_orders_lost"], f["state_hashes_equal"]
+    ));
+    s.push_str(&format!(
+        "{:<28} {:<5} {:<7} failed checks\n",
+        "participant", "kind", "result"
+    ));
+    if let Some(ps) = v["participants"].as_array() {
+        for p in ps {
+            let failed: Vec<String> = p["checks"]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .filter(|c| c["passed"] == serde_json::Value::Bool(false))
+                        .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "{:<28} {:<5} {:<7} {}\n",
+                p["id"].as_str().unwrap_or(""),
+                p["kind"].as_str().unwrap_or(""),
+                if p["passed"] == serde_json::Value::Bool(true) {
+                    "PASS"
+                } else {
+                    "FAIL"
+                },
+                failed.join(", ")
+            ));
+        }
+    }
+    s
+}

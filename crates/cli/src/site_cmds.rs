@@ -1,0 +1,83 @@
+//! `twinsite serve` and `twinsite register`, and runtime helpers.
+
+use anyhow::Context;
+use std::path::Path;
+use twinsite_drill::{issue, RegistrationRequest, Registry, Session};
+use twinsite_site::config::SiteConfig;
+use twinsite_site::gateway::wall_clock;
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
+/// Structured logs to stderr; `RUST_LOG` selects (default: warnings).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,openraft=error,twinsite_site::gateway=error")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn serve(config: &Path) -> anyhow::Result<()> {
+    let cfg = SiteConfig::load(config)?;
+    let (site, feed) = twinsite_site::feed::start_with_feed(cfg).await?;
+    println!("twinsite site running");
+    for (i, a) in site.lookup_addrs.iter().enumerate() {
+        println!("  lookup service {}: {a}", i + 1);
+    }
+    println!(
+        "  OCG-C gateway primary {}, mirror {}",
+        site.gateway_primary, site.gateway_mirror
+    );
+    if feed.is_some() {
+        println!("  OMD-C feed publishing on the configured multicast channels");
+    }
+    println!("  Ctrl-C to stop");
+    tokio::signal::ctrl_c().await?;
+    site.shutdown();
+    Ok(())
+}
+
+pub fn register(
+    session: &Path,
+    out: &Path,
+    firm: String,
+    kind: String,
+    broker_ids: Vec<u32>,
+    contact: String,
+) -> anyhow::Result<()> {
+    let s = Session::load(session)?;
+    std::fs::create_dir_all(out)?;
+    let mut registry = Registry::open(&out.join("registrations.jsonl"), &s)?;
+    let reg = registry.register(
+        RegistrationRequest {
+            firm,
+            kind,
+            broker_ids,
+            contact,
+            source_ips: vec![],
+        },
+        wall_clock(),
+    )?;
+    let key = out.join("ocg-key.pem");
+    if !key.exists() {
+        crate::demo::keygen(&key)?;
+    }
+    let pem = twinsite_drill::public_key_pem(&key)?;
+    let pack = issue(&s, &reg, &pem, None);
+    let dir = out.join("participants").join(reg.id());
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("credentials.json"),
+        serde_json::to_string_pretty(&pack)?,
+    )?;
+    println!("registered {} as {}", reg.firm, reg.id());
+    println!("  credentials: {}", dir.join("credentials.json").display());
+    Ok(())
+}
