@@ -3,6 +3,7 @@
 mod bench_engine;
 mod bench_feed;
 mod bench_fix;
+mod bench_gateway;
 mod demo;
 mod feed_cmd;
 mod site_cmds;
@@ -139,6 +140,22 @@ enum BenchCmd {
         no_baseline: bool,
     },
     /// The FIX gateway: new order -> execution report round trip against a raw TCP echo, and
+    /// The OCG-C binary gateway: order round trip vs raw TCP echo; sustained orders/s.
+    Gateway {
+        /// Measured round trips (after warm-up).
+        #[arg(long, default_value_t = 20_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 2_000)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        sessions: usize,
+        /// Orders per session in the sustained run.
+        #[arg(long, default_value_t = 20_000)]
+        per_session: usize,
+        /// Orders in flight per session in the sustained run.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+    },
     /// sustained orders/s from several sessions with the throttle off.
     Fix {
         /// Measured round trips (after warm-up).
@@ -257,6 +274,25 @@ fn main() -> anyhow::Result<()> {
                 batch,
                 seed,
                 runs,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Cmd::Bench {
+            what:
+                BenchCmd::Gateway {
+                    orders,
+                    warmup,
+                    sessions,
+                    per_session,
+                    window,
+                },
+        } => {
+            let report = bench_gateway::run(bench_gateway::Opts {
+                orders,
+                warmup,
+                sessions,
+                per_session,
+                window,
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }

@@ -181,6 +181,13 @@ impl Exchange {
         let Some(profile) = self.profiles.get(comp).cloned() else {
             return out;
         };
+        if let Some(m) = Self::entitlements(&profile, seq, msg) {
+            out.replies.push(Reply {
+                comp_id: *comp,
+                message: m,
+            });
+            return out;
+        }
         match self.map(&profile, msg) {
             Ok(cmds) => {
                 for cmd in cmds {
@@ -199,6 +206,42 @@ impl Exchange {
         }
         // Time moves on for every command; scheduled engine actions ran inside `apply`.
         out
+    }
+
+    /// Throttle Entitlement and Party Entitlements requests, answered from configuration: the
+    /// session's throttle (2 messages per second per throttle unit) and its broker ids.
+    fn entitlements(p: &SessionProfile, seq: u32, msg: &Message) -> Option<Message> {
+        match msg {
+            Message::ThrottleEntitlementRequest(r) => Some(Message::ThrottleEntitlementResponse(
+                ThrottleEntitlementResponse {
+                    user_request_id: Some(r.user_request_id.clone()),
+                    username: Some(r.username.clone()),
+                    throttles: Some(Group(vec![ThrottleEntry {
+                        // Reject (0) when exceeded, rate throttle (0), N messages per 1 second (unit 0).
+                        throttle_action: Some(0),
+                        throttle_type: Some(0),
+                        throttle_no_messages: Some(
+                            p.throttle_units
+                                .saturating_mul(twinsite_core::limits::OCG_THROTTLE_MSGS_PER_UNIT),
+                        ),
+                        throttle_time_interval: Some(1),
+                        throttle_time_unit: Some(0),
+                    }])),
+                },
+            )),
+            Message::PartyEntitlementsRequest(r) => {
+                Some(Message::PartyEntitlementsReport(PartyEntitlementsReport {
+                    entitlement_report_id: Some(id21(&format!("{}-{seq}", p.comp_id))),
+                    entitlement_request_id: r.entitlement_request_id.clone(),
+                    request_result: Some(0),
+                    total_no_party_list: Some(p.brokers.len() as u16),
+                    last_fragment: Some(1),
+                    broker_id: p.brokers.first().map(|b| FixedStr::new(&b.to_string())),
+                    entitlements: None,
+                }))
+            }
+            _ => None,
+        }
     }
 
     // ------------------------------------------------------------------ inbound mapping

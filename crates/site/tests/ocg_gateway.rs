@@ -259,3 +259,61 @@ async fn unknown_comp_id_is_refused_by_lookup_and_gateway() {
     assert_eq!(n, 0, "silent disconnect: nothing is sent back");
     site.shutdown();
 }
+
+#[tokio::test]
+async fn throttle_and_party_entitlement_requests_are_answered_from_configuration() {
+    let cfg = site_config(vec![participant("Alpha", "CO0001", 1001)]);
+    let (site, _feed) = gateway::start(cfg).await.unwrap();
+    let lookups = vec![
+        site.lookup_addrs[0],
+        site.lookup_addrs[1],
+        closed_port().await,
+        closed_port().await,
+    ];
+    let mut a = client("CO0001", lookups).await;
+    a.wait_for(T, |e| {
+        matches!(e, ClientEvent::LoggedOn { .. }).then_some(())
+    })
+    .await
+    .unwrap();
+    a.send(Message::ThrottleEntitlementRequest(
+        ThrottleEntitlementRequest {
+            user_request_id: FixedStr::new("T1"),
+            user_request_type: 4,
+            username: FixedStr::new("CO0001"),
+        },
+    ))
+    .await
+    .unwrap();
+    let (t, _) = a
+        .wait_for(T, |e| match e {
+            ClientEvent::Message { message, .. } => match message.as_ref() {
+                Message::ThrottleEntitlementResponse(r) => Some(r.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .await
+        .unwrap();
+    // 50 throttle units at 2 messages per second each.
+    assert_eq!(t.throttles.unwrap().0[0].throttle_no_messages, Some(100));
+    a.send(Message::PartyEntitlementsRequest(
+        PartyEntitlementsRequest {
+            entitlement_request_id: Some(FixedStr::new("P1")),
+        },
+    ))
+    .await
+    .unwrap();
+    let (p, _) = a
+        .wait_for(T, |e| match e {
+            ClientEvent::Message { message, .. } => match message.as_ref() {
+                Message::PartyEntitlementsReport(r) => Some(r.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(p.broker_id.unwrap().as_str(), "1001");
+    site.shutdown();
+}
