@@ -108,7 +108,7 @@ impl Client {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             anyhow::ensure!(Instant::now() < deadline, "{comp}: no logon reply");
-            if c.read()?.iter().any(|t| *t == Logon::MSG_TYPE) {
+            if c.read()?.contains(&Logon::MSG_TYPE) {
                 return Ok(c);
             }
         }
