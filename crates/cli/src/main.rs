@@ -91,6 +91,18 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Fail a running session over to the backup site now (through its operations console).
+    Failover {
+        /// The console address printed by `twinsite run` / `demo`.
+        #[arg(long, default_value = "http://127.0.0.1:8480")]
+        console: String,
+        /// The operator token printed at start.
+        #[arg(long)]
+        token: String,
+        /// Crash the primary site instead of a scheduled failover.
+        #[arg(long)]
+        crash: bool,
+    },
     /// Write an RSA-2048 key pair for the OCG-C logon password (FILE and FILE.pub.pem).
     Keygen {
         #[arg(long, default_value = "config/ocg-key.pem")]
@@ -239,6 +251,11 @@ fn main() -> anyhow::Result<()> {
             contact,
         } => site_cmds::register(&session, &out, firm, kind, brokers, contact)?,
         Cmd::Serve { config } => site_cmds::runtime()?.block_on(site_cmds::serve(&config))?,
+        Cmd::Failover {
+            console,
+            token,
+            crash,
+        } => site_cmds::failover(&console, &token, crash)?,
         Cmd::Keygen { out } => {
             let pubp = demo::keygen(&out)?;
             println!("wrote {} and {}", out.display(), pubp.display());

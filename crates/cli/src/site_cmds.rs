@@ -81,3 +81,35 @@ pub fn register(
     println!("  credentials: {}", dir.join("credentials.json").display());
     Ok(())
 }
+
+/// `twinsite failover`: ask a running session (`twinsite run` / `demo`) to fail over now, through
+/// its operations console's API with the operator token.
+pub fn failover(console: &str, token: &str, crash: bool) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let hostport = console.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(hostport)
+        .with_context(|| format!("cannot reach the console at {console}"))?;
+    let action = if crash {
+        "crash-failover"
+    } else {
+        "failover-now"
+    };
+    let body = r#"{"confirm":true}"#;
+    let req = format!(
+        "POST /api/actions/{action} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp.split_whitespace().nth(1).unwrap_or("?").to_string();
+    let text = resp
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    anyhow::ensure!(status == "200", "the console refused ({status}): {text}");
+    println!("{action}: {text}");
+    Ok(())
+}
