@@ -1,5 +1,6 @@
 //! The `twinsite` command.
 
+mod bench_common;
 mod bench_engine;
 mod bench_feed;
 mod bench_fix;

@@ -213,8 +213,7 @@ impl Sim {
         self.exchange.inbox.clear();
         self.broker.inbox.clear();
         self.now = self.now.plus_nanos(10 * SECOND);
-        let placeholder = new_exchange(SessionState::new(EXCHANGE, BROKER), self.now);
-        let state = std::mem::replace(&mut self.exchange.session, placeholder).into_state();
+        let state = self.exchange.session.state().clone();
         // Every other reconnect lands on the "backup site": the state crosses a serialisation
         // boundary, as replication would carry it.
         self.on_backup_site = !self.on_backup_site;
@@ -225,9 +224,7 @@ impl Sim {
             state
         };
         self.exchange.session = new_exchange(state, self.now);
-        let placeholder = new_broker(SessionState::new(BROKER, EXCHANGE), self.now);
-        let state = std::mem::replace(&mut self.broker.session, placeholder).into_state();
-        self.broker.session = new_broker(state, self.now);
+        self.broker.session = new_broker(self.broker.session.state().clone(), self.now);
         self.connection_lost = false;
         self.pump();
     }
