@@ -7,6 +7,7 @@ mod bench_fix;
 mod bench_gateway;
 mod demo;
 mod feed_cmd;
+mod node_cmds;
 mod site_cmds;
 
 use clap::{Parser, Subcommand};
@@ -92,17 +93,47 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Fail a running session over to the backup site now (through its operations console).
+    /// Fail over to the other site now: through the nodes' admin API (`--config cluster.toml`,
+    /// for `twinsite up` / `node`), or through the operations console of `twinsite run` / `demo`.
     Failover {
-        /// The console address printed by `twinsite run` / `demo`.
-        #[arg(long, default_value = "http://127.0.0.1:8480")]
-        console: String,
-        /// The operator token printed at start.
+        /// The cluster file of `twinsite up` / `node`: use the nodes' admin API.
+        #[arg(long, conflicts_with = "console")]
+        config: Option<PathBuf>,
+        /// The console address printed by `twinsite run` / `demo` (default http://127.0.0.1:8480).
         #[arg(long)]
-        token: String,
-        /// Crash the primary site instead of a scheduled failover.
+        console: Option<String>,
+        /// The operator token (with --config: read from the cluster's token file when absent).
+        #[arg(long)]
+        token: Option<String>,
+        /// Crash the active site's process instead of a scheduled failover.
         #[arg(long)]
         crash: bool,
+    },
+    /// Run one node of the replicated cluster as this process (one machine each in production).
+    Node {
+        /// primary, backup or witness.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop when standard input closes (how `twinsite up` stops its children).
+        #[arg(long, hide = true)]
+        stop_on_stdin_eof: bool,
+    },
+    /// Start the three nodes of a cluster file as separate local processes, until Ctrl-C.
+    Up {
+        #[arg(long, default_value = "config/cluster.example.toml")]
+        config: PathBuf,
+    },
+    /// Every node's status from its admin API (role, leader, term, indexes, state hash, site).
+    Status {
+        #[arg(long, default_value = "config/cluster.example.toml")]
+        config: PathBuf,
+        /// The operator token (read from the cluster's token file when absent).
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Write an RSA-2048 key pair for the OCG-C logon password (FILE and FILE.pub.pem).
     Keygen {
@@ -253,10 +284,37 @@ fn main() -> anyhow::Result<()> {
         } => site_cmds::register(&session, &out, firm, kind, brokers, contact)?,
         Cmd::Serve { config } => site_cmds::runtime()?.block_on(site_cmds::serve(&config))?,
         Cmd::Failover {
+            config: Some(config),
+            token,
+            crash,
+            ..
+        } => site_cmds::runtime()?.block_on(node_cmds::failover_cmd(&config, token, crash))?,
+        Cmd::Failover {
+            config: None,
             console,
             token,
             crash,
-        } => site_cmds::failover(&console, &token, crash)?,
+        } => {
+            let token = token.ok_or_else(|| {
+                anyhow::anyhow!("--token: the operator token printed by twinsite run / demo")
+            })?;
+            let console = console.unwrap_or_else(|| "http://127.0.0.1:8480".into());
+            site_cmds::failover(&console, &token, crash)?
+        }
+        Cmd::Node {
+            role,
+            config,
+            stop_on_stdin_eof,
+        } => {
+            let role = twinsite_site::cluster_config::parse_role(&role)?;
+            site_cmds::runtime()?.block_on(node_cmds::node(&config, role, stop_on_stdin_eof))?
+        }
+        Cmd::Up { config } => site_cmds::runtime()?.block_on(node_cmds::up(&config))?,
+        Cmd::Status {
+            config,
+            token,
+            json,
+        } => site_cmds::runtime()?.block_on(node_cmds::status_cmd(&config, token, json))?,
         Cmd::Keygen { out } => {
             let pubp = demo::keygen(&out)?;
             println!("wrote {} and {}", out.display(), pubp.display());

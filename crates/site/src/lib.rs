@@ -8,6 +8,7 @@
 //!   the reference handler on a live site; [`feed_map`]: engine events to OMD; [`pcap`].
 
 pub mod client;
+pub mod cluster_config;
 pub mod config;
 pub mod exchange;
 pub mod feed;
