@@ -189,6 +189,9 @@ fn site_config(
             reference_data: None,
             active: false,
             fix_gateway: None,
+            csc_lookup: vec![],
+            csc_gateway_primary: None,
+            csc_gateway_mirror: None,
         },
         engine: EngineSection::default(),
         session: SessionSection {
@@ -198,6 +201,7 @@ fn site_config(
         },
         market_data: None,
         participants,
+        failover: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use twinsite_core::{BrokerId, CompId, ParticipantKind};
+use twinsite_core::{BrokerId, CompId, ParticipantKind, Platform};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +17,53 @@ pub struct SiteConfig {
     pub market_data: Option<MarketDataSection>,
     #[serde(default, rename = "participant")]
     pub participants: Vec<ParticipantEntry>,
+    /// What a site does when it becomes active after a failover (docs/failover.md).
+    #[serde(default)]
+    pub failover: FailoverSection,
+}
+
+/// `[failover]`: the fate of resting orders and of session sequence numbers when a site becomes
+/// active after a failover (never at the first activation of the day).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverSection {
+    /// "keep" (resting orders survive, the default) or "cancel" (the new active site purges
+    /// every resting order with unsolicited cancel Execution Reports).
+    #[serde(default)]
+    pub orders: OrdersOnFailover,
+    /// "continue" (sequence numbers continue, the default) or "reset" (catastrophic mode: every
+    /// session restarts at `reset_to`; earlier messages are unavailable for replay).
+    #[serde(default)]
+    pub sequence: SequenceOnFailover,
+    /// The agreed number sequences restart at with `sequence = "reset"` (1 when absent).
+    #[serde(default)]
+    pub reset_to: Option<u32>,
+}
+
+impl FailoverSection {
+    /// The number every session restarts at, when sequences are reset.
+    pub fn reset_number(&self) -> Option<u32> {
+        match self.sequence {
+            SequenceOnFailover::Continue => None,
+            SequenceOnFailover::Reset => Some(self.reset_to.unwrap_or(1)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrdersOnFailover {
+    #[default]
+    Keep,
+    Cancel,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SequenceOnFailover {
+    #[default]
+    Continue,
+    Reset,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +92,15 @@ pub struct SiteSection {
     /// no FIX gateway when absent.
     #[serde(default)]
     pub fix_gateway: Option<SocketAddr>,
+    /// OTP-CSC (China Connect, through the CCCG) Lookup Service listen addresses; no OTP-CSC
+    /// lookup when empty.
+    #[serde(default)]
+    pub csc_lookup: Vec<SocketAddr>,
+    /// OTP-CSC gateway listen addresses (primary and mirror); no OTP-CSC gateway when absent.
+    #[serde(default)]
+    pub csc_gateway_primary: Option<SocketAddr>,
+    #[serde(default)]
+    pub csc_gateway_mirror: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +121,23 @@ pub struct EngineSection {
     /// cluster); now when absent.
     #[serde(default)]
     pub start_ms: Option<u64>,
+    /// China Connect daily quota per link (Shanghai Connect, Shenzhen Connect), RMB; the
+    /// reference's RMB 52 billion when absent.
+    #[serde(default)]
+    pub cc_daily_quota: Option<i64>,
+    /// China Connect holdings at the start of the day (northbound sells are checked against
+    /// them: no day trading).
+    #[serde(default)]
+    pub cc_holdings: Vec<HoldingEntry>,
+}
+
+/// Shares of a China Connect security a broker holds at the start of the day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldingEntry {
+    pub broker: u32,
+    pub security: u32,
+    pub shares: u64,
 }
 
 impl Default for EngineSection {
@@ -75,6 +148,8 @@ impl Default for EngineSection {
             date: None,
             speed: 1,
             start_ms: None,
+            cc_daily_quota: None,
+            cc_holdings: Vec::new(),
         }
     }
 }
@@ -179,6 +254,26 @@ impl ParticipantEntry {
             .parse()
             .map_err(|e| anyhow::anyhow!("participant {}: {e}", self.firm))
     }
+    /// The trading platform this Comp ID logs in to: EP -> OTP-C, CCEP -> OTP-CSC only,
+    /// information vendor -> none.
+    pub fn platform(&self) -> Option<Platform> {
+        platform_of(self.participant_kind().ok()?)
+    }
+}
+
+/// The trading platform a participant kind logs in to (none for an information vendor).
+pub fn platform_of(kind: ParticipantKind) -> Option<Platform> {
+    [Platform::OtpC, Platform::OtpCsc]
+        .into_iter()
+        .find(|p| kind.may_log_in(*p))
+}
+
+/// The platform's name as the reference writes it.
+pub fn platform_name(p: Platform) -> &'static str {
+    match p {
+        Platform::OtpC => "OTP-C",
+        Platform::OtpCsc => "OTP-CSC",
+    }
 }
 
 fn primary() -> String {
@@ -265,8 +360,26 @@ impl SiteConfig {
                 "participant {}: 1 to 4 source IPs",
                 p.firm
             );
-            p.participant_kind()?;
+            let kind = p.participant_kind()?;
+            anyhow::ensure!(
+                !(kind == ParticipantKind::Ccep && p.is_fix()),
+                "participant {}: a CCEP logs in to OTP-CSC, whose gateway (the CCCG) speaks the \
+                 binary protocol only: use protocol = \"binary\"",
+                p.firm
+            );
         }
+        anyhow::ensure!(
+            self.site.csc_gateway_primary.is_some() == self.site.csc_gateway_mirror.is_some(),
+            "site.csc_gateway_primary and site.csc_gateway_mirror: give both or neither"
+        );
+        anyhow::ensure!(
+            self.site.csc_lookup.is_empty() || self.site.csc_gateway_primary.is_some(),
+            "site.csc_lookup needs site.csc_gateway_primary and site.csc_gateway_mirror"
+        );
+        anyhow::ensure!(
+            self.failover.reset_to != Some(0),
+            "failover.reset_to: sequence numbers start at 1"
+        );
         Ok(())
     }
 }

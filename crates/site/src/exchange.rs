@@ -12,6 +12,7 @@ use twinsite_core::{
 use twinsite_engine::{
     Amend, Cancel, CancelReason, CancelRejectCode, Command, Engine, Event, MassCancel,
     MassCancelScope, MatchKind, NewOrder, OrderInfo, OrderType, Owner, RejectCode,
+    RESTATE_BROKER_SUSPENDED, RESTATE_SYSTEM_CANCEL,
 };
 use twinsite_ocg::enums::order_reject_code;
 use twinsite_ocg::*;
@@ -306,6 +307,7 @@ impl Exchange {
                     .as_str()
                     .parse()
                     .map_err(|_| reject("unknown security"))?;
+                self.tradable(p, security).map_err(|t| reject(&t))?;
                 if o.lot_type == Some(LotType::OddLot) {
                     return Err(reject("odd-lot and special-lot orders are not supported"));
                 }
@@ -481,6 +483,8 @@ impl Exchange {
                         "unknown security".into(),
                     )
                 })?;
+                self.tradable(p, security)
+                    .map_err(|t| Refusal::Business(BusinessRejectCode::UnknownSecurity, t))?;
                 let mut cmds = Vec::new();
                 for (id, side, px, sz) in [
                     (&q.quote_bid_id, Side::Buy, q.bid_px, q.bid_size),
@@ -520,6 +524,57 @@ impl Exchange {
                 format!("{} is not supported", other.name()),
             )),
         }
+    }
+
+    /// May this session trade the security? A CCEP session (OTP-CSC) trades SSE and SZSE
+    /// securities only, an EP session (OTP-C) Hong Kong securities only; for the other the
+    /// security does not exist on its platform, so it gets the engine's "unknown security"
+    /// reject. A code known to neither is left to the engine.
+    fn tradable(&self, p: &SessionProfile, security: SecurityCode) -> Result<(), String> {
+        let cc = self.engine.china().has(security);
+        let hk = self.engine.security(security).is_some();
+        match p.kind {
+            ParticipantKind::Ccep if hk && !cc => Err(format!(
+                "unknown security: {security} is not an SSE or SZSE security (OTP-CSC)"
+            )),
+            ParticipantKind::Ep if cc && !hk => Err(format!(
+                "unknown security: {security} is a China Connect security (OTP-CSC only)"
+            )),
+            ParticipantKind::InformationVendor => {
+                Err("unknown security: an information vendor does not trade".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The failover purge (`[failover] orders = "cancel"`): every resting order of every
+    /// participant is cancelled with an unsolicited cancel Execution Report, Exec Restatement
+    /// Reason 107 (system cancel), queued for each owner's next logon. Brokers in ascending
+    /// order, so every node produces the same events. China Connect orders in a no-cancel
+    /// window (09:20-09:25, 14:57-15:00) stay, as the mainland market accepts no cancellation
+    /// then.
+    pub fn purge_orders(&mut self, now: Timestamp) -> Output {
+        let brokers: std::collections::BTreeSet<BrokerId> = self
+            .profiles
+            .values()
+            .flat_map(|p| p.brokers.iter().copied())
+            .collect();
+        let mut out = Output::default();
+        for broker in brokers {
+            let mut events = self.engine.apply(&Command::SuspendBroker { broker }, now);
+            for e in &mut events {
+                if let Event::Cancelled {
+                    reason: reason @ CancelReason::Restated(RESTATE_BROKER_SUSPENDED),
+                    ..
+                } = e
+                {
+                    *reason = CancelReason::Restated(RESTATE_SYSTEM_CANCEL);
+                }
+            }
+            self.report(&events, None, now, &mut out);
+            out.events.extend(events);
+        }
+        out
     }
 
     fn same_firm(&self, p: &SessionProfile, owning: BrokerId) -> Result<(), String> {

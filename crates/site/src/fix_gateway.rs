@@ -102,6 +102,9 @@ struct Conn {
     up: bool,
 }
 
+/// The Logout text of a logon refused while logons are closed (Session Status 7).
+pub const LOGONS_NOT_ALLOWED_TEXT: &str = "logons are not allowed now";
+
 /// The FIX acceptor sessions of a site.
 pub struct FixServer {
     keys: Vec<RsaPrivateKey>,
@@ -251,7 +254,7 @@ impl FixServer {
             if !allowed {
                 return LogonDecision::Reject {
                     session_status: session_status::LOGONS_NOT_ALLOWED,
-                    text: "logons are not allowed now".into(),
+                    text: LOGONS_NOT_ALLOWED_TEXT.into(),
                 };
             }
             rsa.verify(cred, now)

@@ -1,7 +1,7 @@
 //! The site runtime: Lookup Service and OCG-C gateway listeners, one core task that owns the
 //! sans-IO OCG-C server and the exchange core, and a task per connection for reading and writing.
 
-use crate::config::SiteConfig;
+use crate::config::{platform_name, platform_of, SiteConfig};
 use crate::exchange::{Exchange, SessionProfile};
 use crate::feed::FeedInput;
 use crate::fix_gateway::{FixAction, FixParticipant, FixServer};
@@ -21,13 +21,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use twinsite_cluster::{Journal, JournalConfig};
 use twinsite_core::Site;
-use twinsite_core::{CompId, Timestamp};
+use twinsite_core::{CompId, ParticipantKind, Platform, Timestamp};
 use twinsite_engine::{refdata, Command, Engine, EngineConfig, Phase, Schedule};
 use twinsite_ocg::lookup::{LookupOutcome, LookupService};
 use twinsite_ocg::password::{hkt_day, Credentials};
 use twinsite_ocg::throttle::ThrottleConfig;
 use twinsite_ocg::{
-    ConnectionId, DurableSession, Message, OcgServer, ParticipantConfig, ServerAction, ServerConfig,
+    decode_frame, ConnectionId, DurableSession, Message, OcgServer, ParticipantConfig,
+    ServerAction, ServerConfig,
 };
 
 /// The wall clock, as a [`Timestamp`]. Only the site reads it.
@@ -52,7 +53,21 @@ pub enum Activity {
     Connected {
         connection: u64,
         peer: SocketAddr,
+        /// "primary", "mirror" (OTP-C binary), "fix" (OTP-C FIX), "csc-primary", "csc-mirror"
+        /// (OTP-CSC).
         gateway: &'static str,
+        at: Timestamp,
+    },
+    /// A Comp ID refused at a lookup service or a gateway, with the reason saying who is at
+    /// fault: a Comp ID of another platform or unknown (answered as the reference says for a
+    /// Comp ID that may not log on: "invalid client" at the lookup, a silent disconnect at the
+    /// gateway), or a logon while the platform's logons are closed (Logout with Session
+    /// Status 7).
+    Refused {
+        comp_id: Option<CompId>,
+        peer: SocketAddr,
+        platform: Platform,
+        reason: String,
         at: Timestamp,
     },
     SessionUp {
@@ -108,8 +123,10 @@ pub enum Activity {
 pub enum AdminCmd {
     /// Apply an engine command (phase change, halt, resume...).
     Engine(Command),
-    /// Allow or refuse logons (Session Status 7 when refused).
+    /// Allow or refuse logons on every platform (Session Status 7 when refused).
     LogonsAllowed(bool),
+    /// Allow or refuse logons on one platform (OTP-C: binary and FIX gateways; OTP-CSC).
+    LogonsAllowedOn { platform: Platform, allowed: bool },
     /// Open or close the Lookup Service.
     LookupOpen(bool),
     /// Engine state hash and live order count.
@@ -128,6 +145,7 @@ enum CoreMsg {
     Accepted {
         conn: ConnectionId,
         peer: SocketAddr,
+        platform: Platform,
         tx: mpsc::UnboundedSender<Out>,
     },
     Bytes {
@@ -161,6 +179,10 @@ pub struct SiteHandle {
     pub gateway_mirror: SocketAddr,
     /// The FIX gateway, when configured.
     pub fix_gateway: Option<SocketAddr>,
+    /// The OTP-CSC (China Connect) lookup service and gateways, when configured.
+    pub csc_lookup_addrs: Vec<SocketAddr>,
+    pub csc_gateway_primary: Option<SocketAddr>,
+    pub csc_gateway_mirror: Option<SocketAddr>,
     core: mpsc::UnboundedSender<CoreMsg>,
     activity: broadcast::Sender<Activity>,
     tasks: Vec<JoinHandle<()>>,
@@ -263,11 +285,26 @@ pub fn build(
         )?,
         None => refdata::sample(),
     };
-    let ecfg = EngineConfig {
+    let mut ecfg = EngineConfig {
         seed: cfg.engine.seed,
         schedule: schedule(cfg, now)?,
+        cc_holdings: cfg
+            .engine
+            .cc_holdings
+            .iter()
+            .map(|h| {
+                (
+                    twinsite_core::BrokerId(h.broker),
+                    twinsite_core::SecurityCode(h.security),
+                    h.shares,
+                )
+            })
+            .collect(),
         ..Default::default()
     };
+    if let Some(q) = cfg.engine.cc_daily_quota {
+        ecfg.cc_daily_quota = q;
+    }
     let manual = ecfg.schedule.transitions.is_empty();
     let mut engine = Engine::new(ecfg, securities);
     if manual {
@@ -321,7 +358,9 @@ pub fn build(
                 ),
             );
         }
-        lookup.add_client(comp, p.source_ips.clone(), false);
+        if p.platform() == Some(Platform::OtpC) {
+            lookup.add_client(comp, p.source_ips.clone(), false);
+        }
         profiles.push(SessionProfile {
             comp_id: comp,
             firm: p.firm.clone(),
@@ -421,22 +460,18 @@ async fn start_inner(
     // Ports bound to 0 are only known now: hand out the real ones.
     cfg.site.gateway_primary = gateway_primary;
     cfg.site.gateway_mirror = gateway_mirror;
+    let kinds: Arc<BTreeMap<CompId, ParticipantKind>> = Arc::new(
+        cfg.participants
+            .iter()
+            .filter_map(|p| Some((p.comp().ok()?, p.participant_kind().ok()?)))
+            .collect(),
+    );
     let host = cfg
         .site
         .advertise_host
         .unwrap_or(gateway_primary.ip())
         .to_string();
-    let mut svc = LookupService::new(
-        (host.clone(), gateway_primary.port()),
-        (host, gateway_mirror.port()),
-        false,
-    );
-    for p in &cfg.participants {
-        if let Ok(c) = p.comp() {
-            svc.add_client(c, p.source_ips.clone(), false);
-        }
-    }
-    let lookup = Arc::new(Mutex::new(svc));
+    let lookup = platform_lookup(&cfg, Platform::OtpC, &host, gateway_primary, gateway_mirror);
     let mut lookup_addrs = Vec::new();
     for addr in &cfg.site.lookup {
         let l = TcpListener::bind(addr)
@@ -445,9 +480,54 @@ async fn start_inner(
         lookup_addrs.push(l.local_addr()?);
         tasks.push(tokio::spawn(lookup_listener(
             l,
+            Platform::OtpC,
             lookup.clone(),
+            kinds.clone(),
             activity.clone(),
         )));
+    }
+    // OTP-CSC: its own lookup service and gateway pair, same framing and session rules.
+    let mut csc_lookup = None;
+    let mut csc_lookup_addrs = Vec::new();
+    let (mut csc_gateway_primary, mut csc_gateway_mirror) = (None, None);
+    if let (Some(p), Some(m)) = (cfg.site.csc_gateway_primary, cfg.site.csc_gateway_mirror) {
+        let cp = TcpListener::bind(p)
+            .await
+            .with_context(|| format!("bind OTP-CSC gateway {p}"))?;
+        let cm = TcpListener::bind(m)
+            .await
+            .with_context(|| format!("bind OTP-CSC gateway {m}"))?;
+        let (pa, ma) = (cp.local_addr()?, cm.local_addr()?);
+        cfg.site.csc_gateway_primary = Some(pa);
+        cfg.site.csc_gateway_mirror = Some(ma);
+        csc_gateway_primary = Some(pa);
+        csc_gateway_mirror = Some(ma);
+        let host = cfg.site.advertise_host.unwrap_or(pa.ip()).to_string();
+        let svc = platform_lookup(&cfg, Platform::OtpCsc, &host, pa, ma);
+        for addr in &cfg.site.csc_lookup {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("bind OTP-CSC lookup {addr}"))?;
+            csc_lookup_addrs.push(l.local_addr()?);
+            tasks.push(tokio::spawn(lookup_listener(
+                l,
+                Platform::OtpCsc,
+                svc.clone(),
+                kinds.clone(),
+                activity.clone(),
+            )));
+        }
+        for (l, name) in [(cp, "csc-primary"), (cm, "csc-mirror")] {
+            tasks.push(tokio::spawn(gateway_listener(
+                l,
+                name,
+                Platform::OtpCsc,
+                core_tx.clone(),
+                next_conn.clone(),
+                activity.clone(),
+            )));
+        }
+        csc_lookup = Some(svc);
     }
     let mut fix_gateway = None;
     if let Some(addr) = cfg.site.fix_gateway {
@@ -459,6 +539,7 @@ async fn start_inner(
         tasks.push(tokio::spawn(gateway_listener(
             l,
             "fix",
+            Platform::OtpC,
             core_tx.clone(),
             next_conn.clone(),
             activity.clone(),
@@ -468,6 +549,7 @@ async fn start_inner(
         tasks.push(tokio::spawn(gateway_listener(
             l,
             name,
+            Platform::OtpC,
             core_tx.clone(),
             next_conn.clone(),
             activity.clone(),
@@ -493,6 +575,9 @@ async fn start_inner(
         feed: feed_tx,
         activity: activity.clone(),
         lookup,
+        csc_lookup,
+        kinds,
+        logons_allowed: [true, true],
         batch: Vec::new(),
         synced: BTreeMap::new(),
         held: VecDeque::new(),
@@ -512,6 +597,9 @@ async fn start_inner(
             gateway_primary,
             gateway_mirror,
             fix_gateway,
+            csc_lookup_addrs,
+            csc_gateway_primary,
+            csc_gateway_mirror,
             core: core_tx,
             activity,
             tasks,
@@ -526,14 +614,13 @@ async fn start_inner(
 /// together in the next (group commit).
 async fn proposer(
     journal: Journal<Replica>,
-    mut rx: mpsc::UnboundedReceiver<(u64, Entry)>,
+    mut rx: mpsc::UnboundedReceiver<(u64, Vec<Entry>)>,
     core: mpsc::UnboundedSender<CoreMsg>,
 ) {
-    while let Some((mut last, first)) = rx.recv().await {
-        let mut entries = vec![first];
+    while let Some((mut last, mut entries)) = rx.recv().await {
         while let Ok((t, e)) = rx.try_recv() {
             last = t;
-            entries.push(e);
+            entries.extend(e);
         }
         let r = journal.propose(replica::encode(&entries)).await;
         if std::env::var_os("TWINSITE_DEBUG").is_some() {
@@ -572,9 +659,55 @@ async fn leadership_watch(journal: Journal<Replica>, core: mpsc::UnboundedSender
         }
     }
 }
+/// A platform's lookup service: it hands out the platform's gateways and knows only the Comp
+/// IDs that may log in to the platform (closed until the site becomes active).
+fn platform_lookup(
+    cfg: &SiteConfig,
+    platform: Platform,
+    host: &str,
+    primary: SocketAddr,
+    mirror: SocketAddr,
+) -> Arc<Mutex<LookupService>> {
+    let mut svc = LookupService::new(
+        (host.to_string(), primary.port()),
+        (host.to_string(), mirror.port()),
+        false,
+    );
+    for p in &cfg.participants {
+        if let (Ok(c), Some(true)) = (p.comp(), p.platform().map(|x| x == platform)) {
+            svc.add_client(c, p.source_ips.clone(), false);
+        }
+    }
+    Arc::new(Mutex::new(svc))
+}
+
+/// Why a Comp ID may not use this platform, if it may not (a Comp ID of another platform, an
+/// information vendor, or unknown), in words that say who is at fault.
+fn platform_refusal(
+    comp: &str,
+    kinds: &BTreeMap<CompId, ParticipantKind>,
+    platform: Platform,
+) -> Option<String> {
+    let name = platform_name(platform);
+    let kind = CompId::new(comp).ok().and_then(|c| kinds.get(&c).copied());
+    match kind {
+        Some(k) if platform_of(k) == Some(platform) => None,
+        Some(ParticipantKind::Ccep) => {
+            Some(format!("{comp} is a CCEP: may log in to OTP-CSC only"))
+        }
+        Some(ParticipantKind::Ep) => Some(format!("{comp} is an EP: may log in to OTP-C only")),
+        Some(ParticipantKind::InformationVendor) => Some(format!(
+            "{comp} is an information vendor: may not log in to {name}"
+        )),
+        None => Some(format!("{comp:?} is not a registered Comp ID (at {name})")),
+    }
+}
+
 async fn lookup_listener(
     l: TcpListener,
+    platform: Platform,
     svc: Arc<Mutex<LookupService>>,
+    kinds: Arc<BTreeMap<CompId, ParticipantKind>>,
     activity: broadcast::Sender<Activity>,
 ) {
     loop {
@@ -582,6 +715,7 @@ async fn lookup_listener(
             continue;
         };
         let svc = svc.clone();
+        let kinds = kinds.clone();
         let activity = activity.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
@@ -607,12 +741,25 @@ async fn lookup_listener(
                             twinsite_ocg::decode_one(&bytes),
                             Ok((_, Message::LookupResponse(r))) if r.status == twinsite_ocg::LookupStatus::Accepted
                         );
+                        let comp = comp_of(&buf);
                         let _ = activity.send(Activity::Lookup {
-                            comp_id: comp_of(&buf),
+                            comp_id: comp.clone(),
                             peer,
                             accepted,
                             at: wall_clock(),
                         });
+                        if !accepted {
+                            let c = comp.unwrap_or_default();
+                            if let Some(reason) = platform_refusal(&c, &kinds, platform) {
+                                let _ = activity.send(Activity::Refused {
+                                    comp_id: CompId::new(&c).ok(),
+                                    peer,
+                                    platform,
+                                    reason,
+                                    at: wall_clock(),
+                                });
+                            }
+                        }
                         let _ = s.write_all(&bytes).await;
                         // The client closes after reading the response; give it a bounded time.
                         let _ =
@@ -638,6 +785,7 @@ fn comp_of(buf: &[u8]) -> Option<String> {
 async fn gateway_listener(
     l: TcpListener,
     name: &'static str,
+    platform: Platform,
     core: mpsc::UnboundedSender<CoreMsg>,
     next: Arc<AtomicU64>,
     activity: broadcast::Sender<Activity>,
@@ -660,7 +808,12 @@ async fn gateway_listener(
         let msg = if name == "fix" {
             CoreMsg::FixAccepted { conn, peer, tx }
         } else {
-            CoreMsg::Accepted { conn, peer, tx }
+            CoreMsg::Accepted {
+                conn,
+                peer,
+                platform,
+                tx,
+            }
         };
         if core.send(msg).is_err() {
             return;
@@ -727,6 +880,11 @@ struct Conn {
     tx: mpsc::UnboundedSender<Out>,
     /// Bytes received that do not yet make a whole frame.
     pending: Vec<u8>,
+    peer: SocketAddr,
+    platform: Platform,
+    /// The Comp ID its first message (the Logon) named: None before it arrives, Some(None)
+    /// when it named no valid Comp ID.
+    logon_comp: Option<Option<CompId>>,
 }
 
 /// How many bytes to hand the OCG-C server now: one whole frame when the buffer starts with one,
@@ -751,7 +909,10 @@ fn next_frame_len(buf: &[u8]) -> usize {
 /// The serving state of an active site.
 struct Live {
     exchange: Exchange,
+    /// OTP-C binary sessions (EP Comp IDs).
     server: OcgServer,
+    /// OTP-CSC sessions (CCEP Comp IDs), the same OCG-C session rules.
+    csc: OcgServer,
     fix: FixServer,
     /// FIX Comp ID -> next outbound number last replicated (and next inbound).
     fix_synced: BTreeMap<CompId, (u64, u64)>,
@@ -777,6 +938,25 @@ impl Synced {
     }
 }
 
+impl Live {
+    fn server(&mut self, p: Platform) -> &mut OcgServer {
+        match p {
+            Platform::OtpC => &mut self.server,
+            Platform::OtpCsc => &mut self.csc,
+        }
+    }
+    fn durable(&self, comp: &CompId) -> Option<&DurableSession> {
+        self.server.durable(comp).or_else(|| self.csc.durable(comp))
+    }
+    /// The next action of either binary server, with its platform.
+    fn poll_action(&mut self) -> Option<(Platform, ServerAction)> {
+        match self.server.poll_action() {
+            Some(a) => Some((Platform::OtpC, a)),
+            None => self.csc.poll_action().map(|a| (Platform::OtpCsc, a)),
+        }
+    }
+}
+
 struct Core {
     cfg: SiteConfig,
     keys: Vec<RsaPrivateKey>,
@@ -787,6 +967,11 @@ struct Core {
     feed: mpsc::UnboundedSender<FeedInput>,
     activity: broadcast::Sender<Activity>,
     lookup: Arc<Mutex<LookupService>>,
+    /// The OTP-CSC lookup service, when configured.
+    csc_lookup: Option<Arc<Mutex<LookupService>>>,
+    kinds: Arc<BTreeMap<CompId, ParticipantKind>>,
+    /// Logons allowed on OTP-C and OTP-CSC (kept across re-activations).
+    logons_allowed: [bool; 2],
     /// Inputs applied since the last proposal.
     batch: Vec<(Timestamp, Input)>,
     synced: BTreeMap<CompId, Synced>,
@@ -795,7 +980,7 @@ struct Core {
     next_ticket: u64,
     proposed: u64,
     committed: u64,
-    proposer: mpsc::UnboundedSender<(u64, Entry)>,
+    proposer: mpsc::UnboundedSender<(u64, Vec<Entry>)>,
 }
 
 impl Core {
@@ -807,9 +992,15 @@ impl Core {
             let server_deadline = self
                 .live
                 .as_ref()
-                .and_then(|l| match (l.server.poll_timeout(), l.fix.poll_timeout()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
+                .and_then(|l| {
+                    [
+                        l.server.poll_timeout(),
+                        l.csc.poll_timeout(),
+                        l.fix.poll_timeout(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min()
                 })
                 .map(|t| {
                     tokio::time::Instant::now() + Duration::from_nanos(t.0.saturating_sub(now.0))
@@ -830,6 +1021,7 @@ impl Core {
                     let now = wall_clock();
                     if let Some(l) = self.live.as_mut() {
                         l.server.handle_timeout(now);
+                        l.csc.handle_timeout(now);
                         l.fix.handle_timeout(now);
                     }
                     if tokio::time::Instant::now() >= next_tick {
@@ -865,6 +1057,9 @@ impl Core {
                         Conn {
                             tx,
                             pending: Vec::new(),
+                            peer,
+                            platform: Platform::OtpC,
+                            logon_comp: None,
                         },
                     );
                     l.fix.handle_accept(conn, peer.ip(), now);
@@ -876,6 +1071,13 @@ impl Core {
             CoreMsg::Bytes { conn, data }
                 if self.live.as_ref().is_some_and(|l| l.fix.owns(conn)) =>
             {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if c.logon_comp.is_none() {
+                        if let Some((sender, _)) = twinsite_fix::identify_logon(&data) {
+                            c.logon_comp = Some(CompId::new(&sender).ok());
+                        }
+                    }
+                }
                 if let Some(l) = self.live.as_mut() {
                     l.fix.handle_bytes(conn, &data, now);
                 }
@@ -886,16 +1088,24 @@ impl Core {
                     l.fix.handle_closed(conn, now);
                 }
             }
-            CoreMsg::Accepted { conn, peer, tx } => match self.live.as_mut() {
+            CoreMsg::Accepted {
+                conn,
+                peer,
+                platform,
+                tx,
+            } => match self.live.as_mut() {
                 Some(l) => {
                     self.conns.insert(
                         conn,
                         Conn {
                             tx,
                             pending: Vec::new(),
+                            peer,
+                            platform,
+                            logon_comp: None,
                         },
                     );
-                    l.server.handle_accept(conn, peer.ip(), now);
+                    l.server(platform).handle_accept(conn, peer.ip(), now);
                 }
                 None => {
                     // A standby site's gateways refuse connections.
@@ -915,15 +1125,38 @@ impl Core {
                         break;
                     }
                     let frame: Vec<u8> = c.pending.drain(..n).collect();
+                    let platform = c.platform;
+                    if c.logon_comp.is_none() {
+                        // The first message names the Comp ID: one of another platform (or
+                        // unknown) is refused by the server with a silent disconnect, as the
+                        // reference says for an invalid Comp ID; record who and why.
+                        let comp = decode_frame(&frame, twinsite_ocg::frame::MAX_FRAME_LEN)
+                            .ok()
+                            .flatten()
+                            .map(|(f, _)| f.header.comp_id.as_str().to_string());
+                        c.logon_comp = Some(comp.as_deref().and_then(|x| CompId::new(x).ok()));
+                        let peer = c.peer;
+                        if let Some(comp) = comp {
+                            if let Some(reason) = platform_refusal(&comp, &self.kinds, platform) {
+                                let _ = self.activity.send(Activity::Refused {
+                                    comp_id: CompId::new(&comp).ok(),
+                                    peer,
+                                    platform,
+                                    reason,
+                                    at: now,
+                                });
+                            }
+                        }
+                    }
                     let Some(l) = self.live.as_mut() else { break };
-                    l.server.handle_bytes(conn, &frame, now);
+                    l.server(platform).handle_bytes(conn, &frame, now);
                     self.drain(now);
                 }
             }
             CoreMsg::Closed { conn } => {
-                if self.conns.remove(&conn).is_some() {
+                if let Some(c) = self.conns.remove(&conn) {
                     if let Some(l) = self.live.as_mut() {
-                        l.server.handle_closed(conn, now);
+                        l.server(c.platform).handle_closed(conn, now);
                     }
                 }
             }
@@ -936,13 +1169,28 @@ impl Core {
                     }
                 }
                 AdminCmd::LogonsAllowed(b) => {
+                    self.logons_allowed = [b, b];
                     if let Some(l) = self.live.as_mut() {
                         l.server.set_logons_allowed(b);
+                        l.csc.set_logons_allowed(b);
                         l.fix.set_logons_allowed(b);
                     }
                 }
+                AdminCmd::LogonsAllowedOn { platform, allowed } => {
+                    self.logons_allowed[platform_index(platform)] = allowed;
+                    if let Some(l) = self.live.as_mut() {
+                        l.server(platform).set_logons_allowed(allowed);
+                        if platform == Platform::OtpC {
+                            l.fix.set_logons_allowed(allowed);
+                        }
+                    }
+                }
                 AdminCmd::LookupOpen(b) => {
-                    self.lookup.lock().expect("lookup lock").open = b && self.live.is_some()
+                    let open = b && self.live.is_some();
+                    self.lookup.lock().expect("lookup lock").open = open;
+                    if let Some(c) = &self.csc_lookup {
+                        c.lock().expect("lookup lock").open = open;
+                    }
                 }
                 AdminCmd::StateHash(tx) => {
                     let v = match (&self.live, &self.journal) {
@@ -1000,9 +1248,20 @@ impl Core {
     /// Open for business: rebuild the serving state from the replicated state (or the config,
     /// for a single site), open the lookup service.
     async fn become_active(&mut self, now: Timestamp) {
-        let (exchange, server, failover) = match &self.journal {
+        // The exchange core and every Comp ID's durable session: from the replicated state, or
+        // from the config for a single site.
+        let (exchange, mut sessions, mut fix_states, failover, modes_due) = match &self.journal {
             None => match build(&self.cfg, now) {
-                Ok((x, s, _)) => (x, s, false),
+                Ok((x, server, _)) => {
+                    let sessions = self
+                        .cfg
+                        .participants
+                        .iter()
+                        .filter_map(|p| p.comp().ok())
+                        .filter_map(|c| server.durable(&c).cloned().map(|d| (c, d)))
+                        .collect();
+                    (x, sessions, BTreeMap::new(), false, false)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot build the site");
                     return;
@@ -1014,11 +1273,14 @@ impl Core {
                     tracing::error!(error = %e, "replica did not catch up; not serving");
                     return;
                 }
-                let (snap, sessions, failover) = j.read(|r| {
+                let site = self.site;
+                let (snap, sessions, fix_states, failover, modes_due) = j.read(|r| {
                     (
                         r.exchange.snapshot(),
                         r.sessions.clone(),
+                        r.fix_sessions.clone(),
                         !r.activations.is_empty(),
+                        r.failover_modes_due(site),
                     )
                 });
                 let exchange = match Exchange::restore(&snap) {
@@ -1028,42 +1290,61 @@ impl Core {
                         return;
                     }
                 };
-                let mut server = OcgServer::new(server_config(&self.cfg), self.keys.clone());
-                for p in &self.cfg.participants {
-                    let Ok(comp) = p.comp() else { continue };
-                    let Some(mut d) = sessions.get(&comp).cloned() else {
-                        continue;
-                    };
-                    if failover {
-                        // Messages replayed after an exchange-side outage carry PossResend, and
-                        // the outage never triggers Cancel on Disconnect.
-                        d.begin_exchange_outage();
-                        d.mark_poss_resend(1);
-                    }
-                    server.add_participant(
-                        ParticipantConfig {
-                            comp_id: comp,
-                            source_ips: p.source_ips.clone(),
-                            throttle_units: p.throttle_units,
-                        },
-                        d,
-                    );
-                }
-                (exchange, server, failover)
+                (exchange, sessions, fix_states, failover, modes_due)
             }
         };
+        // Catastrophic mode, once after a failover: every session restarts at the agreed
+        // number (the replicas do the same when they apply the FailoverModes entry).
+        let modes = &self.cfg.failover;
+        let reset_to = modes.reset_number().filter(|_| modes_due);
+        let purge = modes_due && modes.orders == crate::config::OrdersOnFailover::Cancel;
+        if let Some(n) = reset_to {
+            replica::reset_sequences(&mut sessions, &mut fix_states, n);
+        }
+        let mut server = OcgServer::new(server_config(&self.cfg), self.keys.clone());
+        let mut csc = OcgServer::new(server_config(&self.cfg), self.keys.clone());
+        server.set_logons_allowed(self.logons_allowed[platform_index(Platform::OtpC)]);
+        csc.set_logons_allowed(self.logons_allowed[platform_index(Platform::OtpCsc)]);
+        for p in self.cfg.participants.iter().filter(|p| !p.is_fix()) {
+            let Ok(comp) = p.comp() else { continue };
+            let Some(mut d) = sessions.get(&comp).cloned() else {
+                continue;
+            };
+            if failover {
+                // Messages replayed after an exchange-side outage carry PossResend, and
+                // the outage never triggers Cancel on Disconnect.
+                d.begin_exchange_outage();
+                d.mark_poss_resend(1);
+            }
+            let target = match p.platform() {
+                Some(Platform::OtpC) => &mut server,
+                Some(Platform::OtpCsc) => &mut csc,
+                // An information vendor logs in to no trading platform.
+                None => continue,
+            };
+            target.add_participant(
+                ParticipantConfig {
+                    comp_id: comp,
+                    source_ips: p.source_ips.clone(),
+                    throttle_units: p.throttle_units,
+                },
+                d,
+            );
+        }
         self.synced = self
             .cfg
             .participants
             .iter()
             .filter_map(|p| p.comp().ok())
-            .filter_map(|c| server.durable(&c).map(|d| (c, Synced::of(d))))
+            .filter_map(|c| {
+                server
+                    .durable(&c)
+                    .or_else(|| csc.durable(&c))
+                    .map(|d| (c, Synced::of(d)))
+            })
             .collect();
-        let fix_states = match &self.journal {
-            Some(j) => j.read(|r| r.fix_sessions.clone()),
-            None => BTreeMap::new(),
-        };
-        let fix = fix_server(&self.cfg, self.keys.clone(), &fix_states);
+        let mut fix = fix_server(&self.cfg, self.keys.clone(), &fix_states);
+        fix.set_logons_allowed(self.logons_allowed[platform_index(Platform::OtpC)]);
         let fix_synced = fix
             .comp_ids()
             .filter_map(|c| {
@@ -1074,20 +1355,43 @@ impl Core {
         self.live = Some(Live {
             exchange,
             server,
+            csc,
             fix,
             fix_synced,
         });
-        self.lookup.lock().expect("lookup lock").open = true;
         if self.journal.is_some() {
-            self.proposed = self.next_ticket;
-            let _ = self.proposer.send((
-                self.next_ticket,
-                Entry::Active {
-                    site: self.site,
+            let mut entries = vec![Entry::Active {
+                site: self.site,
+                at: now,
+            }];
+            if modes_due {
+                entries.push(Entry::FailoverModes {
+                    orders_cancelled: purge,
+                    reset_to,
                     at: now,
-                },
-            ));
+                });
+                if purge {
+                    // Unsolicited cancels, queued for each owner's next logon.
+                    if let Some(l) = self.live.as_mut() {
+                        let out = l.exchange.purge_orders(now);
+                        self.batch.push((now, Input::PurgeOrders));
+                        self.deliver(out, now);
+                    }
+                }
+                // The purge and the session changes travel in the same proposal as the
+                // markers, so the failover modes are applied exactly once.
+                if let Some(e) = self.take_entry() {
+                    entries.push(e);
+                }
+                tracing::info!(site = ?self.site, purge, ?reset_to, "failover modes applied");
+            }
+            self.proposed = self.next_ticket;
+            let _ = self.proposer.send((self.next_ticket, entries));
             self.next_ticket += 1;
+        }
+        self.lookup.lock().expect("lookup lock").open = true;
+        if let Some(c) = &self.csc_lookup {
+            c.lock().expect("lookup lock").open = true;
         }
         tracing::info!(site = ?self.site, failover, "site active");
         let _ = self.activity.send(Activity::SiteActive {
@@ -1106,6 +1410,9 @@ impl Core {
     fn become_standby(&mut self, now: Timestamp) {
         self.live = None;
         self.lookup.lock().expect("lookup lock").open = false;
+        if let Some(c) = &self.csc_lookup {
+            c.lock().expect("lookup lock").open = false;
+        }
         for (_, c) in std::mem::take(&mut self.conns) {
             let _ = c.tx.send(Out::Close);
         }
@@ -1128,7 +1435,11 @@ impl Core {
                     .send_business(&r.comp_id, &r.message, now)
                     .map(|s| u32::try_from(s).unwrap_or(u32::MAX))
             } else {
-                l.server
+                let server = match l.csc.durable(&r.comp_id) {
+                    Some(_) => &mut l.csc,
+                    None => &mut l.server,
+                };
+                server
                     .send_business(&r.comp_id, r.message.clone(), now)
                     .map_err(|e| e.to_string())
             };
@@ -1165,7 +1476,7 @@ impl Core {
     }
 
     fn drain(&mut self, now: Timestamp) {
-        while let Some(a) = self.live.as_mut().and_then(|l| l.server.poll_action()) {
+        while let Some((platform, a)) = self.live.as_mut().and_then(|l| l.poll_action()) {
             match a {
                 ServerAction::Send { connection, bytes } => {
                     self.hold(connection, Out::Bytes(bytes))
@@ -1176,6 +1487,13 @@ impl Core {
                     reason,
                 } => {
                     tracing::info!(connection = connection.0, silent, ?reason, "disconnect");
+                    if reason
+                        == twinsite_ocg::DisconnectReason::LogonRejected(
+                            twinsite_ocg::SessionStatus::LogonsNotAllowed,
+                        )
+                    {
+                        self.refused_closed(connection, platform, now);
+                    }
                     let _ = self.activity.send(Activity::Disconnected {
                         connection: connection.0,
                         silent,
@@ -1184,7 +1502,7 @@ impl Core {
                     });
                     self.hold(connection, Out::Close);
                     if let Some(l) = self.live.as_mut() {
-                        l.server.handle_closed(connection, now);
+                        l.server(platform).handle_closed(connection, now);
                     }
                 }
                 ServerAction::SessionUp {
@@ -1260,6 +1578,9 @@ impl Core {
                 FixAction::Send { connection, bytes } => self.hold(connection, Out::Bytes(bytes)),
                 FixAction::Disconnect { connection, reason } => {
                     tracing::info!(connection = connection.0, %reason, "FIX disconnect");
+                    if reason.contains(crate::fix_gateway::LOGONS_NOT_ALLOWED_TEXT) {
+                        self.refused_closed(connection, Platform::OtpC, now);
+                    }
                     let _ = self.activity.send(Activity::Disconnected {
                         connection: connection.0,
                         silent: false,
@@ -1325,10 +1646,56 @@ impl Core {
     /// Propose what this iteration applied (inputs and session changes) and release output
     /// whose entries are committed.
     fn end_iteration(&mut self, _now: Timestamp) {
+        let ticket = self.next_ticket;
+        if let Some(entry) = self.take_entry() {
+            if self.journal.is_some() {
+                let _ = self.proposer.send((ticket, vec![entry]));
+                self.proposed = ticket;
+            } else {
+                self.proposed = ticket;
+                self.committed = ticket;
+            }
+            self.next_ticket += 1;
+        } else {
+            // Nothing to journal: this iteration's output waits only for what came before it.
+            for h in self.held.iter_mut().rev() {
+                if h.0 != ticket {
+                    break;
+                }
+                h.0 = self.proposed;
+            }
+        }
+        self.release();
+    }
+
+    /// A logon refused because its platform's logons are closed (Session Status 7): recorded
+    /// with the Comp ID the Logon named.
+    fn refused_closed(&mut self, connection: ConnectionId, platform: Platform, now: Timestamp) {
+        let Some(c) = self.conns.get(&connection) else {
+            return;
+        };
+        let comp = c.logon_comp.flatten();
+        let who = comp.map_or_else(|| "a participant".to_string(), |c| c.to_string());
+        let _ = self.activity.send(Activity::Refused {
+            comp_id: comp,
+            peer: c.peer,
+            platform,
+            reason: format!(
+                "{who} logged on to {} while its logons are closed: Logout with Session \
+                 Status 7 (logons not allowed at this time)",
+                platform_name(platform)
+            ),
+            at: now,
+        });
+    }
+
+    /// The journal entry for what was applied since the last one (inputs and the sessions they
+    /// changed), if anything was.
+    fn take_entry(&mut self) -> Option<Entry> {
         let mut sessions = Vec::new();
         if let Some(l) = &self.live {
             for (comp, synced) in self.synced.iter_mut() {
-                let Some(d) = l.server.durable(comp) else {
+                let Some(d) = l.durable(comp) else {
                     continue;
                 };
                 let cur = Synced::of(d);
@@ -1351,31 +1718,14 @@ impl Core {
                 }
             }
         }
-        let ticket = self.next_ticket;
-        if !self.batch.is_empty() || !sessions.is_empty() || !fix_sessions.is_empty() {
-            let entry = Entry::Batch {
-                inputs: std::mem::take(&mut self.batch),
-                sessions,
-                fix_sessions,
-            };
-            if self.journal.is_some() {
-                let _ = self.proposer.send((ticket, entry));
-                self.proposed = ticket;
-            } else {
-                self.proposed = ticket;
-                self.committed = ticket;
-            }
-            self.next_ticket += 1;
-        } else {
-            // Nothing to journal: this iteration's output waits only for what came before it.
-            for h in self.held.iter_mut().rev() {
-                if h.0 != ticket {
-                    break;
-                }
-                h.0 = self.proposed;
-            }
+        if self.batch.is_empty() && sessions.is_empty() && fix_sessions.is_empty() {
+            return None;
         }
-        self.release();
+        Some(Entry::Batch {
+            inputs: std::mem::take(&mut self.batch),
+            sessions,
+            fix_sessions,
+        })
     }
 
     fn release(&mut self) {
@@ -1394,6 +1744,13 @@ impl Core {
     }
 }
 
+fn platform_index(p: Platform) -> usize {
+    match p {
+        Platform::OtpC => 0,
+        Platform::OtpCsc => 1,
+    }
+}
+
 /// The FIX gateway for the config's `protocol = "fix"` participants, with their replicated
 /// sessions (fresh ones when absent).
 fn fix_server(
@@ -1403,7 +1760,12 @@ fn fix_server(
 ) -> FixServer {
     let scfg = server_config(cfg);
     let mut fix = FixServer::new(keys, cfg.session.password_tolerance_secs, scfg.throttle);
-    for p in cfg.participants.iter().filter(|p| p.is_fix()) {
+    // FIX order entry is OTP-C's: EP Comp IDs only.
+    for p in cfg
+        .participants
+        .iter()
+        .filter(|p| p.is_fix() && p.platform() == Some(Platform::OtpC))
+    {
         let Ok(comp) = p.comp() else { continue };
         fix.add_participant(
             FixParticipant {

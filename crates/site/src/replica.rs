@@ -31,6 +31,9 @@ pub enum Input {
         msg: Box<Message>,
     },
     Engine(Command),
+    /// The failover purge of every resting order (`[failover] orders = "cancel"`):
+    /// [`Exchange::purge_orders`].
+    PurgeOrders,
 }
 
 /// A Comp ID's durable session after the entry's inputs.
@@ -82,6 +85,16 @@ pub enum Entry {
     },
     /// A site became active (failover marker).
     Active { site: Site, at: Timestamp },
+    /// The failover modes a site applied once on becoming active after a failover (the same
+    /// proposal carries its `Active` marker before it and the purge's batch after it):
+    /// `reset_to` restarts every session's inbound and outbound sequences at that number, with
+    /// earlier messages unavailable for replay; `orders_cancelled` says the batch that follows
+    /// purges every resting order.
+    FailoverModes {
+        orders_cancelled: bool,
+        reset_to: Option<u32>,
+        at: Timestamp,
+    },
 }
 
 /// Encode entries for the journal.
@@ -104,6 +117,9 @@ pub struct Replica {
     /// Every site activation seen, in order.
     pub activations: Vec<(Site, Timestamp)>,
     pub inputs_applied: u64,
+    /// A site became active after a failover and has not yet applied the failover modes
+    /// ([`Entry::FailoverModes`]): the next site to become active applies them.
+    pub failover_pending: bool,
     /// Bad entries seen (never applied).
     pub rejected_entries: u64,
     pub retained_outbound_max: usize,
@@ -118,6 +134,7 @@ impl Replica {
             active: None,
             activations: Vec::new(),
             inputs_applied: 0,
+            failover_pending: false,
             rejected_entries: 0,
             retained_outbound_max: 1_000_000,
         }
@@ -138,6 +155,9 @@ impl Replica {
                         }
                         Input::Engine(cmd) => {
                             self.exchange.on_command(&cmd, now);
+                        }
+                        Input::PurgeOrders => {
+                            self.exchange.purge_orders(now);
                         }
                     }
                 }
@@ -173,10 +193,25 @@ impl Replica {
                 }
             }
             Entry::Active { site, at } => {
+                if self.active.is_some_and(|(s, _)| s != site) {
+                    self.failover_pending = true;
+                }
                 self.active = Some((site, at));
                 self.activations.push((site, at));
             }
+            Entry::FailoverModes { reset_to, .. } => {
+                self.failover_pending = false;
+                if let Some(n) = reset_to {
+                    reset_sequences(&mut self.sessions, &mut self.fix_sessions, n);
+                }
+            }
         }
+    }
+
+    /// Must a site becoming active now apply the failover modes? Yes after a failover (the last
+    /// site active was another one) until a [`Entry::FailoverModes`] is committed.
+    pub fn failover_modes_due(&self, site: Site) -> bool {
+        self.failover_pending || self.active.is_some_and(|(s, _)| s != site)
     }
 
     /// The FIX durable sessions, for rebuilding the FIX gateway at a newly active site.
@@ -199,6 +234,8 @@ struct ReplicaSnapshot {
     active: Option<(Site, Timestamp)>,
     activations: Vec<(Site, Timestamp)>,
     inputs_applied: u64,
+    #[serde(default)]
+    failover_pending: bool,
 }
 
 impl twinsite_cluster::StateMachine for Replica {
@@ -229,6 +266,7 @@ impl twinsite_cluster::StateMachine for Replica {
             active: self.active,
             activations: self.activations.clone(),
             inputs_applied: self.inputs_applied,
+            failover_pending: self.failover_pending,
         };
         serde_json::to_vec(&s).expect("replica snapshot serializes")
     }
@@ -242,6 +280,7 @@ impl twinsite_cluster::StateMachine for Replica {
         self.active = s.active;
         self.activations = s.activations;
         self.inputs_applied = s.inputs_applied;
+        self.failover_pending = s.failover_pending;
         Ok(())
     }
 
@@ -264,6 +303,23 @@ impl twinsite_cluster::StateMachine for Replica {
             h = (h ^ s.outbound.len() as u64).wrapping_mul(0x0000_0100_0000_01b3);
         }
         h
+    }
+}
+
+/// The catastrophic "initialise sequence" (reference §3.3) for every session: inbound and
+/// outbound both restart at `n`, and every earlier message is unavailable for replay.
+pub fn reset_sequences(
+    sessions: &mut BTreeMap<CompId, DurableSession>,
+    fix_sessions: &mut BTreeMap<CompId, FixSessionState>,
+    n: u32,
+) {
+    for d in sessions.values_mut() {
+        d.initialise_sequences(n, n);
+    }
+    for s in fix_sessions.values_mut() {
+        s.next_inbound_seq = n as u64;
+        s.next_outbound_seq = n as u64;
+        s.outbound.clear();
     }
 }
 

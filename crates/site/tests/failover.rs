@@ -50,6 +50,9 @@ fn site_config(name: &str) -> SiteConfig {
             reference_data: None,
             active: false,
             fix_gateway: None,
+            csc_lookup: vec![],
+            csc_gateway_primary: None,
+            csc_gateway_mirror: None,
         },
         engine: EngineSection::default(),
         session: SessionSection {
@@ -62,6 +65,7 @@ fn site_config(name: &str) -> SiteConfig {
             participant("Alpha", "CO0001", 1001),
             participant("Beta", "CO0002", 1002),
         ],
+        failover: FailoverSection::default(),
     }
 }
 

@@ -53,6 +53,9 @@ pub fn site_config(participants: Vec<ParticipantEntry>) -> SiteConfig {
             reference_data: None,
             active: true,
             fix_gateway: None,
+            csc_lookup: vec![],
+            csc_gateway_primary: None,
+            csc_gateway_mirror: None,
         },
         engine: EngineSection::default(),
         session: SessionSection {
@@ -62,6 +65,7 @@ pub fn site_config(participants: Vec<ParticipantEntry>) -> SiteConfig {
         },
         market_data: None,
         participants,
+        failover: Default::default(),
     }
 }
 
