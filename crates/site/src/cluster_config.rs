@@ -6,7 +6,8 @@
 //! and a launcher for node processes.
 
 use crate::config::{
-    EngineSection, MarketDataSection, ParticipantEntry, SessionSection, SiteConfig, SiteSection,
+    EngineSection, FailoverSection, MarketDataSection, ParticipantEntry, SessionSection,
+    SiteConfig, SiteSection,
 };
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,9 @@ pub struct ClusterConfig {
     pub session: SessionSection,
     #[serde(default, rename = "participant")]
     pub participants: Vec<ParticipantEntry>,
+    /// What a site does when it becomes active after a failover (docs/failover.md).
+    #[serde(default)]
+    pub failover: FailoverSection,
 }
 
 /// Settings shared by the three nodes.
@@ -81,6 +85,13 @@ pub struct NodeSection {
     pub advertise_host: Option<IpAddr>,
     #[serde(default)]
     pub fix_gateway: Option<SocketAddr>,
+    /// OTP-CSC (China Connect) Lookup Service and gateways; none when absent.
+    #[serde(default)]
+    pub csc_lookup: Vec<SocketAddr>,
+    #[serde(default)]
+    pub csc_gateway_primary: Option<SocketAddr>,
+    #[serde(default)]
+    pub csc_gateway_mirror: Option<SocketAddr>,
     #[serde(default)]
     pub market_data: Option<MarketDataSection>,
 }
@@ -209,11 +220,15 @@ impl ClusterConfig {
                 reference_data: self.cluster.reference_data.clone(),
                 active: false,
                 fix_gateway: n.fix_gateway,
+                csc_lookup: n.csc_lookup.clone(),
+                csc_gateway_primary: n.csc_gateway_primary,
+                csc_gateway_mirror: n.csc_gateway_mirror,
             },
             engine: self.engine.clone(),
             session: self.session.clone(),
             market_data: n.market_data.clone(),
             participants: self.participants.clone(),
+            failover: self.failover.clone(),
         })
     }
 
@@ -253,6 +268,16 @@ impl ClusterConfig {
             .collect()
     }
 
+    /// The OTP-CSC lookup ladder a CCEP uses: the primary site's endpoints, then the backup's.
+    pub fn csc_lookup_ladder(&self) -> Vec<SocketAddr> {
+        self.primary
+            .csc_lookup
+            .iter()
+            .chain(self.backup.csc_lookup.iter())
+            .copied()
+            .collect()
+    }
+
     pub fn site_of(r: NodeRole) -> Option<Site> {
         match r {
             NodeRole::Primary => Some(Site::Primary),
@@ -283,6 +308,9 @@ impl ClusterConfig {
                 gateway_mirror: if site { Some(next()) } else { None },
                 advertise_host: None,
                 fix_gateway: None,
+                csc_lookup: vec![],
+                csc_gateway_primary: None,
+                csc_gateway_mirror: None,
                 market_data: None,
             }
         };
@@ -307,6 +335,7 @@ impl ClusterConfig {
             engine: EngineSection::default(),
             session: SessionSection::default(),
             participants,
+            failover: FailoverSection::default(),
         };
         cfg.check()?;
         Ok(cfg)
