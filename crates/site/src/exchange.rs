@@ -124,6 +124,11 @@ impl Exchange {
         self.profiles.values()
     }
 
+    /// Live orders: OTP-C and China Connect.
+    pub fn live_orders(&self) -> usize {
+        self.engine.live_orders() + self.engine.china().live_orders()
+    }
+
     /// The execution id counter (part of the replicated state).
     pub fn next_exec_id(&self) -> u64 {
         self.next_exec_id

@@ -129,7 +129,7 @@ pub enum AdminCmd {
     LogonsAllowedOn { platform: Platform, allowed: bool },
     /// Open or close the Lookup Service.
     LookupOpen(bool),
-    /// Engine state hash and live order count.
+    /// Engine state hash and live order count (OTP-C and China Connect).
     StateHash(oneshot::Sender<(u64, usize)>),
     /// Reference data and books as the feed shows them (None while standby).
     FeedImage(oneshot::Sender<Option<crate::feed_map::FeedImage>>),
@@ -1194,16 +1194,10 @@ impl Core {
                 }
                 AdminCmd::StateHash(tx) => {
                     let v = match (&self.live, &self.journal) {
-                        (Some(l), _) => (
-                            l.exchange.engine.state_hash(),
-                            l.exchange.engine.live_orders(),
-                        ),
-                        (None, Some(j)) => j.read(|r| {
-                            (
-                                r.exchange.engine.state_hash(),
-                                r.exchange.engine.live_orders(),
-                            )
-                        }),
+                        (Some(l), _) => (l.exchange.engine.state_hash(), l.exchange.live_orders()),
+                        (None, Some(j)) => {
+                            j.read(|r| (r.exchange.engine.state_hash(), r.exchange.live_orders()))
+                        }
                         (None, None) => (0, 0),
                     };
                     let _ = tx.send(v);
