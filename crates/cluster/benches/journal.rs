@@ -2,8 +2,13 @@
 //! median latency of a replicated, durable `propose` on a loaded three-node loopback cluster,
 //! and how many log entries each fdatasync carries under that load (group commit).
 //!
+//! The group-commit case then runs 1, 8, 64 and 256 concurrent proposers for a fixed time each
+//! and prints, per load, proposals/s, the leader's and the backup's log entries per fdatasync,
+//! and proposals/s against the raw fdatasync rate of the same disk measured in the same run.
+//!
 //! Run: `cargo bench -p twinsite-cluster --bench journal`. Criterion prints the medians; the
-//! group-commit ratio is printed as `journal: ... entries per fdatasync`.
+//! group-commit lines start with `group commit:`. `TWINSITE_BENCH_SECONDS` (default 3) sets
+//! how long each load runs.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -147,12 +152,118 @@ fn replicated_propose(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// Raw fdatasync rate of this disk: one small append + fdatasync, back to back, for `secs`.
+fn raw_fdatasync_rate(secs: f64) -> (f64, f64) {
+    let dir = bench_dir("raw");
+    let (mut wal, _, _) = Wal::open(&dir, 64 << 20).unwrap();
+    let order = [7u8; 96];
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < secs {
+        let t = Instant::now();
+        wal.append(&order).unwrap();
+        wal.sync().unwrap();
+        latencies.push(t.elapsed());
+    }
+    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let median = latencies[latencies.len() / 2].as_secs_f64() * 1e6;
+    drop(wal);
+    let _ = std::fs::remove_dir_all(&dir);
+    (rate, median)
+}
+
+/// Group commit under load: `proposers` tasks each propose 96-byte orders back to back on the
+/// leader for `secs`; counts committed proposals and the fdatasyncs every node made.
+fn group_commit(_c: &mut Criterion) {
+    let secs: f64 = std::env::var("TWINSITE_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let (raw_rate, raw_median_us) = raw_fdatasync_rate(secs);
+    println!(
+        "group commit: raw fdatasync on this disk: {raw_rate:.0} syncs/s, median {raw_median_us:.0} us \
+         (one 96 B append + fdatasync, back to back, {secs} s)"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = bench_dir("group-commit");
+    let nodes = runtime.block_on(start_cluster(&base));
+    let leader = nodes[&NodeRole::Primary].clone();
+    let backup = nodes[&NodeRole::Backup].clone();
+    for proposers in [1usize, 8, 64, 256] {
+        let running = Arc::new(AtomicBool::new(true));
+        let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let leader_before = leader.metrics();
+        let backup_before = backup.metrics();
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..proposers)
+            .map(|p| {
+                let leader = leader.clone();
+                let running = running.clone();
+                let committed = committed.clone();
+                let failed = failed.clone();
+                runtime.spawn(async move {
+                    let mut order = vec![0u8; 96];
+                    order[..8].copy_from_slice(&(p as u64).to_le_bytes());
+                    while running.load(Ordering::Relaxed) {
+                        match leader.propose(order.clone()).await {
+                            Ok(_) => committed.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        running.store(false, Ordering::Relaxed);
+        runtime.block_on(async {
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        let elapsed = started.elapsed().as_secs_f64();
+        let leader_after = leader.metrics();
+        let backup_after = backup.metrics();
+        let per_sync = |before: &twinsite_cluster::JournalMetrics,
+                        after: &twinsite_cluster::JournalMetrics| {
+            let syncs = after.wal_syncs - before.wal_syncs;
+            let entries = after.wal_entries - before.wal_entries;
+            let mean_us = (after.wal_sync_nanos_total - before.wal_sync_nanos_total) as f64
+                / syncs.max(1) as f64
+                / 1000.0;
+            (entries as f64 / syncs.max(1) as f64, syncs, mean_us)
+        };
+        let (leader_ratio, leader_syncs, leader_sync_us) = per_sync(&leader_before, &leader_after);
+        let (backup_ratio, _, _) = per_sync(&backup_before, &backup_after);
+        let rate = committed.load(Ordering::Relaxed) as f64 / elapsed;
+        println!(
+            "group commit: {proposers:>3} proposers: {rate:>6.0} proposals/s ({:.1}x the raw \
+             fdatasync rate), leader {leader_ratio:.1} entries per fdatasync ({leader_syncs} \
+             syncs, mean {leader_sync_us:.0} us), backup {backup_ratio:.1} entries per \
+             fdatasync, {} failed",
+            rate / raw_rate,
+            failed.load(Ordering::Relaxed),
+        );
+    }
+    runtime.block_on(async {
+        for node in nodes.values() {
+            node.shutdown().await;
+        }
+    });
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = fdatasync, replicated_propose
+    targets = fdatasync, replicated_propose, group_commit
 }
 criterion_main!(benches);

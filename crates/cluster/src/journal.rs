@@ -14,8 +14,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::log_store::{LogStore, WalStats};
-use crate::net::{Faults, NetworkFactory, VoteGate};
-use crate::sm_store::{SmShared, SmStore};
+use crate::net::{Faults, NetworkFactory, SimEndpoint, VoteGate};
+use crate::sim::{SimDisk, SimNetwork};
+use crate::sm_store::{SmShared, SmStore, SnapshotSlot};
 use crate::types::{Command, C};
 use crate::{node_id, role_of, Durability, JournalConfig, JournalError, NodeRole, StateMachine};
 
@@ -70,10 +71,21 @@ struct Inner<S: StateMachine> {
     local_addr: SocketAddr,
     witness_handovers: Arc<AtomicU64>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// On a simulated network: the network and this instance's registration there.
+    sim: Option<(SimNetwork, u64)>,
+}
+
+/// How a node talks to its peers and where it keeps its data.
+enum Wiring {
+    Tcp(TcpListener),
+    Sim(SimNetwork, SimDisk),
 }
 
 impl<S: StateMachine> Drop for Inner<S> {
     fn drop(&mut self) {
+        if let Some((net, token)) = &self.sim {
+            net.unregister(node_id(self.role), *token);
+        }
         for task in self.tasks.lock().expect("tasks mutex").drain(..) {
             task.abort();
         }
@@ -148,13 +160,48 @@ impl<S: StateMachine> Journal<S> {
         sm: S,
         listener: TcpListener,
     ) -> Result<Journal<S>, JournalError> {
+        Self::start_wired(config, sm, Wiring::Tcp(listener)).await
+    }
+
+    /// Start this node on a simulated network with a simulated disk (the deterministic
+    /// simulation, see [`crate::sim`]). `config.durability` is ignored: the log, vote and
+    /// snapshot live on `disk`, which survives dropping this `Journal` (a crash) and is read
+    /// back by the next start with the same disk. `config.addresses` only name the members.
+    pub async fn start_simulated(
+        config: JournalConfig,
+        sm: S,
+        network: &SimNetwork,
+        disk: &SimDisk,
+    ) -> Result<Journal<S>, JournalError> {
+        Self::start_wired(config, sm, Wiring::Sim(network.clone(), disk.clone())).await
+    }
+
+    async fn start_wired(
+        config: JournalConfig,
+        sm: S,
+        wiring: Wiring,
+    ) -> Result<Journal<S>, JournalError> {
         let role = config.role;
         let id = node_id(role);
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| JournalError::Start(e.to_string()))?;
+        let local_addr = match &wiring {
+            Wiring::Tcp(listener) => listener
+                .local_addr()
+                .map_err(|e| JournalError::Start(e.to_string()))?,
+            Wiring::Sim(..) => *config
+                .addresses
+                .get(&role)
+                .ok_or_else(|| JournalError::Start(format!("no address for {role:?}")))?,
+        };
         let wal_stats = Arc::new(WalStats::default());
-        let (log_store, sm_store) = open_stores(&config, sm, wal_stats.clone())?;
+        let (log_store, sm_store) = match &wiring {
+            Wiring::Tcp(_) => open_stores(&config, sm, wal_stats.clone())?,
+            Wiring::Sim(_, disk) => {
+                let slot = SnapshotSlot::Memory(disk.snapshot.clone());
+                let sm = SmStore::open(sm, slot, config.state_hash_history)
+                    .map_err(|e| JournalError::Start(e.to_string()))?;
+                (disk.log.clone(), sm)
+            }
+        };
         let gate = Arc::new(VoteGate::new(
             log_store.is_empty() && sm_store.shared.applied_index() == 0,
         ));
@@ -168,21 +215,40 @@ impl<S: StateMachine> Journal<S> {
         let network = NetworkFactory {
             faults: faults.clone(),
             addresses: Arc::new(addresses.clone()),
+            self_id: id,
+            sim: match &wiring {
+                Wiring::Tcp(_) => None,
+                Wiring::Sim(net, _) => Some(net.clone()),
+            },
         };
         let raft_cfg = Arc::new(raft_config(&config)?);
         let raft = Raft::new(id, raft_cfg, network, log_store, sm_store)
             .await
             .map_err(|e| JournalError::Start(format!("raft: {e}")))?;
-        let server = tokio::spawn(crate::net::serve(
-            listener,
-            raft.clone(),
-            faults.clone(),
-            gate,
-        ));
+        let mut tasks = Vec::new();
+        let sim = match wiring {
+            Wiring::Tcp(listener) => {
+                tasks.push(tokio::spawn(crate::net::serve(
+                    listener,
+                    raft.clone(),
+                    faults.clone(),
+                    gate,
+                )));
+                None
+            }
+            Wiring::Sim(net, _) => {
+                let endpoint = Arc::new(SimEndpoint {
+                    raft: raft.clone(),
+                    faults: faults.clone(),
+                    gate,
+                });
+                let token = net.register(id, endpoint);
+                Some((net, token))
+            }
+        };
         let (status_tx, status_rx) =
             watch::channel(status_of(role, &raft.metrics().borrow_watched()));
-        let status_task = tokio::spawn(publish_status(role, raft.clone(), status_tx));
-        let mut tasks = vec![server, status_task];
+        tasks.push(tokio::spawn(publish_status(role, raft.clone(), status_tx)));
         let witness_handovers = Arc::new(AtomicU64::new(0));
         if role == NodeRole::Witness {
             tasks.push(tokio::spawn(witness_handover(
@@ -204,6 +270,7 @@ impl<S: StateMachine> Journal<S> {
                 local_addr,
                 witness_handovers,
                 tasks: Mutex::new(tasks),
+                sim,
             }),
         };
         journal.form_cluster_if_fresh(&addresses).await?;
@@ -284,12 +351,26 @@ impl<S: StateMachine> Journal<S> {
                 });
             }
             // Not appended: a new leader has no quorum acknowledgement yet, or an isolated
-            // leader's lease ran out. Retry on the next metrics change until the deadline.
+            // leader's lease ran out. Retry once a quorum acknowledges again, or leadership
+            // changes, until the deadline. (Not on any metrics change: the rejected write
+            // itself changes metrics, and retrying on that would spin.)
             let mut changes = inner.raft.metrics();
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
+            let (term, acked) = (metrics.current_term, metrics.last_quorum_acked);
+            let wait = async {
+                loop {
+                    if changes.changed().await.is_err() {
+                        return;
+                    }
+                    let m = changes.borrow_watched();
+                    if m.state != ServerState::Leader
+                        || m.current_term != term
+                        || m.last_quorum_acked != acked
+                    {
+                        return;
+                    }
+                }
+            };
+            if tokio::time::timeout_at(deadline, wait).await.is_err() {
                 return Err(JournalError::QuorumLost {
                     millis_since_quorum_ack: millis_since_quorum_ack(&metrics)
                         .unwrap_or(timeout_ms),
@@ -486,9 +567,10 @@ impl<S: StateMachine> Journal<S> {
             purged_index: m.purged.map(|l| l.index),
             millis_since_quorum_ack: millis_since_quorum_ack(&m),
             replication,
-            durability: match self.inner.config.durability {
-                Durability::Disk(_) => "disk",
-                Durability::Memory => "memory (demo: nothing survives a restart)",
+            durability: match (&self.inner.sim, &self.inner.config.durability) {
+                (Some(_), _) => "simulated (in-memory disk that survives restarts)",
+                (None, Durability::Disk(_)) => "disk",
+                (None, Durability::Memory) => "memory (demo: nothing survives a restart)",
             },
             wal_syncs: stats.syncs.load(Ordering::Relaxed),
             wal_entries: stats.entries.load(Ordering::Relaxed),
@@ -500,6 +582,9 @@ impl<S: StateMachine> Journal<S> {
     /// Stop this node: its RPC server, its tasks and its raft core. The WAL writer finishes
     /// its in-flight batch and exits once the log store is released.
     pub async fn shutdown(&self) {
+        if let Some((net, token)) = &self.inner.sim {
+            net.unregister(node_id(self.inner.role), *token);
+        }
         let tasks: Vec<JoinHandle<()>> =
             self.inner.tasks.lock().expect("tasks").drain(..).collect();
         for task in tasks {
@@ -523,15 +608,16 @@ fn open_stores<S: StateMachine>(
                 .map_err(|e| JournalError::Start(format!("create {}: {e}", dir.display())))?;
             let log =
                 LogStore::open(dir, config.wal_segment_bytes, wal_stats).map_err(start_error)?;
-            let sm =
-                SmStore::open(sm, Some(dir), config.state_hash_history).map_err(start_error)?;
+            let slot = SnapshotSlot::File(dir.join("snapshot"));
+            let sm = SmStore::open(sm, slot, config.state_hash_history).map_err(start_error)?;
             Ok((log, sm))
         }
         Durability::Memory => {
             tracing::warn!(role = ?config.role,
                 "journal: DURABILITY=MEMORY (demo mode): nothing is written to disk, a restart \
                  loses this node's journal");
-            let sm = SmStore::open(sm, None, config.state_hash_history).map_err(start_error)?;
+            let sm = SmStore::open(sm, SnapshotSlot::None, config.state_hash_history)
+                .map_err(start_error)?;
             Ok((LogStore::memory(), sm))
         }
     }
@@ -608,19 +694,44 @@ async fn witness_handover<S: StateMachine>(
         if status.wait_for(|s| s.is_leader).await.map(|_| ()).is_err() {
             return;
         }
-        let metrics = raft.metrics().borrow_watched().clone();
-        let matched = |role: NodeRole| {
-            metrics
-                .replication
+        // openraft's transfer is ignored by a target that lacks the leader's last entry, so
+        // wait (up to an election timeout) for the backup to hold everything the witness has,
+        // then hand over to it; to the primary only if the backup did not catch up and the
+        // primary did.
+        let matched = |m: &RaftMetrics<C>, role: NodeRole| {
+            m.replication
                 .as_ref()
                 .and_then(|r| r.get(&node_id(role)).cloned().flatten())
                 .map(|l| l.index)
         };
-        let target = match (matched(NodeRole::Backup), matched(NodeRole::Primary)) {
-            (None, Some(_)) => NodeRole::Primary,
-            (Some(b), Some(p)) if p > b => NodeRole::Primary,
-            _ => NodeRole::Backup,
+        let caught_up = |m: &RaftMetrics<C>, role: NodeRole| {
+            matched(m, role).is_some_and(|i| Some(i) >= m.last_log_index)
         };
+        let mut metrics_rx = raft.metrics();
+        let wait = async {
+            loop {
+                {
+                    let m = metrics_rx.borrow_watched();
+                    if m.state != ServerState::Leader || caught_up(&m, NodeRole::Backup) {
+                        return;
+                    }
+                }
+                if metrics_rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(election_timeout_max, wait).await;
+        let metrics = raft.metrics().borrow_watched().clone();
+        if metrics.state != ServerState::Leader {
+            continue;
+        }
+        let target =
+            if !caught_up(&metrics, NodeRole::Backup) && caught_up(&metrics, NodeRole::Primary) {
+                NodeRole::Primary
+            } else {
+                NodeRole::Backup
+            };
         tracing::warn!(
             ?target,
             "journal: witness is leader; handing leadership to a site"

@@ -6,6 +6,9 @@
 //! the same state hash at every index. Consensus is openraft, kept entirely behind [`Journal`]:
 //! no openraft type appears in this crate's public API.
 //!
+//! [`sim`] runs the same nodes on an in-process network with seeded faults (the deterministic
+//! simulation).
+//!
 //! This crate is the exception to the workspace rule that only `crates/site` does I/O: it owns
 //! its sockets (raft RPCs over TCP on loopback), its tokio tasks and its disk (the WAL).
 //! See `docs/cluster.md`.
@@ -14,6 +17,8 @@ mod framed_file;
 mod journal;
 mod log_store;
 mod net;
+mod runtime;
+pub mod sim;
 mod sm_store;
 mod types;
 pub mod wal;

@@ -1,5 +1,6 @@
 //! Raft RPCs over TCP: one request at a time per connection, each message a 4-byte big-endian
-//! length followed by serde_json.
+//! length followed by serde_json. Or, for the deterministic simulation, over the in-process
+//! [`SimNetwork`] (the same requests, handed over as values).
 //!
 //! A [`Faults`] switch per node cuts it off from its peers (both directions) for partition
 //! tests and drills.
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::sim::{BoxFuture, Endpoint, SimNetwork};
 use crate::sm_store::SmStore;
 use crate::types::{Snapshot, SnapshotMeta, Vote, C};
 use crate::StateMachine;
@@ -31,7 +33,7 @@ use crate::StateMachine;
 const MESSAGE_BYTES_MAX: usize = 256 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
-enum Request {
+pub(crate) enum Request {
     Append(AppendEntriesRequest<C>),
     Vote(VoteRequest<C>),
     PreVote(VoteRequest<C>),
@@ -44,7 +46,7 @@ enum Request {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-enum Response {
+pub(crate) enum Response {
     Append(AppendEntriesResponse<C>),
     Vote(VoteResponse<C>),
     Snapshot(SnapshotResponse<C>),
@@ -183,6 +185,24 @@ async fn serve_connection<S: StateMachine>(
     }
 }
 
+/// A node's RPC handler on the simulated network.
+pub(crate) struct SimEndpoint<S: StateMachine> {
+    pub(crate) raft: Raft<C, SmStore<S>>,
+    pub(crate) faults: Arc<Faults>,
+    pub(crate) gate: Arc<VoteGate>,
+}
+
+impl<S: StateMachine> Endpoint for SimEndpoint<S> {
+    fn handle(&self, request: Request) -> BoxFuture<Option<Response>> {
+        if self.faults.is_isolated() {
+            return Box::pin(async { None });
+        }
+        let raft = self.raft.clone();
+        let gate = self.gate.clone();
+        Box::pin(async move { Some(handle(&raft, &gate, request).await) })
+    }
+}
+
 async fn handle<S: StateMachine>(
     raft: &Raft<C, SmStore<S>>,
     gate: &VoteGate,
@@ -238,6 +258,9 @@ async fn handle<S: StateMachine>(
 pub(crate) struct NetworkFactory {
     pub(crate) faults: Arc<Faults>,
     pub(crate) addresses: Arc<BTreeMap<u64, SocketAddr>>,
+    /// This node's id, and the simulated network if RPCs do not go over TCP.
+    pub(crate) self_id: u64,
+    pub(crate) sim: Option<SimNetwork>,
 }
 
 impl RaftNetworkFactory<C> for NetworkFactory {
@@ -254,6 +277,8 @@ impl RaftNetworkFactory<C> for NetworkFactory {
             addr,
             stream: None,
             faults: self.faults.clone(),
+            self_id: self.self_id,
+            sim: self.sim.clone(),
         }
     }
 }
@@ -264,20 +289,37 @@ pub(crate) struct PeerClient {
     addr: Option<SocketAddr>,
     stream: Option<TcpStream>,
     faults: Arc<Faults>,
+    self_id: u64,
+    sim: Option<SimNetwork>,
 }
 
 #[derive(Debug)]
-enum CallError {
+pub(crate) enum CallError {
     Unreachable(String),
     Network(String),
 }
 
 impl PeerClient {
-    async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, CallError> {
+    async fn call(&mut self, request: Request, timeout: Duration) -> Result<Response, CallError> {
         if self.faults.is_isolated() {
             self.stream = None;
             return Err(CallError::Unreachable("this node is isolated".into()));
         }
+        let result = match &self.sim {
+            Some(sim) => sim.call(self.self_id, self.target, request, timeout).await,
+            None => self.call_tcp(&request, timeout).await,
+        };
+        match result? {
+            Response::Error(e) => Err(CallError::Network(format!("node {}: {e}", self.target))),
+            other => Ok(other),
+        }
+    }
+
+    async fn call_tcp(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
         let addr = self.addr.ok_or_else(|| {
             CallError::Unreachable(format!("no address for node {}", self.target))
         })?;
@@ -307,10 +349,7 @@ impl PeerClient {
         if result.is_err() {
             self.stream = None;
         }
-        match result? {
-            Response::Error(e) => Err(CallError::Network(format!("node {}: {e}", self.target))),
-            other => Ok(other),
-        }
+        result
     }
 }
 
@@ -333,7 +372,7 @@ impl RaftNetworkV2<C> for PeerClient {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        match self.call(&Request::Append(rpc), option.soft_ttl()).await {
+        match self.call(Request::Append(rpc), option.soft_ttl()).await {
             Ok(Response::Append(r)) => Ok(r),
             Ok(_) => Err(rpc_error(unexpected("append"))),
             Err(e) => Err(rpc_error(e)),
@@ -345,7 +384,7 @@ impl RaftNetworkV2<C> for PeerClient {
         rpc: VoteRequest<C>,
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        match self.call(&Request::Vote(rpc), option.soft_ttl()).await {
+        match self.call(Request::Vote(rpc), option.soft_ttl()).await {
             Ok(Response::Vote(r)) => Ok(r),
             Ok(_) => Err(rpc_error(unexpected("vote"))),
             Err(e) => Err(rpc_error(e)),
@@ -357,7 +396,7 @@ impl RaftNetworkV2<C> for PeerClient {
         rpc: VoteRequest<C>,
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        match self.call(&Request::PreVote(rpc), option.soft_ttl()).await {
+        match self.call(Request::PreVote(rpc), option.soft_ttl()).await {
             Ok(Response::Vote(r)) => Ok(r),
             Ok(_) => Err(rpc_error(unexpected("pre-vote"))),
             Err(e) => Err(rpc_error(e)),
@@ -377,7 +416,7 @@ impl RaftNetworkV2<C> for PeerClient {
             data: snapshot.snapshot,
         };
         let timeout = option.hard_ttl().max(Duration::from_secs(10));
-        match self.call(&request, timeout).await {
+        match self.call(request, timeout).await {
             Ok(Response::Snapshot(r)) => Ok(r),
             Ok(_) => Err(StreamingError::Network(NetworkError::from_string(
                 "unexpected response to snapshot",
@@ -397,7 +436,7 @@ impl RaftNetworkV2<C> for PeerClient {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
         match self
-            .call(&Request::TransferLeader(req), option.soft_ttl())
+            .call(Request::TransferLeader(req), option.soft_ttl())
             .await
         {
             Ok(Response::TransferLeader(r)) => Ok(r),

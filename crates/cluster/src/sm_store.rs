@@ -38,9 +38,20 @@ pub(crate) struct SmState<S> {
     current: Option<StoredSnapshot>,
 }
 
+/// Where the latest snapshot is kept.
+#[derive(Clone)]
+pub(crate) enum SnapshotSlot {
+    /// A CRC-framed file, replaced atomically.
+    File(PathBuf),
+    /// The simulation's in-memory disk: the encoded snapshot survives a node restart.
+    Memory(Arc<Mutex<Option<Vec<u8>>>>),
+    /// Memory durability: nothing is kept.
+    None,
+}
+
 pub(crate) struct SmShared<S> {
     state: Mutex<SmState<S>>,
-    snapshot_path: Option<PathBuf>,
+    slot: SnapshotSlot,
     hash_history: usize,
     applied_tx: tokio::sync::watch::Sender<u64>,
 }
@@ -114,20 +125,38 @@ impl<S: StateMachine> SmStore<S> {
     /// Build the state machine, restoring the latest snapshot from `dir` if there is one.
     pub(crate) fn open(
         mut sm: S,
-        dir: Option<&std::path::Path>,
+        slot: SnapshotSlot,
         hash_history: usize,
     ) -> Result<SmStore<S>, OpenError> {
         assert!(hash_history > 0);
-        let snapshot_path = dir.map(|d| d.join("snapshot"));
-        let mut current = None;
-        if let Some(path) = &snapshot_path {
-            current = read_snapshot_file(path)?;
-        }
+        let snapshot_path = match &slot {
+            SnapshotSlot::File(path) => Some(path.clone()),
+            SnapshotSlot::Memory(_) | SnapshotSlot::None => None,
+        };
+        let current =
+            match &slot {
+                SnapshotSlot::File(path) => read_snapshot_file(path)?,
+                SnapshotSlot::Memory(bytes) => {
+                    let bytes = bytes.lock().expect("sim snapshot mutex").clone();
+                    match bytes {
+                        None => None,
+                        Some(bytes) => Some(decode_snapshot(&bytes).map_err(|reason| {
+                            OpenError::Undecodable {
+                                what: "simulated snapshot",
+                                file: PathBuf::from("<memory>"),
+                                offset: 0,
+                                reason,
+                            }
+                        })?),
+                    }
+                }
+                SnapshotSlot::None => None,
+            };
         let mut last_applied = None;
         let mut membership = StoredMembership::default();
         let mut hashes = BTreeMap::new();
         if let Some(snapshot) = &current {
-            let path = snapshot_path.clone().expect("snapshot came from a file");
+            let path = snapshot_path.unwrap_or_else(|| PathBuf::from("<memory>"));
             let corrupt = |reason: String| OpenError::Undecodable {
                 what: "snapshot",
                 file: path.clone(),
@@ -159,7 +188,7 @@ impl<S: StateMachine> SmStore<S> {
                     hashes,
                     current,
                 }),
-                snapshot_path,
+                slot,
                 hash_history,
                 applied_tx,
             }),
@@ -167,10 +196,29 @@ impl<S: StateMachine> SmStore<S> {
     }
 
     fn persist(&self, snapshot: &StoredSnapshot) -> io::Result<()> {
-        if let Some(path) = &self.shared.snapshot_path {
-            crate::framed_file::write_atomic(path, &encode_snapshot(snapshot))?;
+        match &self.shared.slot {
+            SnapshotSlot::File(path) => {
+                crate::framed_file::write_atomic(path, &encode_snapshot(snapshot))
+            }
+            SnapshotSlot::Memory(bytes) => {
+                *bytes.lock().expect("sim snapshot mutex") = Some(encode_snapshot(snapshot));
+                Ok(())
+            }
+            SnapshotSlot::None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Persist a snapshot: file writes go to the blocking pool; the others are immediate (no
+    /// thread, so a simulation stays deterministic).
+    async fn persist_async(&self, snapshot: &StoredSnapshot) -> io::Result<()> {
+        if !matches!(self.shared.slot, SnapshotSlot::File(_)) {
+            return self.persist(snapshot);
+        }
+        let this = self.clone();
+        let persisted = snapshot.clone();
+        tokio::task::spawn_blocking(move || this.persist(&persisted))
+            .await
+            .map_err(io::Error::other)?
     }
 
     fn record_hash(&self, state: &mut SmState<S>, index: u64) {
@@ -227,11 +275,7 @@ impl<S: StateMachine> RaftSnapshotBuilder<C> for SmStore<S> {
                 data: state.sm.snapshot(),
             }
         };
-        let this = self.clone();
-        let persisted = snapshot.clone();
-        tokio::task::spawn_blocking(move || this.persist(&persisted))
-            .await
-            .map_err(io::Error::other)??;
+        self.persist_async(&snapshot).await?;
         tracing::debug!(index = ?snapshot.header.meta.last_log_id, "journal: snapshot built");
         let meta = snapshot.header.meta.clone();
         let data = snapshot.data.clone();
@@ -318,11 +362,7 @@ impl<S: StateMachine> RaftStateMachine<C> for SmStore<S> {
                 data: snapshot,
             }
         };
-        let this = self.clone();
-        let persisted = stored.clone();
-        tokio::task::spawn_blocking(move || this.persist(&persisted))
-            .await
-            .map_err(io::Error::other)??;
+        self.persist_async(&stored).await?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
         tracing::info!(index, "journal: installed snapshot from leader");
         self.shared.lock().current = Some(stored);

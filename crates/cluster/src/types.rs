@@ -31,6 +31,7 @@ openraft::declare_raft_types!(
         R = Reply,
         NodeId = u64,
         Node = openraft::BasicNode,
+        AsyncRuntime = crate::runtime::Rt,
 );
 
 pub type C = TypeConfig;
