@@ -509,3 +509,44 @@ async fn ccep_continues_its_session_and_its_resting_order_at_the_backup_after_a_
 async fn ccep_continues_its_session_and_its_resting_order_at_the_backup_after_a_crash() {
     ccep_failover(true).await;
 }
+
+#[test]
+fn the_config_refuses_a_fix_ccep_a_csc_gateway_without_its_mirror_and_reset_to_zero() {
+    let mut cfg = csc_config();
+    cfg.check().unwrap();
+    cfg.participants[1].protocol = Protocol::Fix;
+    let e = cfg.check().unwrap_err().to_string();
+    assert!(e.contains("CCEP") && e.contains("binary"), "{e}");
+
+    let mut cfg = csc_config();
+    cfg.site.csc_gateway_mirror = None;
+    let e = cfg.check().unwrap_err().to_string();
+    assert!(e.contains("csc_gateway_mirror"), "{e}");
+
+    let mut cfg = csc_config();
+    cfg.failover.sequence = SequenceOnFailover::Reset;
+    cfg.failover.reset_to = Some(0);
+    let e = cfg.check().unwrap_err().to_string();
+    assert!(e.contains("reset_to"), "{e}");
+
+    // From TOML, as an operator writes it.
+    let text = r#"
+        [site]
+        lookup = ["127.0.0.1:0"]
+        gateway_primary = "127.0.0.1:0"
+        gateway_mirror = "127.0.0.1:0"
+        csc_lookup = ["127.0.0.1:0"]
+        csc_gateway_primary = "127.0.0.1:0"
+        csc_gateway_mirror = "127.0.0.1:0"
+        keys = ["k.pem"]
+        [failover]
+        orders = "cancel"
+        sequence = "reset"
+        reset_to = 1
+    "#;
+    let cfg: SiteConfig = toml::from_str(text).unwrap();
+    assert_eq!(cfg.failover.orders, OrdersOnFailover::Cancel);
+    assert_eq!(cfg.failover.reset_number(), Some(1));
+    let bad = text.replace("\"cancel\"", "\"purge\"");
+    assert!(toml::from_str::<SiteConfig>(&bad).is_err());
+}

@@ -358,6 +358,53 @@ async fn fix_logon_refusals() {
     site.shutdown();
 }
 
+#[tokio::test]
+async fn fix_logon_while_otp_c_logons_are_closed_is_refused_and_recorded() {
+    let site = start(fix_site_config(vec![fix_participant(
+        "Alpha", "FX0001", 1001,
+    )]))
+    .await;
+    let mut rx = site.subscribe();
+    let fix_addr = site.fix_gateway.unwrap();
+    // The FIX gateway is OTP-C's: closing OTP-CSC does not touch it, closing OTP-C does.
+    site.admin(gateway::AdminCmd::LogonsAllowedOn {
+        platform: twinsite_core::Platform::OtpCsc,
+        allowed: false,
+    });
+    site.admin(gateway::AdminCmd::LogonsAllowedOn {
+        platform: twinsite_core::Platform::OtpC,
+        allowed: false,
+    });
+    let mut c = FixClient::connect(fix_addr, "FX0001", SessionState::new("FX0001", EXCHANGE)).await;
+    let deadline = Instant::now() + T;
+    while !c.closed && Instant::now() < deadline {
+        c.read_some(Duration::from_millis(50)).await;
+    }
+    assert!(c.closed && !c.established, "refused while closed");
+    let reason = loop {
+        match tokio::time::timeout(T, rx.recv()).await {
+            Ok(Ok(Activity::Refused {
+                comp_id: Some(comp),
+                platform,
+                reason,
+                ..
+            })) if comp.as_str() == "FX0001" => {
+                assert_eq!(platform, twinsite_core::Platform::OtpC);
+                break reason;
+            }
+            Ok(_) => {}
+            Err(_) => panic!("no Refused activity"),
+        }
+    };
+    assert!(reason.contains("Session Status 7"), "{reason}");
+    site.admin(gateway::AdminCmd::LogonsAllowedOn {
+        platform: twinsite_core::Platform::OtpC,
+        allowed: true,
+    });
+    FixClient::logon(fix_addr, "FX0001", c.session.state().clone()).await;
+    site.shutdown();
+}
+
 // ------------------------------------------------------------------------------- failover
 
 fn cluster_config(name: &str) -> SiteConfig {
