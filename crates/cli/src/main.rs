@@ -1,5 +1,6 @@
 //! The `twinsite` command.
 
+mod bench_cluster;
 mod bench_common;
 mod bench_engine;
 mod bench_feed;
@@ -216,6 +217,32 @@ enum BenchCmd {
         #[arg(long, default_value_t = 64)]
         window: usize,
     },
+    /// The replicated cluster as three node processes: fdatasync baseline, replicated order
+    /// round trip, orders/s and orders per fdatasync (group commit), failover RTO.
+    Cluster {
+        /// Journal directory (the disk measured); node journals go in subfolders.
+        #[arg(long, default_value = "out/bench-cluster")]
+        dir: PathBuf,
+        /// Measured round trips (after warm-up).
+        #[arg(long, default_value_t = 2_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 200)]
+        warmup: usize,
+        #[arg(long, default_value_t = 8)]
+        sessions: usize,
+        /// Orders per session in the sustained run.
+        #[arg(long, default_value_t = 2_000)]
+        per_session: usize,
+        /// Orders in flight per session in the sustained run.
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+        /// Failover runs per mode (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rto_runs: usize,
+        /// fdatasync samples for the disk baseline.
+        #[arg(long, default_value_t = 1_000)]
+        fsyncs: usize,
+    },
     /// The market-data feed: engine events to multicast vs raw UDP sends; handler decode.
     Feed {
         #[arg(long, default_value_t = 200_000)]
@@ -351,6 +378,32 @@ fn main() -> anyhow::Result<()> {
                 seed,
                 runs,
             })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Cmd::Bench {
+            what:
+                BenchCmd::Cluster {
+                    dir,
+                    orders,
+                    warmup,
+                    sessions,
+                    per_session,
+                    window,
+                    rto_runs,
+                    fsyncs,
+                },
+        } => {
+            let report =
+                site_cmds::runtime()?.block_on(bench_cluster::run(bench_cluster::Opts {
+                    dir,
+                    orders,
+                    warmup,
+                    sessions,
+                    per_session,
+                    window,
+                    rto_runs,
+                    fsyncs,
+                }))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Cmd::Bench {

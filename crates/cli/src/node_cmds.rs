@@ -109,7 +109,8 @@ fn status_of(app: &Admin) -> NodeStatus {
         leader: m.status.leader.map(|l| role_name(l).to_string()),
         term: m.status.term,
         commit_index: m.status.commit_index,
-        applied_index: m.status.applied_index,
+        // The state machine's own index (the journal's status can lag it on a restarted node).
+        applied_index: app.journal.applied_index().max(idx),
         state_hash: format!("{hash:016x}"),
         state_hash_index: idx,
         site: match (app.role, view.active) {
@@ -144,7 +145,18 @@ async fn status(State(app): State<Shared>, Query(q): Query<StatusQuery>) -> Resp
         }
     }
     if let Some(i) = q.applied {
-        let _ = app.journal.wait_applied(i, timeout).await;
+        // Wake on every applied-index or status change and re-read the index under the state
+        // machine's lock (a restarted node's watch can run ahead of what it has applied).
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut applied = app.journal.subscribe_applied();
+        let mut st = app.journal.subscribe();
+        while app.journal.applied_index() < i {
+            tokio::select! {
+                r = applied.changed() => if r.is_err() { break },
+                r = st.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
     }
     Json(status_of(&app)).into_response()
 }

@@ -564,7 +564,6 @@ async fn run(seed: u64) -> Result<(), String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finds a duplicated Execution Report after a crash failover; see docs/operations.md"]
 async fn kill_dash_nine_the_active_node_loses_nothing_acknowledged() {
     let seed = std::env::var("TWINSITE_SEED")
         .ok()

@@ -609,7 +609,7 @@ impl AdminClient {
         let s: NodeStatus = serde_json::from_value(v)?;
         anyhow::ensure!(
             s.applied_index >= index,
-            "{} node applied only {} of {index} after {timeout:?}",
+            "{} node applied only {} of {index} after {timeout:?}: {s:?}",
             role_name(r),
             s.applied_index
         );

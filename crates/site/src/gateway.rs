@@ -1262,7 +1262,10 @@ impl Core {
                 }
             },
             Some(j) => {
-                let commit = j.commit_index();
+                // Everything in a new leader's log (the old term's tail and its own blank
+                // entry) commits before any new input can: wait until it is all applied, or
+                // the live state would miss entries committed after `serving` turned true.
+                let commit = j.commit_index().max(j.status().last_log_index);
                 if let Err(e) = j.wait_applied(commit, Duration::from_secs(10)).await {
                     tracing::error!(error = %e, "replica did not catch up; not serving");
                     return;

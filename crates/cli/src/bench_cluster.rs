@@ -1,0 +1,436 @@
+//! `twinsite bench cluster`: the replicated exchange as three node processes on this machine.
+//!
+//! In one run:
+//! * fdatasync baseline: a 256-byte write then `fdatasync` on a preallocated file in the
+//!   journal directory (what one WAL group commit costs on this disk).
+//! * Replicated round trip: one OCG-C session (through the lookup ladder) sends a New Order and
+//!   waits for its Execution Report, one at a time, through the 3-node cluster with durable
+//!   journals (the report is released only once the order is fdatasynced on a quorum).
+//! * Sustained load: several sessions (throttle off) each keeping a window of orders in flight;
+//!   orders acknowledged per second, and from the leader's WAL counters, fdatasyncs, journal
+//!   entries per fdatasync and orders per fdatasync (group commit).
+//! * Failover RTO, scheduled (admin API `failover`) and crash (SIGKILL of the active node's
+//!   process, which is then restarted from its journal): from the failover start to the other
+//!   site open (its lookup answers, its gateways accept logons; the node's own timestamp), and
+//!   to a connected participant's logon there. Median of several runs, alternating sites.
+
+use anyhow::Context;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use twinsite_cluster::NodeRole;
+use twinsite_core::{CompId, Price, Qty};
+use twinsite_ocg::client::{ClientConfig, ClientState};
+use twinsite_ocg::*;
+use twinsite_site::client::{ClientEvent, ClientHandle};
+use twinsite_site::cluster_config::{
+    read_token, role_name, AdminClient, ClusterConfig, NodeProcess, ROLES,
+};
+use twinsite_site::config::ParticipantEntry;
+use twinsite_site::gateway::wall_clock;
+
+use crate::bench_common::percentiles;
+
+const KEY_PEM: &str = include_str!("../../site/tests/data/test-key.pem");
+const PASSWORD: &str = "Passw0rd";
+const T: Duration = Duration::from_secs(30);
+
+pub struct Opts {
+    pub dir: PathBuf,
+    pub orders: usize,
+    pub warmup: usize,
+    pub sessions: usize,
+    pub per_session: usize,
+    pub window: usize,
+    pub rto_runs: usize,
+    pub fsyncs: usize,
+}
+
+fn participant(i: usize) -> ParticipantEntry {
+    ParticipantEntry {
+        firm: format!("Bench {i}"),
+        kind: "EP".into(),
+        comp_id: format!("CB{i:04}"),
+        broker_ids: vec![4000 + i as u32],
+        password: PASSWORD.into(),
+        source_ips: vec!["127.0.0.1".parse().expect("address")],
+        throttle_units: 1000,
+        cancel_on_disconnect_ms: None,
+        must_change_password: false,
+        protocol: Default::default(),
+    }
+}
+
+/// fdatasync latency of a 256-byte write into a preallocated file in `dir`.
+fn fdatasync_baseline(dir: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join("fdatasync-probe");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("create {}", path.display()))?;
+    let size = (n + 16) * 4096;
+    f.write_all(&vec![0u8; size])?;
+    f.sync_all()?;
+    let rec = [0x5au8; 256];
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        f.seek(SeekFrom::Start((i * 256) as u64))?;
+        let t = Instant::now();
+        f.write_all(&rec)?;
+        f.sync_data()?;
+        v.push(t.elapsed().as_nanos() as u64);
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    Ok(v)
+}
+
+fn order(cl: u64, broker: u32, side: Side) -> Message {
+    Message::NewOrder(NewOrder {
+        cl_ord_id: FixedStr::new(&cl.to_string()),
+        submitting_broker_id: FixedStr::new(&broker.to_string()),
+        security_id: FixedStr::new("700"),
+        security_id_source: 8,
+        security_exchange: Some(FixedStr::new("XHKG")),
+        broker_location_id: None,
+        transact_time: FixedStr::new("20231125-02:00:00.000000"),
+        side,
+        ord_type: OrdType::Limit,
+        // Never crossing: buys rest at 380.00, sells at 390.00.
+        price: Some(Decimal::from_price(
+            Price::parse(if side == Side::Buy {
+                "380.00"
+            } else {
+                "390.00"
+            })
+            .expect("price"),
+        )),
+        order_qty: Decimal::from_qty(Qty(100)),
+        time_in_force: Some(TimeInForce::Day),
+        position_effect: None,
+        order_restrictions: None,
+        max_price_levels: Some(1),
+        order_capacity: Some(OrderCapacity::Agency),
+        text: None,
+        execution_instructions: None,
+        disclosure_instructions: 1,
+        lot_type: None,
+        submitting_bcan: Some(FixedStr::new("1")),
+    })
+}
+
+fn client(
+    key: &rsa::RsaPrivateKey,
+    comp: &str,
+    lookups: Vec<std::net::SocketAddr>,
+) -> ClientHandle {
+    let mut cfg = ClientConfig::new(
+        CompId::new(comp).expect("comp id"),
+        PASSWORD,
+        rsa::RsaPublicKey::from(key),
+        lookups,
+    );
+    cfg.reconnect_wait_ns = 10_000_000;
+    cfg.lookup_backoff_ns = 10_000_000;
+    cfg.logon_retry_wait_ns = 10_000_000;
+    cfg.timers.heartbeat_interval_ns = 5_000_000_000;
+    ClientHandle::spawn(cfg, ClientState::default())
+}
+
+fn is_logon(e: &ClientEvent) -> Option<()> {
+    matches!(e, ClientEvent::LoggedOn { .. }).then_some(())
+}
+
+fn is_ack(e: &ClientEvent) -> Option<()> {
+    match e {
+        ClientEvent::Message { message, .. } => {
+            matches!(message.as_ref(), Message::ExecutionReport(_)).then_some(())
+        }
+        _ => None,
+    }
+}
+
+async fn wait(c: &mut ClientHandle, f: fn(&ClientEvent) -> Option<()>) -> anyhow::Result<()> {
+    c.wait_for(T, f)
+        .await
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+struct Cluster {
+    cfg: ClusterConfig,
+    path: PathBuf,
+    nodes: std::collections::BTreeMap<NodeRole, NodeProcess>,
+    admin: AdminClient,
+}
+
+async fn start_cluster(dir: &Path, key: &Path, sessions: usize) -> anyhow::Result<Cluster> {
+    let exe = std::env::current_exe().context("find the twinsite binary")?;
+    let mut last = None;
+    for attempt in 0..5 {
+        let sub = dir.join(format!("cluster{attempt}"));
+        let _ = std::fs::remove_dir_all(&sub);
+        std::fs::create_dir_all(&sub)?;
+        let mut cfg = ClusterConfig::loopback(
+            &sub,
+            vec![key.to_path_buf()],
+            (1..=sessions + 1).map(participant).collect(),
+        )?;
+        cfg.session.throttle = false;
+        let path = sub.join("cluster.toml");
+        cfg.write(&path)?;
+        let mut nodes = std::collections::BTreeMap::new();
+        let mut failed = None;
+        for r in ROLES {
+            match NodeProcess::start(&exe, &path, r, T).await {
+                Ok(p) => {
+                    nodes.insert(r, p);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => {
+                let admin = AdminClient::new(&cfg, read_token(&cfg.cluster.token_file)?);
+                return Ok(Cluster {
+                    cfg,
+                    path,
+                    nodes,
+                    admin,
+                });
+            }
+            Some(e) => {
+                for (_, n) in nodes {
+                    n.stop(Duration::from_secs(5)).await;
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("cluster did not start")))
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied()
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+pub async fn run(opts: Opts) -> anyhow::Result<serde_json::Value> {
+    std::fs::create_dir_all(&opts.dir).with_context(|| format!("create {}", opts.dir.display()))?;
+    let dir = opts.dir.canonicalize()?;
+    eprintln!("bench cluster: journals in {}", dir.display());
+
+    // 1. The disk.
+    let fsync = fdatasync_baseline(&dir, opts.fsyncs)?;
+    let fsync_p = percentiles(fsync.clone());
+    let fsync_p50 = fsync_p["p50_ns"].as_u64().unwrap_or(0);
+    eprintln!("  fdatasync p50 {:.3} ms", ms(fsync_p50));
+
+    // 2. The cluster.
+    let key_path = dir.join("bench-key.pem");
+    std::fs::write(&key_path, KEY_PEM)?;
+    let key = twinsite_site::gateway::load_key(&key_path)?;
+    let mut c = start_cluster(&dir, &key_path, opts.sessions).await?;
+    let result = measure(&opts, &mut c, &key, fsync_p, fsync_p50).await;
+    for (_, n) in std::mem::take(&mut c.nodes) {
+        n.stop(Duration::from_secs(10)).await;
+    }
+    let _ = &c.path;
+    result
+}
+
+async fn measure(
+    opts: &Opts,
+    c: &mut Cluster,
+    key: &rsa::RsaPrivateKey,
+    fsync_p: serde_json::Value,
+    fsync_p50: u64,
+) -> anyhow::Result<serde_json::Value> {
+    c.admin.wait_active(NodeRole::Primary, T).await?;
+    let lookups = c.cfg.lookup_ladder();
+
+    // Round trip, one order at a time.
+    let mut rt = client(key, "CB0001", lookups.clone());
+    wait(&mut rt, is_logon).await?;
+    let mut samples = Vec::with_capacity(opts.orders);
+    for i in 0..(opts.warmup + opts.orders) {
+        let t = Instant::now();
+        rt.send(order(i as u64 + 1, 4001, Side::Buy))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        wait(&mut rt, is_ack).await?;
+        if i >= opts.warmup {
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    let rt_p = percentiles(samples);
+    let rt_p50 = rt_p["p50_ns"].as_u64().unwrap_or(0);
+    eprintln!(
+        "  replicated round trip p50 {:.3} ms, p99 {:.3} ms",
+        ms(rt_p50),
+        ms(rt_p["p99_ns"].as_u64().unwrap_or(0))
+    );
+
+    // Sustained load.
+    let before = c.admin.status(NodeRole::Primary).await?;
+    let mut clients = Vec::new();
+    for i in 0..opts.sessions {
+        let mut h = client(key, &format!("CB{:04}", i + 2), lookups.clone());
+        wait(&mut h, is_logon).await?;
+        clients.push(h);
+    }
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, mut h) in clients.into_iter().enumerate() {
+        let (per, window) = (opts.per_session, opts.window);
+        let broker = 4002 + i as u32;
+        tasks.push(tokio::spawn(async move {
+            let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+            let (mut sent, mut acked) = (0usize, 0usize);
+            while sent < window.min(per) {
+                sent += 1;
+                h.send(order(sent as u64, broker, side))
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            }
+            while acked < per {
+                wait(&mut h, is_ack).await?;
+                acked += 1;
+                if sent < per {
+                    sent += 1;
+                    h.send(order(sent as u64, broker, side))
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                }
+            }
+            Ok::<_, anyhow::Error>(h)
+        }));
+    }
+    let mut handles = Vec::new();
+    for t in tasks {
+        handles.push(t.await??);
+    }
+    let elapsed = t0.elapsed();
+    let after = c.admin.status(NodeRole::Primary).await?;
+    let total = opts.sessions * opts.per_session;
+    let syncs = after.wal_syncs.saturating_sub(before.wal_syncs).max(1);
+    let entries = after.wal_entries.saturating_sub(before.wal_entries);
+    let orders_per_s = total as f64 / elapsed.as_secs_f64();
+    let orders_per_fsync = total as f64 / syncs as f64;
+    eprintln!(
+        "  sustained {orders_per_s:.0} orders/s, {orders_per_fsync:.1} orders per fdatasync on the leader"
+    );
+    for h in handles {
+        h.abort();
+    }
+
+    // Failover RTO: scheduled, then crash; a participant stays connected through them.
+    // The round-trip participant stays logged on and follows the active site.
+    let mut watcher = rt;
+    let mut active = NodeRole::Primary;
+    let mut sched = Vec::new();
+    let mut sched_logon = Vec::new();
+    for _ in 0..opts.rto_runs {
+        let to = other(active);
+        let t0 = wall_clock().millis();
+        c.admin.failover(active, Some(to)).await?;
+        let s = c.admin.wait_active(to, T).await?;
+        wait(&mut watcher, is_logon).await?;
+        let logon = wall_clock().millis();
+        sched.push(s.active_since_ms.unwrap_or(logon).saturating_sub(t0) as f64);
+        sched_logon.push(logon.saturating_sub(t0) as f64);
+        active = to;
+    }
+    eprintln!("  scheduled RTO runs (ms): {sched:?}");
+    let mut crash = Vec::new();
+    let mut crash_logon = Vec::new();
+    let mut crash_errors = Vec::new();
+    let exe = std::env::current_exe()?;
+    for _ in 0..opts.rto_runs {
+        let to = other(active);
+        let t0 = wall_clock().millis();
+        c.nodes
+            .get_mut(&active)
+            .expect("node process")
+            .kill()
+            .await?;
+        let s = c.admin.wait_active(to, T).await?;
+        wait(&mut watcher, is_logon).await?;
+        let logon = wall_clock().millis();
+        crash.push(s.active_since_ms.unwrap_or(logon).saturating_sub(t0) as f64);
+        crash_logon.push(logon.saturating_sub(t0) as f64);
+        // Restart the killed node from its journal and let it catch up before the next run.
+        c.nodes.remove(&active);
+        let p = NodeProcess::start(&exe, &c.path, active, T).await?;
+        c.nodes.insert(active, p);
+        let idx = c.admin.status(to).await?.commit_index;
+        if let Err(e) = c.admin.wait_applied(active, idx, T).await {
+            crash_errors.push(format!(
+                "the restarted {} node did not catch up: {e:#}",
+                role_name(active)
+            ));
+            break;
+        }
+        active = to;
+    }
+    eprintln!("  crash RTO runs (ms): {crash:?}");
+    watcher.abort();
+
+    let rt_ratio = rt_p50 as f64 / fsync_p50.max(1) as f64;
+    let sched_med = median(sched.clone());
+    let crash_med = median(crash.clone());
+    Ok(json!({
+        "machine": {
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "journal_dir": opts.dir.display().to_string(),
+            "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        },
+        "fdatasync_256b": fsync_p,
+        "replicated_round_trip": {
+            "what": "OCG-C New Order -> Execution Report through 3 node processes, journal fdatasync on a quorum before release",
+            "latency": rt_p,
+            "p50_over_fdatasync_p50": rt_ratio,
+        },
+        "sustained": {
+            "sessions": opts.sessions,
+            "window": opts.window,
+            "orders": total,
+            "seconds": elapsed.as_secs_f64(),
+            "orders_per_s": orders_per_s,
+            "leader_fdatasyncs": syncs,
+            "leader_journal_entries": entries,
+            "journal_entries_per_fdatasync": entries as f64 / syncs as f64,
+            "orders_per_fdatasync": orders_per_fsync,
+        },
+        "rto_ms": {
+            "scheduled": { "runs": sched, "median": sched_med, "participant_logon_runs": sched_logon, "participant_logon_median": median(sched_logon.clone()) },
+            "crash": { "runs": crash, "median": crash_med, "participant_logon_runs": crash_logon, "participant_logon_median": median(crash_logon.clone()), "errors": crash_errors },
+            "definition": "failover start (request sent / SIGKILL) to the other site open (node's timestamp of the site opening: lookup answers, gateways accept logons); participant_logon = to a connected participant's logon there",
+        },
+        "targets": {
+            "replicated_p50_at_most_3x_fdatasync_p50": rt_ratio <= 3.0,
+            "at_least_20_orders_per_fdatasync": orders_per_fsync >= 20.0,
+            "scheduled_rto_under_200_ms": sched_med.is_some_and(|m| m < 200.0),
+            "crash_rto_under_1_s": crash_med.is_some_and(|m| m < 1000.0),
+        },
+    }))
+}
+
+fn other(r: NodeRole) -> NodeRole {
+    if r == NodeRole::Primary {
+        NodeRole::Backup
+    } else {
+        NodeRole::Primary
+    }
+}
