@@ -7,6 +7,8 @@
 mod common;
 
 use common::*;
+/// Bound for every wait here (longer than common's: a cluster on a loaded two-core machine).
+const T: std::time::Duration = std::time::Duration::from_secs(30);
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
