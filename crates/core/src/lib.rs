@@ -7,6 +7,7 @@
 pub mod ids;
 pub mod limits;
 pub mod price;
+pub mod spread;
 pub mod time;
 
 pub use ids::{
@@ -14,4 +15,5 @@ pub use ids::{
     Platform, SecurityCode, Side, Site,
 };
 pub use price::{Price, PriceError, Qty};
+pub use spread::SpreadTable;
 pub use time::Timestamp;

@@ -1,12 +1,11 @@
 //! The order store and per-side price levels.
 //!
 //! Orders live in one slab; each price level is an intrusive FIFO (doubly linked through the
-//! slab) so cancel is O(1) after the level lookup. Levels sit in a `BTreeMap` keyed by price, so
+//! slab) so cancel is O(1) after the level lookup. Levels sit in a sorted vector ([`Levels`]), so
 //! iteration order is deterministic. Order ids are dense per day, so the id -> slot index is a
 //! plain vector.
 
 use crate::types::{OrderType, Owner};
-use std::collections::BTreeMap;
 use twinsite_core::{ClOrdId, OrderId, Price, Qty, Side};
 
 pub const NIL: u32 = u32::MAX;
@@ -53,28 +52,220 @@ impl Default for Level {
     }
 }
 
+/// The price levels of one side, kept in a vector sorted so that the best price is last (bids
+/// ascending, asks descending): the levels that change most (at and near the best) are at the
+/// end, where inserting or removing one moves little. The interface follows `BTreeMap`
+/// (iteration in ascending price order whatever the side), so the rest of the engine reads the
+/// same as with an ordered map; every order is deterministic.
+#[derive(Debug, Clone)]
+pub struct Levels {
+    /// Asks: stored in descending price order.
+    desc: bool,
+    v: Vec<(Price, Level)>,
+}
+
+impl Levels {
+    pub fn new(side: Side) -> Levels {
+        Levels {
+            desc: side == Side::Sell,
+            v: Vec::new(),
+        }
+    }
+    /// Position of `p` in storage: Ok(found) or Err(insertion point).
+    #[inline]
+    fn search(&self, p: Price) -> Result<usize, usize> {
+        // Most lookups are at or near the best, the end of the vector: scan a few levels from
+        // there, then binary search the rest.
+        let n = self.v.len();
+        let mut i = n;
+        let stop = n.saturating_sub(8);
+        while i > stop {
+            let q = self.v[i - 1].0;
+            if q == p {
+                return Ok(i - 1);
+            }
+            let better = if self.desc { q < p } else { q > p };
+            if !better {
+                return Err(i);
+            }
+            i -= 1;
+        }
+        // Every level from i on is better than p.
+        if self.desc {
+            self.v[..i].binary_search_by(|(q, _)| p.cmp(q))
+        } else {
+            self.v[..i].binary_search_by(|(q, _)| q.cmp(&p))
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.v.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.v.is_empty()
+    }
+    /// The best price (highest bid, lowest ask).
+    #[inline]
+    pub fn best(&self) -> Option<Price> {
+        self.v.last().map(|(p, _)| *p)
+    }
+    /// The level at the best price.
+    #[inline]
+    pub fn best_mut(&mut self) -> Option<&mut Level> {
+        self.v.last_mut().map(|(_, l)| l)
+    }
+    /// Remove the level at the best price.
+    pub fn pop_best(&mut self) -> Option<(Price, Level)> {
+        self.v.pop()
+    }
+    /// Levels from the best price outwards.
+    pub fn best_first(&self) -> impl Iterator<Item = (&Price, &Level)> {
+        self.v.iter().rev().map(|(p, l)| (p, l))
+    }
+    pub fn get(&self, p: &Price) -> Option<&Level> {
+        self.search(*p).ok().map(|i| &self.v[i].1)
+    }
+    pub fn get_mut(&mut self, p: &Price) -> Option<&mut Level> {
+        self.search(*p).ok().map(|i| &mut self.v[i].1)
+    }
+    pub fn contains_key(&self, p: &Price) -> bool {
+        self.search(*p).is_ok()
+    }
+    pub fn remove(&mut self, p: &Price) -> Option<Level> {
+        self.search(*p).ok().map(|i| self.v.remove(i).1)
+    }
+    pub fn insert(&mut self, p: Price, l: Level) -> Option<Level> {
+        match self.search(p) {
+            Ok(i) => Some(std::mem::replace(&mut self.v[i].1, l)),
+            Err(i) => {
+                self.v.insert(i, (p, l));
+                None
+            }
+        }
+    }
+    /// The level at `p`, created empty if missing.
+    pub fn entry(&mut self, p: Price) -> &mut Level {
+        let i = match self.search(p) {
+            Ok(i) => i,
+            Err(i) => {
+                self.v.insert(i, (p, Level::default()));
+                i
+            }
+        };
+        &mut self.v[i].1
+    }
+    /// Levels in ascending price order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            s: &self.v,
+            front: 0,
+            back: self.v.len(),
+            desc: self.desc,
+        }
+    }
+    /// Prices in ascending order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Price> {
+        self.iter().map(|(p, _)| p)
+    }
+    /// Levels in ascending price order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &Level> {
+        self.iter().map(|(_, l)| l)
+    }
+    /// Levels whose price is in `r`, in ascending price order.
+    pub fn range<R: std::ops::RangeBounds<Price>>(
+        &self,
+        r: R,
+    ) -> impl DoubleEndedIterator<Item = (&Price, &Level)> {
+        self.iter().filter(move |(p, _)| r.contains(p))
+    }
+}
+
+/// Ascending iteration over [`Levels`].
+pub struct Iter<'a> {
+    s: &'a [(Price, Level)],
+    front: usize,
+    back: usize,
+    desc: bool,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a Price, &'a Level);
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.front == self.back {
+            return None;
+        }
+        let i = if self.desc {
+            self.back -= 1;
+            self.back
+        } else {
+            self.front += 1;
+            self.front - 1
+        };
+        let (p, l) = &self.s[i];
+        Some((p, l))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.back - self.front;
+        (n, Some(n))
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.front == self.back {
+            return None;
+        }
+        let i = if self.desc {
+            self.front += 1;
+            self.front - 1
+        } else {
+            self.back -= 1;
+            self.back
+        };
+        let (p, l) = &self.s[i];
+        Some((p, l))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<'a> IntoIterator for &'a Levels {
+    type Item = (&'a Price, &'a Level);
+    type IntoIter = Iter<'a>;
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+impl std::ops::Index<&Price> for Levels {
+    type Output = Level;
+    fn index(&self, p: &Price) -> &Level {
+        self.get(p).expect("no level at this price")
+    }
+}
+
 /// One side of one security's book.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SideBook {
-    pub levels: BTreeMap<Price, Level>,
+    pub levels: Levels,
     /// At-auction orders (no price), FIFO; only non-empty during auction sessions.
     pub auction: Level,
 }
 
 impl SideBook {
-    /// The best price: highest bid or lowest ask.
-    pub fn best(&self, side: Side) -> Option<Price> {
-        match side {
-            Side::Buy => self.levels.keys().next_back().copied(),
-            Side::Sell => self.levels.keys().next().copied(),
+    pub fn new(side: Side) -> SideBook {
+        SideBook {
+            levels: Levels::new(side),
+            auction: Level::default(),
         }
     }
+    /// The best price: highest bid or lowest ask.
+    #[inline]
+    pub fn best(&self, _side: Side) -> Option<Price> {
+        self.levels.best()
+    }
     /// Price levels from best to worst.
-    pub fn prices_best_first(&self, side: Side) -> Vec<Price> {
-        match side {
-            Side::Buy => self.levels.keys().rev().copied().collect(),
-            Side::Sell => self.levels.keys().copied().collect(),
-        }
+    pub fn prices_best_first(&self, _side: Side) -> Vec<Price> {
+        self.levels.best_first().map(|(p, _)| *p).collect()
     }
     pub fn is_empty(&self) -> bool {
         self.levels.is_empty() && self.auction.count == 0

@@ -273,8 +273,8 @@ impl CcSec {
             board,
             lower,
             upper,
-            bids: SideBook::default(),
-            asks: SideBook::default(),
+            bids: SideBook::new(Side::Buy),
+            asks: SideBook::new(Side::Sell),
             last_trade: None,
             trade_seq: 0,
             halted: false,
@@ -793,11 +793,7 @@ impl ChinaConnect {
                 o.owner.broker,
             )
         };
-        let level = self.secs[si]
-            .book_mut(side)
-            .levels
-            .entry(price)
-            .or_default();
+        let level = self.secs[si].book_mut(side).levels.entry(price);
         self.orders.push_back(level, idx);
         out.push(Event::BookAdd {
             security: self.secs[si].def.code,
@@ -1548,11 +1544,7 @@ impl ChinaConnect {
             let (side, price) = (o.side, o.price);
             let idx = insert(self, o)?;
             let si = self.orders.get(idx).sec as usize;
-            let level = self.secs[si]
-                .book_mut(side)
-                .levels
-                .entry(price)
-                .or_default();
+            let level = self.secs[si].book_mut(side).levels.entry(price);
             self.orders.push_back(level, idx);
         }
         Ok(())

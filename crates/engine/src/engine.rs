@@ -7,12 +7,11 @@
 use crate::book::{Level, Order, Orders, SideBook, NIL};
 use crate::china::{CcConfig, CcSchedule, CcSnapshot, ChinaConnect, Ctx};
 use crate::hash::StableHasher;
+use crate::ids::ClOrdIds;
 use crate::refdata::{Security, SpreadTable};
 use crate::schedule::Schedule;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use twinsite_core::limits;
 use twinsite_core::{
     BrokerId, ClOrdId, CompId, MarketSegment, OrderId, Price, Qty, SecurityCode, Side, Timestamp,
@@ -69,35 +68,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// FxHash-style hasher: fast and deterministic. Only used for lookups, never iterated into output.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(v as u64)
-    }
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(v as u64)
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64)
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+pub use crate::hash::FxHasher;
 
 /// Per-security state.
 #[derive(Debug, Clone)]
@@ -129,8 +100,8 @@ impl SecState {
     fn new(def: Security) -> SecState {
         SecState {
             def,
-            bids: SideBook::default(),
-            asks: SideBook::default(),
+            bids: SideBook::new(Side::Buy),
+            asks: SideBook::new(Side::Sell),
             last_trade: None,
             trade_seq: 0,
             halted: false,
@@ -179,6 +150,30 @@ impl SecState {
     }
 }
 
+/// Security code -> index into the engine's securities (sorted by code, no gaps): a binary
+/// search over a small contiguous array.
+#[derive(Debug, Clone, Default)]
+struct SecIndex {
+    codes: Vec<SecurityCode>,
+    slots: Vec<u32>,
+}
+
+impl SecIndex {
+    /// Codes must be pushed in ascending order.
+    fn push(&mut self, c: SecurityCode) {
+        debug_assert!(self.codes.last().is_none_or(|&l| l < c));
+        self.slots.push(self.codes.len() as u32);
+        self.codes.push(c);
+    }
+    #[inline]
+    fn get(&self, c: &SecurityCode) -> Option<&u32> {
+        self.codes.binary_search(c).ok().map(|i| &self.slots[i])
+    }
+    fn contains_key(&self, c: &SecurityCode) -> bool {
+        self.codes.binary_search(c).is_ok()
+    }
+}
+
 /// What a scheduled action does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum Timed {
@@ -197,10 +192,10 @@ pub struct Engine {
     phase: Phase,
     market_halted: bool,
     secs: Vec<SecState>,
-    sec_index: BTreeMap<SecurityCode, u32>,
+    sec_index: SecIndex,
     orders: Orders,
     /// (broker, client order id) -> order id (0 for a non-order request id).
-    ids: FxMap<(BrokerId, ClOrdId), u64>,
+    ids: ClOrdIds,
     ids_digest: u64,
     next_order_id: u64,
     next_exec_id: u64,
@@ -222,17 +217,33 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// One client-order-id table entry's contribution to the table digest (a sum over entries, so
+/// independent of insertion order). A few 64x64->128 multiplies instead of a byte loop: the
+/// digest is updated on almost every command. Platform-independent (fixed-width integers only).
 fn id_entry_hash(b: BrokerId, c: &ClOrdId, v: u64) -> u64 {
-    let mut h = StableHasher::default();
-    h.u64(b.0 as u64);
-    h.bytes(c.as_str().as_bytes());
-    h.u64(v);
-    h.finish()
+    fn mum(a: u64, b: u64) -> u64 {
+        let r = a as u128 * b as u128;
+        (r as u64) ^ ((r >> 64) as u64)
+    }
+    let bytes = c.0.as_bytes();
+    let mut w = [0u8; 24];
+    w[..bytes.len()].copy_from_slice(bytes);
+    let word = |i: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&w[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(x)
+    };
+    let key = (b.0 as u64) << 8 | bytes.len() as u64;
+    let h = mum(
+        word(0) ^ 0xa076_1d64_78bd_642f,
+        word(1) ^ 0xe703_7ed1_a0b4_28db,
+    ) ^ mum(word(2) ^ 0x8ebc_6af0_9c88_c6e3, key ^ 0x5899_65cc_7537_4cc3);
+    mum(h ^ 0x1d8e_4e27_c47d_124f, splitmix(v))
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig, securities: Vec<Security>) -> Engine {
-        let mut sec_index = BTreeMap::new();
+        let mut sec_index = SecIndex::default();
         let mut secs = Vec::with_capacity(securities.len());
         let (cc, mut sorted): (Vec<Security>, Vec<Security>) = securities
             .into_iter()
@@ -248,7 +259,7 @@ impl Engine {
         sorted.sort_by_key(|s| s.code);
         sorted.dedup_by_key(|s| s.code);
         for s in sorted {
-            sec_index.insert(s.code, secs.len() as u32);
+            sec_index.push(s.code);
             secs.push(SecState::new(s));
         }
         let sample_times = Self::sample_times(&cfg.schedule);
@@ -260,7 +271,7 @@ impl Engine {
             secs,
             sec_index,
             orders: Orders::default(),
-            ids: FxMap::default(),
+            ids: ClOrdIds::default(),
             ids_digest: 0,
             next_order_id: 1,
             next_exec_id: 1,
@@ -737,10 +748,10 @@ impl Engine {
     // ------------------------------------------------------------------ ids
 
     fn id_used(&self, b: BrokerId, c: &ClOrdId) -> bool {
-        self.ids.contains_key(&(b, *c))
+        self.ids.contains(b, c)
     }
     fn record_id(&mut self, b: BrokerId, c: ClOrdId, order: u64) {
-        if self.ids.insert((b, c), order).is_none() {
+        if self.ids.insert(b, c, order).is_none() {
             self.ids_digest = self.ids_digest.wrapping_add(id_entry_hash(b, &c, order));
         }
     }
@@ -752,8 +763,19 @@ impl Engine {
         order_id: Option<OrderId>,
         sec: SecurityCode,
     ) -> Option<u32> {
+        // Fast path when both ids are given: a live order's current client order id always maps
+        // to that order in `ids`, so when the order named by id carries `orig`, the table would
+        // give the same answer.
+        if let (Some(c), Some(id)) = (orig, order_id) {
+            if let Some(idx) = self.orders.find(id) {
+                let o = self.orders.get(idx);
+                if o.cl_ord_id == *c && o.owner.broker == broker {
+                    return (self.secs[o.sec as usize].def.code == sec).then_some(idx);
+                }
+            }
+        }
         let by_cl = orig
-            .and_then(|c| self.ids.get(&(broker, *c)).copied())
+            .and_then(|c| self.ids.get(broker, c))
             .filter(|&v| v != 0);
         let id = match (by_cl, order_id) {
             (Some(a), Some(b)) if a != b.0 => return None,
@@ -821,13 +843,14 @@ impl Engine {
             _ => {}
         }
         // Quantity: whole board lots, at most max_lots.
-        if qty.0 == 0 || !qty.0.is_multiple_of(s.def.lot_size) {
+        let lots = qty.0 / s.def.lot_size;
+        if qty.0 == 0 || lots * s.def.lot_size != qty.0 {
             return Err((
                 RejectCode::IncorrectQty,
                 "quantity is not a whole number of board lots",
             ));
         }
-        if qty.0 / s.def.lot_size > self.cfg.max_lots {
+        if lots > self.cfg.max_lots {
             return Err((
                 RejectCode::ExceedsLimit,
                 "quantity exceeds 3,000 board lots",
@@ -1054,7 +1077,7 @@ impl Engine {
         match price {
             None => self.orders.push_back(&mut book.auction, idx),
             Some(p) => {
-                let level = book.levels.entry(p).or_default();
+                let level = book.levels.entry(p);
                 self.orders.push_back(level, idx);
             }
         }
@@ -1072,11 +1095,7 @@ impl Engine {
     fn fillable(&self, si: usize, side: Side, limit: Price, max_levels: usize, want: u64) -> u64 {
         let s = &self.secs[si];
         let mut total = 0;
-        let iter: Box<dyn Iterator<Item = (&Price, &Level)>> = match side {
-            Side::Buy => Box::new(s.asks.levels.iter()),
-            Side::Sell => Box::new(s.bids.levels.iter().rev()),
-        };
-        for (&p, l) in iter.take(max_levels) {
+        for (&p, l) in s.book(side.opposite()).levels.best_first().take(max_levels) {
             let ok = match side {
                 Side::Buy => p <= limit,
                 Side::Sell => p >= limit,
@@ -1114,8 +1133,8 @@ impl Engine {
             let mut level = self.secs[si]
                 .book_mut(opp)
                 .levels
-                .remove(&best)
-                .unwrap_or_default();
+                .pop_best()
+                .map_or_else(Level::default, |(_, l)| l);
             while level.head != NIL && self.orders.get(idx).leaves() > 0 {
                 let p_idx = level.head;
                 let q = self
@@ -1823,7 +1842,7 @@ impl Engine {
         self.orders.remove(idx);
         let id = OrderId(self.next_order_id);
         self.next_order_id += 1;
-        self.ids.insert((a.owner.broker, a.cl_ord_id), id.0);
+        self.ids.insert(a.owner.broker, a.cl_ord_id, id.0);
         self.ids_digest =
             self.ids_digest
                 .wrapping_sub(id_entry_hash(a.owner.broker, &a.cl_ord_id, 0));
@@ -1903,9 +1922,7 @@ impl Engine {
 
     /// Serialize the whole state.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut ids: Vec<(BrokerId, ClOrdId, u64)> =
-            self.ids.iter().map(|(k, &v)| (k.0, k.1, v)).collect();
-        ids.sort();
+        let ids = self.ids.entries();
         let snap = Snapshot {
             cfg: self.cfg.clone(),
             now: self.now,
@@ -2034,7 +2051,7 @@ impl Engine {
                 let book = e.secs[si].book_mut(o.side);
                 match o.price {
                     None => e.orders.push_back(&mut book.auction, idx),
-                    Some(p) => e.orders.push_back(book.levels.entry(p).or_default(), idx),
+                    Some(p) => e.orders.push_back(book.levels.entry(p), idx),
                 }
             }
         }
@@ -2082,6 +2099,13 @@ impl Engine {
                         }
                         if self.orders.find(o.id) != Some(i) {
                             return Err(format!("order {} not reachable by id", o.id));
+                        }
+                        // `lookup`'s fast path relies on this.
+                        if self.ids.get(o.owner.broker, &o.cl_ord_id) != Some(o.id.0) {
+                            return Err(format!(
+                                "order {} not reachable by its client order id",
+                                o.id
+                            ));
                         }
                         q += o.leaves();
                         seen += 1;

@@ -1,5 +1,9 @@
-//! A stable 64-bit hasher (FNV-1a) for state hashes: the same bytes give the same hash on every
-//! node, build and run. Never seeded, never platform-dependent.
+//! Hashers. [`StableHasher`] (FNV-1a) for state hashes: the same bytes give the same hash on
+//! every node, build and run; never seeded, never platform-dependent. [`FxHasher`] for in-memory
+//! lookup tables only (never iterated into output).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 #[derive(Debug, Clone, Copy)]
 pub struct StableHasher(u64);
@@ -27,3 +31,36 @@ impl StableHasher {
         self.0
     }
 }
+
+/// FxHash-style hasher: fast and deterministic. Only used for lookups, never iterated into output.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64)
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(v as u64)
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64)
+    }
+    fn finish(&self) -> u64 {
+        // The last step above is a multiply: its low bits depend only on the input's low bits,
+        // and the table indexes by the low bits. The rotate brings the well-mixed high bits down.
+        self.0.rotate_left(26)
+    }
+}
+/// A hash map with [`FxHasher`].
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;

@@ -13,6 +13,7 @@ pub mod book;
 pub mod china;
 pub mod engine;
 pub mod hash;
+pub mod ids;
 pub mod oracle;
 pub mod refdata;
 pub mod schedule;

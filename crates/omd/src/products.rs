@@ -11,7 +11,7 @@ use crate::message::*;
 use crate::wire::{AsciiStr, BookSide, BrokerQueueSide, UpdateAction};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use twinsite_core::limits::OMD_BOOK_LEVELS;
-use twinsite_core::{BrokerId, OrderId, Price, Qty, SecurityCode, Side, Timestamp};
+use twinsite_core::{BrokerId, OrderId, Price, Qty, SecurityCode, Side, SpreadTable, Timestamp};
 
 /// Which product a channel carries (§2.1): decides the message types emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,78 +150,43 @@ pub enum ProductError {
     UnknownTrade(u64),
 }
 
-/// Spread table Part A (OMD code 01) as of Aug 2025: (upper bound inclusive, tick), 1/1000.
-const PART_A: &[(i64, i64)] = &[
-    (250, 1),
-    (500, 5),
-    (20_000, 10),
-    (50_000, 20),
-    (100_000, 50),
-    (200_000, 100),
-    (500_000, 200),
-    (1_000_000, 500),
-    (2_000_000, 1_000),
-    (5_000_000, 2_000),
-    (i64::MAX, 5_000),
-];
-
-/// The tick between `price` and the next price up.
-pub fn tick_up(price: i64) -> i64 {
-    PART_A
-        .iter()
-        .find(|&&(upper, _)| price < upper)
-        .map_or(5_000, |&(_, tick)| tick)
-}
-
-/// The tick between `price` and the next price down.
-pub fn tick_down(price: i64) -> i64 {
-    PART_A
-        .iter()
-        .find(|&&(upper, _)| price <= upper)
-        .map_or(5_000, |&(_, tick)| tick)
-}
-
-/// True if `price` is at most `max_ticks` ticks away from `best` on `side` (worse or equal).
-pub fn within_ticks(side: BookSide, best: i32, price: i32, max_ticks: u32) -> bool {
-    let mut p = best as i64;
-    let target = price as i64;
-    for _ in 0..=max_ticks {
-        if p == target {
-            return true;
-        }
-        let beyond = match side {
-            BookSide::Bid => p < target,
-            BookSide::Offer => p > target,
-        };
-        if beyond {
-            return false;
-        }
-        p = match side {
-            BookSide::Bid => p - tick_down(p),
-            BookSide::Offer => p + tick_up(p),
-        };
+/// True if `price` is at most `max_ticks` ticks (spreads of `table`) away from `best` on `side`,
+/// worse or equal, and on the table's grid as seen from `best`.
+pub fn within_ticks(
+    table: SpreadTable,
+    side: BookSide,
+    best: i32,
+    price: i32,
+    max_ticks: u32,
+) -> bool {
+    let (best, price) = (Price(best as i64), Price(price as i64));
+    let worse_or_equal = match side {
+        BookSide::Bid => price <= best,
+        BookSide::Offer => price >= best,
+    };
+    if !worse_or_equal {
+        return false;
     }
-    false
+    let n = table.spreads_between(best, price, max_ticks);
+    let landed = match side {
+        BookSide::Bid => table.shift(best, -(n as i32)),
+        BookSide::Offer => table.shift(best, n as i32),
+    };
+    n <= max_ticks && landed == price
 }
 
-/// Ticks between `best` and a worse `price` (bounded by `cap`).
-fn ticks_from_best(side: BookSide, best: i32, price: i32, cap: u32) -> u32 {
-    let mut p = best as i64;
-    let target = price as i64;
-    for n in 0..cap {
-        let reached = match side {
-            BookSide::Bid => p <= target,
-            BookSide::Offer => p >= target,
-        };
-        if reached {
-            return n;
-        }
-        p = match side {
-            BookSide::Bid => p - tick_down(p),
-            BookSide::Offer => p + tick_up(p),
-        };
+/// Ticks (spreads of `table`) between `best` and a worse `price`, at most `cap`.
+fn ticks_from_best(table: SpreadTable, side: BookSide, best: i32, price: i32, cap: u32) -> u32 {
+    let worse = match side {
+        BookSide::Bid => price < best,
+        BookSide::Offer => price > best,
+    };
+    if !worse {
+        return 0;
     }
-    cap
+    table
+        .spreads_between(Price(best as i64), Price(price as i64), cap)
+        .min(cap)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -238,9 +203,15 @@ struct SecurityBook {
     orders: HashMap<u64, BookOrder>,
     /// Per side: price -> order ids in time priority.
     levels: [BTreeMap<i32, VecDeque<u64>>; 2],
+    /// The security's spread table, from its Security Definition (11); Part A until one is seen.
+    table: Option<SpreadTable>,
 }
 
 impl SecurityBook {
+    fn table(&self) -> SpreadTable {
+        self.table.unwrap_or(SpreadTable::PartA)
+    }
+
     /// Price levels best first.
     fn levels_best_first(&self, side: BookSide) -> Vec<(i32, &VecDeque<u64>)> {
         let levels = &self.levels[side.index()];
@@ -258,7 +229,9 @@ impl SecurityBook {
         };
         all.iter()
             .take(OMD_BOOK_LEVELS)
-            .take_while(|(price, _)| within_ticks(side, best, *price, OMD_BOOK_LEVELS as u32 - 1))
+            .take_while(|(price, _)| {
+                within_ticks(self.table(), side, best, *price, OMD_BOOK_LEVELS as u32 - 1)
+            })
             .map(|(price, queue)| crate::image::Level {
                 price: *price,
                 aggregate_quantity: queue
@@ -279,7 +252,8 @@ impl SecurityBook {
         let best = all.first().map(|(p, _)| *p);
         for (i, (price, queue)) in all.iter().enumerate() {
             if i > 0 {
-                let spreads = ticks_from_best(side, best.unwrap_or(*price), *price, 255);
+                let spreads =
+                    ticks_from_best(self.table(), side, best.unwrap_or(*price), *price, 255);
                 items.push(BrokerQueueItem::Spread(spreads as u16));
             }
             for id in queue.iter() {
@@ -332,6 +306,8 @@ pub struct ProductBuilder {
     published_top: BTreeMap<u32, CcTopOfBook>,
     dirty_books: BTreeSet<u32>,
     dirty_stats: BTreeSet<u32>,
+    /// Spread table per security, from Security Definitions (11) passed through.
+    spread_tables: BTreeMap<u32, SpreadTable>,
 }
 
 impl ProductBuilder {
@@ -345,6 +321,7 @@ impl ProductBuilder {
             published_top: BTreeMap::new(),
             dirty_books: BTreeSet::new(),
             dirty_stats: BTreeSet::new(),
+            spread_tables: BTreeMap::new(),
         }
     }
 
@@ -563,6 +540,16 @@ impl ProductBuilder {
                 Ok(())
             }
             MarketEvent::PassThrough(ref msg) => {
+                if let Message::SecurityDefinition(d) = &**msg {
+                    let table = match &d.fields.spread_table_code.0 {
+                        b"03" => SpreadTable::PartB,
+                        _ => SpreadTable::PartA,
+                    };
+                    self.spread_tables.insert(d.fields.security_code, table);
+                    if let Some(book) = self.books.get_mut(&d.fields.security_code) {
+                        book.table = Some(table);
+                    }
+                }
                 out.push((**msg).clone());
                 Ok(())
             }
@@ -600,7 +587,9 @@ impl ProductBuilder {
             );
             return Ok(());
         }
+        let table = self.spread_tables.get(&security.0).copied();
         let book = self.books.entry(security.0).or_default();
+        book.table = book.table.or(table);
         if book.orders.contains_key(&order_id.0) {
             return Err(ProductError::DuplicateOrder(order_id.0));
         }
@@ -1116,14 +1105,19 @@ mod tests {
 
     #[test]
     fn spread_table_part_a() {
-        assert_eq!(tick_up(250), 5);
-        assert_eq!(tick_down(250), 1);
-        assert_eq!(tick_up(20_000), 20);
-        assert_eq!(tick_down(20_000), 10);
-        assert!(within_ticks(BookSide::Bid, 10_000, 9_910, 9));
-        assert!(!within_ticks(BookSide::Bid, 10_000, 9_900, 9));
-        assert!(within_ticks(BookSide::Offer, 19_950, 20_080, 9));
-        assert!(!within_ticks(BookSide::Offer, 19_950, 20_100, 9));
+        let a = SpreadTable::PartA;
+        assert!(within_ticks(a, BookSide::Bid, 10_000, 9_910, 9));
+        assert!(!within_ticks(a, BookSide::Bid, 10_000, 9_900, 9));
+        assert!(within_ticks(a, BookSide::Offer, 19_950, 20_080, 9));
+        assert!(!within_ticks(a, BookSide::Offer, 19_950, 20_100, 9));
+        assert!(!within_ticks(a, BookSide::Offer, 19_950, 19_940, 9));
+        assert_eq!(ticks_from_best(a, BookSide::Bid, 20_040, 19_990, 255), 3);
+        assert_eq!(ticks_from_best(a, BookSide::Offer, 19_990, 20_040, 255), 3);
+        assert_eq!(ticks_from_best(a, BookSide::Offer, 19_990, 19_990, 255), 0);
+        // Part B (code 03) has a 0.002 tick from 1.00 to 5.00, where Part A has 0.010.
+        let b = SpreadTable::PartB;
+        assert!(within_ticks(b, BookSide::Offer, 2_000, 2_018, 9));
+        assert!(!within_ticks(a, BookSide::Offer, 2_000, 2_018, 9));
     }
 
     #[test]
