@@ -1155,6 +1155,31 @@ mod tests {
     }
 
     #[test]
+    fn aggregate_book_counts_ticks_on_the_security_definitions_spread_table() {
+        // Offers 2.000 and 2.018: nine Part B spreads apart (0.002 tick from 1.00 to 5.00), so
+        // both are visible with Part B; on Part A 2.018 is not even on the grid.
+        let visible = |code: &str| {
+            let mut b = ProductBuilder::new(Product::SecuritiesStandard);
+            let mut out = Vec::new();
+            let mut def = SecurityDefinition::default();
+            def.fields.security_code = 700;
+            def.fields.spread_table_code = AsciiStr::new(code);
+            b.on_event(
+                &MarketEvent::PassThrough(Box::new(Message::SecurityDefinition(def))),
+                &mut out,
+            )
+            .unwrap();
+            b.on_event(&add(1, Side::Sell, 2_000, 100, 1), &mut out)
+                .unwrap();
+            b.on_event(&add(2, Side::Sell, 2_018, 100, 1), &mut out)
+                .unwrap();
+            b.books[&700].visible_levels(BookSide::Offer).len()
+        };
+        assert_eq!(visible("03"), 2);
+        assert_eq!(visible("01"), 1);
+    }
+
+    #[test]
     fn revealed_levels_are_added_explicitly_when_the_book_shrinks() {
         let mut b = ProductBuilder::new(Product::SecuritiesStandard);
         let mut out = Vec::new();
