@@ -14,6 +14,13 @@
 //!   again, so after the failover it keeps knocking on the old site's gateways;
 //! * [`Fault::FreshSequenceAfterFailover`]: when its session is lost it restarts its client with
 //!   fresh session state, so it logs on with sequence number 1.
+//!
+//! [`vendor`]: the information-vendor bot (OMD-C / OMD-CC through the reference feed handler,
+//! gaps recovered through the RTS, the DR signal followed to the backup site) and its faulty
+//! twin that ignores the DR signal.
+
+pub mod vendor;
+pub use vendor::{spawn_vendor, VendorConfig, VendorCounters, VendorFault, VendorHandle};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -171,7 +178,10 @@ impl BotConfig {
         c.lookup_backoff_ns = s(twinsite_core::limits::OCG_LOOKUP_BACKOFF_SECS);
         c.reconnect_wait_ns = s(twinsite_core::limits::OCG_RECONNECT_WAIT_SECS);
         c.lookup_response_timeout_ns = s(10).max(1_000_000_000);
-        c.logon_reply_timeout_ns = s(60).max(1_000_000_000);
+        // Never below 5 s: the exchange answers a logon once the logon is replicated, which on
+        // a loaded machine can take well over a second (the timer only matters when no answer
+        // comes at all).
+        c.logon_reply_timeout_ns = s(60).max(5_000_000_000);
         c.logon_retry_wait_ns = s(60);
         c.logout_reply_timeout_ns = s(60).max(500_000_000);
         c.timers.heartbeat_interval_ns = heartbeat.as_nanos() as u64;

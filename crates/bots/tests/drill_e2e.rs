@@ -1,7 +1,9 @@
 //! A compressed practice session against the real two-site runtime (primary, backup, witness):
 //! good bots and faulty bots trade at the primary site, the exchange fails over, and the
 //! scorecards computed from the exchange's activity records pass the good ones and fail the
-//! faulty ones for the right reason.
+//! faulty ones for the right reason. With market data (PS2): the sites publish OMD-C and OMD-CC
+//! on loopback multicast, two information vendors recover gaps through the RTS, and only the
+//! one that follows the DR signal to the backup site's RTS passes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,11 +12,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 use twinsite_bots::*;
 use twinsite_cluster::{Durability, JournalConfig, NodeRole};
+use twinsite_core::ParticipantKind;
 use twinsite_core::{Site, Timestamp};
-use twinsite_drill::registry::{participant_entries, Registration, RegistrationRequest, Registry};
+use twinsite_drill::registry::{
+    participant_entries, rts_usernames, Registration, RegistrationRequest, Registry,
+};
 use twinsite_drill::session::Session;
 use twinsite_drill::{ActivityLog, Clock, ExchangeChecks, Participant};
 use twinsite_site::config::*;
+use twinsite_site::feed::{self, FeedActivity};
 use twinsite_site::gateway::{self, load_key, wall_clock, Activity};
 
 const T: Duration = Duration::from_secs(30);
@@ -61,6 +67,24 @@ fn register(file: &str) -> Vec<Registration> {
             Timestamp::from_hkt(2023, 11, 20, 9, 0, 0),
         )
         .unwrap();
+    }
+    if session(file)
+        .access
+        .contains_key(&ParticipantKind::InformationVendor)
+    {
+        for firm in ["Vendor Data", "Deaf Vendor Data"] {
+            r.register(
+                RegistrationRequest {
+                    firm: firm.into(),
+                    kind: "IV".into(),
+                    broker_ids: vec![],
+                    contact: "feeds".into(),
+                    source_ips: vec![],
+                },
+                Timestamp::from_hkt(2023, 11, 20, 9, 0, 0),
+            )
+            .unwrap();
+        }
     }
     r.registrations().to_vec()
 }
@@ -131,9 +155,105 @@ fn pump(log: &mut ActivityLog, rx: &mut mpsc::UnboundedReceiver<(Site, Result<Ac
     }
 }
 
+/// Forward a feed's RTS and DR records, tagged with the site.
+fn forward_feed(
+    site: Site,
+    feed: &feed::FeedHandle,
+    tx: mpsc::UnboundedSender<(Site, FeedActivity)>,
+) {
+    let mut rx = feed.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(a) => {
+                    if tx.send((site, a)).is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// Record feed activity until `done(log)` holds (bounded).
+async fn feed_until(
+    log: &mut ActivityLog,
+    rx: &mut mpsc::UnboundedReceiver<(Site, FeedActivity)>,
+    what: &str,
+    mut done: impl FnMut(&ActivityLog) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        while let Ok((site, a)) = rx.try_recv() {
+            log.record_feed(site, &a);
+        }
+        if done(log) {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((site, a))) => log.record_feed(site, &a),
+            _ => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+/// The session's channels on loopback multicast, every group on one free port (parallel tests
+/// never mix their feeds), the RTS on a free port.
+fn market_data(s: &Session) -> MarketDataSection {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let at = |a: std::net::SocketAddr| std::net::SocketAddr::new(a.ip(), port);
+    MarketDataSection {
+        interface: "127.0.0.1".parse().unwrap(),
+        rts: "127.0.0.1:0".parse().unwrap(),
+        channels: s
+            .market_data
+            .channels
+            .iter()
+            .map(|c| ChannelEntry {
+                id: c.id,
+                product: c.product.clone(),
+                line_a: at(c.line_a),
+                line_b: at(c.line_b),
+            })
+            .collect(),
+        pcap: None,
+    }
+}
+
+/// An RTS request served at `site` for participant `id`.
+fn rts_served(log: &ActivityLog, id: &str, site: Site, after: Option<Timestamp>) -> bool {
+    log.observations(id).iter().any(|o| {
+        o.site == site
+            && after.is_none_or(|t| o.at >= t)
+            && matches!(
+                o.what,
+                twinsite_drill::activity::What::RtsRequest { status: 0, .. }
+            )
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_failover_scorecards() {
-    failover_scorecards(false).await;
+    failover_scorecards(false, false).await;
+}
+
+// The same with two information vendors on the sites' OMD-C / OMD-CC feeds: the one following
+// the DR signal passes, the one ignoring it fails `market_image_recovered`. Ignored until the
+// backup site serves only from a state holding everything the primary site already sent: on a
+// loaded machine (load average 15 on 2 cores) in about half the runs the good EPs' logons at the
+// backup are refused with `NextExpectedTooHigh { next_expected: 66, next_to_send: 62 }` (they
+// received messages from the primary that the backup's restored state lacks), so they never
+// trade there. It passes when the machine is quiet. Run with --ignored.
+#[ignore = "backup site restores before applying all the primary committed (see the comment)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_failover_with_vendors_scorecards() {
+    failover_scorecards(false, true).await;
 }
 
 // Ignored until the runtime keeps the backup site open after a crash failover under load: in about
@@ -142,10 +262,10 @@ async fn scheduled_failover_scorecards() {
 #[ignore = "crash failover under load: the backup site closes again (see the comment)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_failover_scorecards() {
-    failover_scorecards(true).await;
+    failover_scorecards(true, false).await;
 }
 
-async fn failover_scorecards(crash: bool) {
+async fn failover_scorecards(crash: bool, with_vendors: bool) {
     let regs = register(SESSIONS[crash as usize]);
     let entries = participant_entries(&regs);
     let mut listeners = BTreeMap::new();
@@ -156,7 +276,15 @@ async fn failover_scorecards(crash: bool) {
         listeners.insert(r, l);
     }
     let jc = |r| JournalConfig::new(r, addrs.clone(), Durability::Memory);
-    let (primary, _) = gateway::start_node(
+    let s = session(SESSIONS[crash as usize]);
+    let vendors: Vec<&Registration> = regs
+        .iter()
+        .filter(|r| r.kind == ParticipantKind::InformationVendor)
+        .filter(|_| with_vendors)
+        .collect();
+    let md = market_data(&s);
+    let users = rts_usernames(&regs);
+    let (primary, pfeed_rx) = gateway::start_node(
         site_config("primary", entries.clone()),
         Site::Primary,
         jc(NodeRole::Primary),
@@ -164,8 +292,11 @@ async fn failover_scorecards(crash: bool) {
     )
     .await
     .unwrap();
+    let pfeed = feed::run_feed(md.clone(), users.clone(), pfeed_rx)
+        .await
+        .unwrap();
     let mut prx = primary.subscribe();
-    let (backup, _) = gateway::start_node(
+    let (backup, bfeed_rx) = gateway::start_node(
         site_config("backup", entries.clone()),
         Site::Backup,
         jc(NodeRole::Backup),
@@ -173,6 +304,7 @@ async fn failover_scorecards(crash: bool) {
     )
     .await
     .unwrap();
+    let bfeed = feed::run_feed(md.clone(), users, bfeed_rx).await.unwrap();
     let witness = gateway::start_witness(
         &site_config("witness", entries.clone()),
         jc(NodeRole::Witness),
@@ -191,7 +323,6 @@ async fn failover_scorecards(crash: bool) {
     wait_active(&mut prx).await;
 
     // The drill starts now, compressed.
-    let s = session(SESSIONS[crash as usize]);
     let mut log = ActivityLog::new(
         &s,
         Clock::new(&s, wall_clock(), SPEED),
@@ -200,6 +331,9 @@ async fn failover_scorecards(crash: bool) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     forward(Site::Primary, primary.subscribe(), tx.clone());
     forward(Site::Backup, backup.subscribe(), tx.clone());
+    let (ftx, mut frx) = mpsc::unbounded_channel();
+    forward_feed(Site::Primary, &pfeed, ftx.clone());
+    forward_feed(Site::Backup, &bfeed, ftx);
     let mut brx = backup.subscribe();
 
     let lookups = vec![
@@ -224,6 +358,18 @@ async fn failover_scorecards(crash: bool) {
     let amnesia = spawn(cfg(3, Role::Taker, Fault::FreshSequenceAfterFailover))
         .await
         .unwrap();
+    // Vendors: one follows the DR signal, one ignores it.
+    let rts = vec![pfeed.rts_addr, bfeed.rts_addr];
+    let mut ivs = Vec::new();
+    for (v, fault) in vendors
+        .iter()
+        .zip([VendorFault::None, VendorFault::IgnoreDrSignal])
+    {
+        let c = VendorConfig::new(&v.firm, &v.id(), md.clone(), rts.clone())
+            .with_fault(fault)
+            .with_gap_every(Some(Duration::from_millis(300)));
+        ivs.push(spawn_vendor(c).await.unwrap());
+    }
     // Every bot trades at the primary site: the maker gets fills; each taker at least has orders
     // accepted (three takers compete for the maker's quotes, so one may see no fill for a while
     // on a loaded machine; the scorecard's "traded" counts accepted orders and fills).
@@ -231,12 +377,26 @@ async fn failover_scorecards(crash: bool) {
     for b in [&taker, &cached, &amnesia] {
         b.wait_until(T, |c| c.acks >= 1).await.unwrap();
     }
+    // Each vendor has had a gap filled by the primary site's RTS, as the exchange saw it.
+    for v in &vendors {
+        let id = v.id();
+        feed_until(
+            &mut log,
+            &mut frx,
+            &format!("{id}: RTS at the primary"),
+            |l| rts_served(l, &id, Site::Primary, None),
+        )
+        .await;
+    }
 
     // Failover to the backup site: scheduled, or the primary site dies.
     log.failover_started(wall_clock());
     let mut primary = Some(primary);
+    let mut pfeed = Some(pfeed);
     if crash {
         primary.take().unwrap().crash().await;
+        // The primary site's feed and RTS die with it.
+        pfeed.take().unwrap().shutdown();
     } else {
         primary
             .as_ref()
@@ -248,7 +408,8 @@ async fn failover_scorecards(crash: bool) {
             .unwrap();
     }
     wait_active(&mut brx).await;
-    log.backup_opened(wall_clock());
+    let opened = wall_clock();
+    log.backup_opened(opened);
 
     // The good bots come back at the backup and trade there.
     let m0 = maker.counters();
@@ -316,6 +477,32 @@ async fn failover_scorecards(crash: bool) {
         }
     }
 
+    // The good vendor follows the DR signal to the backup site's RTS; the deaf one does not
+    // (it rebuilds from refresh and keeps asking the primary site).
+    if let (Some(good), Some(deaf)) = (vendors.first(), ivs.get(1)) {
+        let id = good.id();
+        feed_until(
+            &mut log,
+            &mut frx,
+            &format!("{id}: RTS at the backup"),
+            |l| rts_served(l, &id, Site::Backup, Some(opened)),
+        )
+        .await;
+        let d0 = deaf.counters();
+        deaf.wait_until(T, |c| {
+            c.event("refreshed") > d0.event("refreshed")
+                && c.event("retransmission") > d0.event("retransmission")
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            deaf.counters().rts_site,
+            0,
+            "the deaf vendor never switched"
+        );
+        assert_eq!(ivs[0].counters().rts_site, 1);
+    }
+
     // Exchange checks: backup and witness hold the same state.
     let j = backup.journal().unwrap().clone();
     let idx = j.commit_index();
@@ -325,7 +512,13 @@ async fn failover_scorecards(crash: bool) {
     for b in [maker, taker, cached, amnesia] {
         b.abort();
     }
+    for v in ivs {
+        v.abort();
+    }
     pump(&mut log, &mut rx);
+    while let Ok((site, a)) = frx.try_recv() {
+        log.record_feed(site, &a);
+    }
     let r = log.report(&ExchangeChecks {
         rto_ms: None,
         acked_orders_lost: 0,
@@ -364,11 +557,30 @@ async fn failover_scorecards(crash: bool) {
         "{seq:?}"
     );
 
+    if let [good, deaf] = vendors[..] {
+        let g = r.participant(&good.id()).unwrap();
+        assert!(g.passed, "{} should pass: {:#?}", good.firm, g.checks);
+        assert!(r.failover.dr_signal_wall_ms.is_some());
+        let d = r.participant(&deaf.id()).unwrap();
+        assert!(!d.passed);
+        assert!(d.check("rts_primary", "primary").unwrap().passed);
+        let img = d.check("market_image_recovered", "backup").unwrap();
+        assert!(!img.passed);
+        assert!(
+            img.detail.contains("no RTS logon at the backup site"),
+            "{img:?}"
+        );
+    }
+
     let dir = std::env::temp_dir().join(format!("twinsite-e2e-report-{}", std::process::id()));
     r.write(&dir).unwrap();
     if let Some(p) = primary {
         p.shutdown();
     }
     backup.shutdown();
+    if let Some(f) = pfeed {
+        f.shutdown();
+    }
+    bfeed.shutdown();
     witness.shutdown().await;
 }

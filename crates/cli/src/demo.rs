@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use twinsite_bots::{BotConfig, BotHandle, Fault, Role};
+use twinsite_bots::{BotConfig, BotHandle, Fault, Role, VendorConfig, VendorFault, VendorHandle};
 use twinsite_cluster::{Durability, JournalConfig, NodeRole};
 use twinsite_console::{
-    random_token, ActionOk, Console, ConsoleConfig, ConsoleState, FailoverStatus, FailoverStep,
-    NodeView, OperatorAction, ParticipantView, PhaseView, ReportLinks,
+    random_token, ActionOk, ChannelView, Console, ConsoleConfig, ConsoleState, FailoverStatus,
+    FailoverStep, NodeView, OperatorAction, ParticipantView, PhaseView, ReportLinks,
     SessionStatus as ConsoleStatus, TimelineEvent,
 };
-use twinsite_core::{Site, Timestamp};
+use twinsite_core::{ParticipantKind, Site, Timestamp};
 use twinsite_drill::session::FailoverMode;
 use twinsite_drill::{
     participant_entries, ActivityLog, Clock, ExchangeChecks, Participant, RegistrationRequest,
@@ -24,6 +24,7 @@ use twinsite_drill::{
 };
 use twinsite_ocg::{ExecType, Message};
 use twinsite_site::config::*;
+use twinsite_site::feed::{self, FeedActivity, FeedHandle, FeedInput};
 use twinsite_site::gateway::{self, wall_clock, Activity, SiteHandle};
 
 /// The PS2 session file shipped with the binary (used when no file is given).
@@ -33,6 +34,11 @@ pub struct Opts {
     pub session: Option<PathBuf>,
     pub out: PathBuf,
     pub participants: usize,
+    /// Reference information vendors (the last ignores the DR signal when there are 2 or more).
+    pub vendors: usize,
+    /// Replace the port of every multicast group of the session with this one (demos running
+    /// side by side use different ports, so their feeds never mix).
+    pub md_port: Option<u16>,
     pub crash: bool,
     /// Wall seconds the whole session should take.
     pub seconds: u64,
@@ -91,13 +97,35 @@ fn initial_console(
         sequence: format!("{:?}", session.failover.sequence).to_lowercase(),
     };
     s.session.registration_deadline = Some(session.registration_deadline_label.clone());
+    s.market_data.dr_signal = if session.market_data.dr_signal {
+        "not_sent".into()
+    } else {
+        "disabled".into()
+    };
+    s.market_data.channels = session
+        .market_data
+        .channels
+        .iter()
+        .filter(|c| session.market_data.dr_signal || c.product != "dr")
+        .map(|c| ChannelView {
+            id: c.id,
+            platform: c.platform.clone(),
+            product: c.product.clone(),
+            site: None,
+            seq: 0,
+        })
+        .collect();
     s.participants = regs
         .iter()
         .map(|r| ParticipantView {
             id: r.id(),
             firm: r.firm.clone(),
-            kind: format!("{:?}", r.kind).to_uppercase(),
-            platform: "OTP-C".into(),
+            kind: twinsite_drill::session::kind_name(r.kind).to_string(),
+            platform: match r.kind {
+                ParticipantKind::InformationVendor => "OMD-C/OMD-CC".into(),
+                ParticipantKind::Ccep => "OTP-CSC".into(),
+                _ => "OTP-C".into(),
+            },
             ..Default::default()
         })
         .collect();
@@ -171,6 +199,59 @@ pub fn keygen(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(pub_path)
 }
 
+/// A free UDP port of 127.0.0.1 (for the demo's multicast groups).
+pub fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The sites' `[market_data]` from the session's: its channels (the DR channel only when the
+/// session sends the DR signal), multicast on 127.0.0.1, the RTS on a free port, and every
+/// group's port replaced by `port` when given.
+pub fn market_data_section(session: &Session, port: Option<u16>) -> Option<MarketDataSection> {
+    let md = &session.market_data;
+    if md.channels.is_empty() {
+        return None;
+    }
+    let with_port = |a: SocketAddr| match port {
+        Some(p) => SocketAddr::new(a.ip(), p),
+        None => a,
+    };
+    Some(MarketDataSection {
+        interface: std::net::Ipv4Addr::LOCALHOST.into(),
+        rts: "127.0.0.1:0".parse().expect("address"),
+        channels: md
+            .channels
+            .iter()
+            .filter(|c| md.dr_signal || !c.product.eq_ignore_ascii_case("dr"))
+            .map(|c| ChannelEntry {
+                id: c.id,
+                product: c.product.clone(),
+                line_a: with_port(c.line_a),
+                line_b: with_port(c.line_b),
+            })
+            .collect(),
+        pcap: None,
+    })
+}
+
+/// The feed of a node: started when the session has market data; otherwise the node's feed
+/// input is drained.
+async fn node_feed(
+    md: &Option<MarketDataSection>,
+    users: &[String],
+    mut rx: mpsc::UnboundedReceiver<FeedInput>,
+) -> anyhow::Result<Option<FeedHandle>> {
+    match md {
+        Some(md) => Ok(Some(feed::run_feed(md.clone(), users.to_vec(), rx).await?)),
+        None => {
+            tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            Ok(None)
+        }
+    }
+}
+
 fn site_config(
     name: &str,
     key: &Path,
@@ -209,6 +290,8 @@ struct Nodes {
     primary: Option<SiteHandle>,
     backup: SiteHandle,
     witness: twinsite_cluster::Journal<twinsite_site::replica::Replica>,
+    primary_feed: Option<FeedHandle>,
+    backup_feed: Option<FeedHandle>,
 }
 
 async fn wait_for<F: Fn(&Activity) -> bool>(
@@ -227,12 +310,15 @@ async fn wait_for<F: Fn(&Activity) -> bool>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn start_nodes(
     out: &Path,
     key: &Path,
     entries: Vec<ParticipantEntry>,
     heartbeat_ms: u64,
     memory: bool,
+    md: Option<MarketDataSection>,
+    rts_users: Vec<String>,
 ) -> anyhow::Result<Nodes> {
     let mut listeners = BTreeMap::new();
     let mut addrs = BTreeMap::new();
@@ -255,21 +341,23 @@ async fn start_nodes(
         c.heartbeat_interval = Duration::from_millis(30);
         c
     };
-    let (primary, _) = gateway::start_node(
+    let (primary, pfeed) = gateway::start_node(
         site_config("primary", key, entries.clone(), heartbeat_ms),
         Site::Primary,
         jc(NodeRole::Primary),
         listeners.remove(&NodeRole::Primary),
     )
     .await?;
+    let primary_feed = node_feed(&md, &rts_users, pfeed).await?;
     let mut prx = primary.subscribe();
-    let (backup, _) = gateway::start_node(
+    let (backup, bfeed) = gateway::start_node(
         site_config("backup", key, entries.clone(), heartbeat_ms),
         Site::Backup,
         jc(NodeRole::Backup),
         listeners.remove(&NodeRole::Backup),
     )
     .await?;
+    let backup_feed = node_feed(&md, &rts_users, bfeed).await?;
     let witness = gateway::start_witness(
         &site_config("witness", key, entries, heartbeat_ms),
         jc(NodeRole::Witness),
@@ -302,6 +390,8 @@ async fn start_nodes(
         primary: Some(primary),
         backup,
         witness,
+        primary_feed,
+        backup_feed,
     })
 }
 
@@ -373,6 +463,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     );
     let n = opts.participants.max(2);
     let mut plan = Vec::new();
+    let mut vendor_plan = Vec::new();
     if opts.bots {
         for i in 0..n {
             let (role, fault) = match i {
@@ -394,6 +485,30 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             )?;
             plan.push((reg, role, fault));
         }
+        let invited = session
+            .access
+            .contains_key(&ParticipantKind::InformationVendor);
+        if opts.vendors > 0 && !invited {
+            println!("  (no information vendors: the session does not invite them)");
+        }
+        for i in 0..if invited { opts.vendors } else { 0 } {
+            let fault = if opts.vendors >= 2 && i == opts.vendors - 1 {
+                VendorFault::IgnoreDrSignal
+            } else {
+                VendorFault::None
+            };
+            let reg = registry.register(
+                RegistrationRequest {
+                    firm: format!("Demo Market Data {:02}", i + 1),
+                    kind: "IV".into(),
+                    broker_ids: vec![],
+                    contact: format!("feeds{:02}@demo.example", i + 1),
+                    source_ips: vec![],
+                },
+                reg_now,
+            )?;
+            vendor_plan.push((reg, fault));
+        }
     }
     let regs = registry.registrations().to_vec();
     anyhow::ensure!(
@@ -407,7 +522,37 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     }
     let heartbeat_ms = (20_000 / speed).max(200);
     let entries = participant_entries(&regs);
-    let nodes = start_nodes(&opts.out, &key, entries, heartbeat_ms, opts.memory).await?;
+    let md = market_data_section(&session, opts.md_port);
+    let nodes = start_nodes(
+        &opts.out,
+        &key,
+        entries,
+        heartbeat_ms,
+        opts.memory,
+        md.clone(),
+        twinsite_drill::rts_usernames(&regs),
+    )
+    .await?;
+    let rts_addrs: Vec<SocketAddr> = [&nodes.primary_feed, &nodes.backup_feed]
+        .iter()
+        .filter_map(|f| f.as_ref().map(|f| f.rts_addr))
+        .collect();
+    if let Some(md) = &md {
+        println!(
+            "  market data: {} channels ({}), RTS {}",
+            md.channels.len(),
+            md.channels
+                .iter()
+                .map(|c| format!("{} {} {}", c.id, c.product, c.line_a))
+                .collect::<Vec<_>>()
+                .join(", "),
+            rts_addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(" / ")
+        );
+    }
     let lookups = vec![
         nodes.primary.as_ref().expect("primary").lookup_addrs[0],
         nodes.primary.as_ref().expect("primary").lookup_addrs[1],
@@ -454,6 +599,30 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         });
     }
 
+    // The feeds' own record: RTS logons and requests, DR signals.
+    let (feed_tx, mut feed_rx) = mpsc::unbounded_channel::<(Site, FeedActivity)>();
+    for (site, f) in [
+        (Site::Primary, &nodes.primary_feed),
+        (Site::Backup, &nodes.backup_feed),
+    ] {
+        let Some(f) = f else { continue };
+        let mut rx = f.subscribe();
+        let tx = feed_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(a) => {
+                        if tx.send((site, a)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
     // Reference participants.
     let pubkey = rsa::RsaPublicKey::from(&gateway::load_key(&key)?);
     let mut bots: Vec<(String, BotHandle)> = Vec::new();
@@ -478,6 +647,15 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         .with_fault(*fault)
         .with_interval(Duration::from_millis(150));
         bots.push((reg.firm.clone(), twinsite_bots::spawn(cfg).await?));
+    }
+    let mut vendors: Vec<VendorHandle> = Vec::new();
+    if let Some(md) = &md {
+        for (reg, fault) in &vendor_plan {
+            let cfg = VendorConfig::new(&reg.firm, &reg.id(), md.clone(), rts_addrs.clone())
+                .with_fault(*fault)
+                .with_gap_every(Some(Duration::from_millis(1500)));
+            vendors.push(twinsite_bots::spawn_vendor(cfg).await?);
+        }
     }
 
     // The operations console.
@@ -514,6 +692,8 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let mut failover_at: Option<Timestamp> = None;
     let mut backup_open: Option<Timestamp> = None;
     let mut connected: BTreeMap<String, String> = BTreeMap::new();
+    // Information vendors: where their RTS session is.
+    let mut rts_site: BTreeMap<String, String> = BTreeMap::new();
     let mut per_comp: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
     let (mut orders, mut fills) = (0u64, 0u64);
     let started = Instant::now();
@@ -577,6 +757,10 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             if crash {
                 if let Some(p) = nodes.primary.take() {
                     p.crash().await;
+                }
+                // The primary site's feed and RTS die with it.
+                if let Some(f) = nodes.primary_feed.take() {
+                    f.shutdown();
                 }
             } else if let Some(p) = &nodes.primary {
                 p.journal()
@@ -662,6 +846,48 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                 }
                 log.record(site, &a);
             },
+            f = feed_rx.recv() => if let Some((site, a)) = f {
+                let site_name = format!("{site:?}").to_lowercase();
+                match &a {
+                    FeedActivity::RtsLogon { user, status, at, peer, .. } => {
+                        let who = user.clone().unwrap_or_else(|| peer.to_string());
+                        if *status == 0 {
+                            if let Some(u) = user {
+                                rts_site.insert(u.clone(), format!("{site_name} (RTS)"));
+                            }
+                        }
+                        let l = clock.label(&session, *at);
+                        let what = if *status == 0 {
+                            format!("logged on to the RTS at the {site_name} site")
+                        } else {
+                            format!("RTS logon refused at the {site_name} site (SessionStatus {status})")
+                        };
+                        console.update(|s| s.log(at.millis(), l, who, what));
+                    }
+                    FeedActivity::RtsClosed { user: Some(u), .. } => {
+                        rts_site.remove(u);
+                    }
+                    FeedActivity::DrSignal { status, at } => {
+                        let l = clock.label(&session, *at);
+                        let what = format!("DR signal {} ({status:?}) sent by the {site_name} site", status.code());
+                        println!("  [{l}] {what}");
+                        console.update(|s| {
+                            s.market_data.dr_signal = "sent".into();
+                            if s.market_data.dr_signal_ms.is_none() {
+                                s.market_data.dr_signal_ms = Some(at.millis());
+                            }
+                            s.failover.timeline.push(TimelineEvent {
+                                at_ms: at.millis(),
+                                session_time: l.clone(),
+                                event: what.clone(),
+                            });
+                            s.log(at.millis(), l, "exchange", what);
+                        });
+                    }
+                    _ => {}
+                }
+                log.record_feed(site, &a);
+            },
             action = console.actions.recv() => if let Some(action) = action {
                 let outcome: Result<String, String> = match &action {
                     OperatorAction::FailoverNow { .. } | OperatorAction::CrashFailover { .. } if failover_at.is_some() => Err("the failover has already happened".into()),
@@ -688,6 +914,13 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             let label = clock.label(&session, now);
             let nodes_view = node_views(&nodes);
             let hashes_equal = hashes_equal_now(&nodes);
+            let feeds: Vec<(&str, feed::FeedStatus)> = [
+                ("primary", &nodes.primary_feed),
+                ("backup", &nodes.backup_feed),
+            ]
+            .into_iter()
+            .filter_map(|(n, f)| f.as_ref().map(|f| (n, f.status())))
+            .collect();
             console.update(|s| {
                 s.session.now_ms = now.millis();
                 s.session.now_label = label.clone();
@@ -699,8 +932,22 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                 if s.sites.active.is_none() {
                     s.sites.active = Some("primary".into());
                 }
+                let publishing = feeds.iter().find(|(_, st)| st.active);
+                for ch in &mut s.market_data.channels {
+                    ch.site = publishing.map(|(n, _)| n.to_string());
+                    if let Some((_, st)) = publishing {
+                        if let Some(c) = st.channels.iter().find(|c| c.id == ch.id) {
+                            ch.seq = u64::from(c.last_seq);
+                        }
+                    }
+                }
+                s.market_data.rts_logons = feeds.iter().map(|(_, st)| st.rts_logons).sum();
+                s.market_data.rts_requests_served = feeds.iter().map(|(_, st)| st.rts_served).sum();
                 for p in &mut s.participants {
-                    p.connected = connected.get(&p.id).cloned();
+                    p.connected = connected
+                        .get(&p.id)
+                        .or_else(|| rts_site.get(&p.id))
+                        .cloned();
                     if let Some((o, f, r)) = per_comp.get(&p.id) {
                         p.orders = *o;
                         p.fills = *f;
@@ -738,8 +985,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     for (_, b) in bots {
         b.stop().await;
     }
+    for v in vendors {
+        v.stop().await;
+    }
     while let Ok((site, a)) = act_rx.try_recv() {
         log.record(site, &a);
+    }
+    while let Ok((site, a)) = feed_rx.try_recv() {
+        log.record_feed(site, &a);
     }
 
     // The exchange's own checks.
@@ -799,6 +1052,12 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     }
     if let Some(p) = nodes.primary.take() {
         p.shutdown();
+    }
+    for f in [nodes.primary_feed.take(), nodes.backup_feed.take()]
+        .into_iter()
+        .flatten()
+    {
+        f.shutdown();
     }
     nodes.backup.shutdown();
     nodes.witness.shutdown().await;

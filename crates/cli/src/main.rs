@@ -36,6 +36,14 @@ enum Cmd {
         /// Reference participants (the last two are deliberately faulty when there are 4 or more).
         #[arg(long, default_value_t = 6)]
         participants: usize,
+        /// Information vendors on OMD-C and OMD-CC (the last ignores the DR signal when there
+        /// are 2 or more).
+        #[arg(long, default_value_t = 2)]
+        vendors: usize,
+        /// UDP port of every multicast group (default: a free port chosen per run, so demos
+        /// running side by side never mix their feeds).
+        #[arg(long)]
+        md_port: Option<u16>,
         /// Crash the primary site instead of a scheduled failover.
         #[arg(long)]
         crash: bool,
@@ -64,6 +72,12 @@ enum Cmd {
         /// Also start reference participants.
         #[arg(long)]
         bots: Option<usize>,
+        /// Also start reference information vendors (with --bots).
+        #[arg(long, default_value_t = 0)]
+        vendors: usize,
+        /// UDP port of every multicast group (default: the session file's groups as given).
+        #[arg(long)]
+        md_port: Option<u16>,
         #[arg(long)]
         crash: bool,
         /// Journal durability: disk or memory.
@@ -264,6 +278,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo {
             out,
             participants,
+            vendors,
+            md_port,
             crash,
             seconds,
             memory,
@@ -273,6 +289,11 @@ fn main() -> anyhow::Result<()> {
             session: None,
             out,
             participants,
+            vendors,
+            md_port: Some(match md_port {
+                Some(p) => p,
+                None => demo::free_udp_port()?,
+            }),
             crash,
             seconds,
             speed: None,
@@ -286,6 +307,8 @@ fn main() -> anyhow::Result<()> {
             out,
             speed,
             bots,
+            vendors,
+            md_port,
             crash,
             durability,
             console,
@@ -293,6 +316,8 @@ fn main() -> anyhow::Result<()> {
             session: Some(session),
             out,
             participants: bots.unwrap_or(0),
+            vendors: if bots.is_some() { vendors } else { 0 },
+            md_port,
             crash,
             seconds: 3600,
             speed,

@@ -12,6 +12,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use twinsite_core::{ParticipantKind, Site, Timestamp};
 use twinsite_ocg::{ExecType, Message};
+use twinsite_site::feed::FeedActivity;
 use twinsite_site::gateway::Activity;
 
 /// A participant to track: its id in reports, kind and Comp IDs.
@@ -80,6 +81,18 @@ pub enum What {
     },
     MarketImageRecovered {
         detail: String,
+    },
+    /// A Logon to the site's retransmission service (RTS) under this participant's name;
+    /// `status` is the Logon Response's SessionStatus (0 = accepted).
+    RtsLogon {
+        status: u8,
+    },
+    /// A Retransmission Request the RTS answered (status 0 = served).
+    RtsRequest {
+        channel: u16,
+        begin: u32,
+        end: u32,
+        status: u8,
     },
 }
 
@@ -482,6 +495,69 @@ impl ActivityLog {
         );
     }
 
+    /// One record of a site's market-data feed: RTS logons and requests (attributed by the RTS
+    /// username: a Comp ID or the participant's id, e.g. `IV0005` for a vendor) and the DR
+    /// signal (the backup site's first DR signal after the failover started is the drill's DR
+    /// time).
+    pub fn record_feed(&mut self, site: Site, a: &FeedActivity) {
+        let who = |log: &ActivityLog, user: &Option<String>| {
+            user.as_deref().and_then(|u| {
+                log.comp(u)
+                    .or_else(|| log.participants.iter().position(|p| p.id == u))
+            })
+        };
+        match a {
+            FeedActivity::RtsLogon {
+                user,
+                status,
+                at,
+                peer,
+                ..
+            } => match who(self, user) {
+                Some(i) => self.push(i, site, *at, What::RtsLogon { status: *status }),
+                None => self.note(
+                    site,
+                    *at,
+                    format!("RTS logon from {peer} as {user:?} refused (SessionStatus {status})"),
+                ),
+            },
+            FeedActivity::RtsRequest {
+                user,
+                channel,
+                begin,
+                end,
+                status,
+                at,
+                ..
+            } => {
+                if let Some(i) = who(self, user) {
+                    self.push(
+                        i,
+                        site,
+                        *at,
+                        What::RtsRequest {
+                            channel: *channel,
+                            begin: *begin,
+                            end: *end,
+                            status: *status,
+                        },
+                    );
+                }
+            }
+            // The backup site's signal: during a leadership transfer the old site may serve
+            // again for a moment and signal too; that one does not count.
+            FeedActivity::DrSignal { at, .. } => {
+                if site == Site::Backup
+                    && self.dr_signal.is_none()
+                    && self.failover_start.is_some_and(|f| *at >= f)
+                {
+                    self.dr_signal_sent(*at);
+                }
+            }
+            FeedActivity::RtsConnected { .. } | FeedActivity::RtsClosed { .. } => {}
+        }
+    }
+
     /// Sequence numbers presented at a logon (accepted or refused), when the runtime knows them.
     pub fn record_logon(&mut self, d: &LogonDetail) {
         let Some(i) = self.comp(&d.comp_id) else {
@@ -695,6 +771,8 @@ impl ActivityLog {
             accepted: count(site, |w| matches!(w, What::OrderAccepted { .. })),
             fills: count(site, |w| matches!(w, What::Fill { .. })),
             rejects: count(site, |w| matches!(w, What::Rejected { .. })),
+            rts_logons: count(site, |w| matches!(w, What::RtsLogon { status: 0 })),
+            rts_requests: count(site, |w| matches!(w, What::RtsRequest { status: 0, .. })),
         };
         let primary = counters(Site::Primary);
         let backup = counters(Site::Backup);
@@ -702,33 +780,124 @@ impl ActivityLog {
         let mut backup_first_order_ms = None;
 
         if p.kind == ParticipantKind::InformationVendor {
+            // What the exchange can see of a vendor is its use of the retransmission service
+            // (multicast and the refresh channels leave no trace at the exchange): RTS logons
+            // and requests, at which site, and when relative to the DR signal.
+            let rts_served =
+                |o: &&Observation| matches!(o.what, What::RtsRequest { status: 0, .. });
+            let rts_logon = |o: &&Observation| matches!(o.what, What::RtsLogon { status: 0 });
+            let channels_of = |site: Site, from: Option<Timestamp>| {
+                let mut c: Vec<u16> = at_site(site)
+                    .filter(|o| from.is_none_or(|f| o.at >= f))
+                    .filter_map(|o| match o.what {
+                        What::RtsRequest {
+                            channel, status: 0, ..
+                        } => Some(channel),
+                        _ => None,
+                    })
+                    .collect();
+                c.sort_unstable();
+                c.dedup();
+                c.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            // 1. Used the RTS at the primary site before the failover.
+            let before = |o: &&Observation| fstart.is_none_or(|f| o.at < f);
+            let pl = at_site(Site::Primary)
+                .filter(before)
+                .filter(rts_logon)
+                .count();
+            let pr = at_site(Site::Primary)
+                .filter(before)
+                .filter(rts_served)
+                .count();
+            let refused_rts = obs
+                .iter()
+                .filter(|o| matches!(o.what, What::RtsLogon { status } if status != 0))
+                .count();
+            check(
+                "rts_primary",
+                &primary_phase,
+                pl > 0 && pr > 0,
+                if pl > 0 {
+                    format!(
+                        "{pl} RTS logons and {pr} retransmission requests served at the primary site (channels {})",
+                        channels_of(Site::Primary, None)
+                    )
+                } else {
+                    format!("no RTS logon at the primary site ({refused_rts} refused RTS logons)")
+                },
+            );
+            // 2. Recovered the market image at the backup site after the DR signal: an explicit
+            // record from the runtime, or the RTS of the backup site used after the signal.
+            let since = self.dr_signal.or(fstart);
+            let after_dr = |o: &&Observation| since.is_none_or(|t| o.at >= t);
             let rec = obs
                 .iter()
                 .filter(after_failover)
                 .find(|o| matches!(o.what, What::MarketImageRecovered { .. }));
-            let since = self.dr_signal.or(fstart);
-            match rec {
-                Some(o) => {
+            let bl = at_site(Site::Backup).filter(after_dr).find(rts_logon);
+            let bl_n = at_site(Site::Backup)
+                .filter(after_dr)
+                .filter(rts_logon)
+                .count();
+            let br = at_site(Site::Backup)
+                .filter(after_dr)
+                .filter(rts_served)
+                .count();
+            let old_site = at_site(Site::Primary)
+                .filter(after_failover)
+                .filter(|o| matches!(o.what, What::RtsLogon { .. } | What::RtsRequest { .. }))
+                .count();
+            let after_label = |at: Timestamp| {
+                since
+                    .map(|t| format!(", {} ms after the DR signal", self.ms(t, at)))
+                    .unwrap_or_default()
+            };
+            match (rec, bl) {
+                (Some(o), _) => {
                     let d = match &o.what {
                         What::MarketImageRecovered { detail } => detail.clone(),
                         _ => String::new(),
                     };
-                    let after = since.map(|t| format!(", {} ms after the DR signal", self.ms(t, o.at)));
                     check(
                         "market_image_recovered",
                         &backup_phase,
                         true,
-                        format!("image recovered at {}{}: {d}", self.label(o.at), after.unwrap_or_default()),
+                        format!("image recovered at {}{}: {d}", self.label(o.at), after_label(o.at)),
                     );
                 }
-                None => check(
+                (None, Some(o)) if br > 0 => check(
+                    "market_image_recovered",
+                    &backup_phase,
+                    true,
+                    format!(
+                        "logged on to the backup site's RTS at {}{}; {bl_n} RTS logons and {br} retransmission requests served there (channels {})",
+                        self.label(o.at),
+                        after_label(o.at),
+                        channels_of(Site::Backup, since)
+                    ),
+                ),
+                (None, lb) => check(
                     "market_image_recovered",
                     &backup_phase,
                     false,
                     match since {
                         Some(t) => format!(
-                            "no recovery of the market image seen at the backup site after the DR signal at {}",
-                            self.label(t)
+                            "no recovery of the market image seen at the backup site after the DR signal at {}: {}{}",
+                            self.label(t),
+                            if lb.is_some() {
+                                format!("{bl_n} RTS logons but no retransmission request served at the backup site")
+                            } else {
+                                "no RTS logon at the backup site".into()
+                            },
+                            if old_site > 0 {
+                                format!("; {old_site} RTS records at the primary site after the failover")
+                            } else {
+                                String::new()
+                            }
                         ),
                         None => "no DR signal was sent, and no recovery was seen".into(),
                     },

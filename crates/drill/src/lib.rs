@@ -15,8 +15,8 @@ pub mod session;
 pub use activity::{ActivityLog, ExchangeChecks, LogonDetail, Participant};
 pub use clock::{actions, Action, Clock, Step, StepKind};
 pub use registry::{
-    issue, participant_entries, public_key_pem, CredentialPack, RegisterError, Registration,
-    RegistrationRequest, Registry,
+    issue, participant_entries, public_key_pem, rts_usernames, CredentialPack, RegisterError,
+    Registration, RegistrationRequest, Registry,
 };
 pub use report::Report;
 pub use session::{Session, SessionError};

@@ -368,6 +368,24 @@ pub fn participant_entries(regs: &[Registration]) -> Vec<ParticipantEntry> {
     v
 }
 
+/// The usernames the sites' retransmission services accept: every binary Comp ID, and each
+/// information vendor's participant id (`IV0005`), under which the exchange records its RTS
+/// logons and requests.
+pub fn rts_usernames(regs: &[Registration]) -> Vec<String> {
+    let mut v = Vec::new();
+    for r in regs {
+        if r.kind == ParticipantKind::InformationVendor {
+            v.push(r.id());
+        }
+        for c in &r.comp_ids {
+            if c.protocol == Protocol::Binary {
+                v.push(c.comp_id.clone());
+            }
+        }
+    }
+    v
+}
+
 /// A market-data channel or service endpoint in a participant's pack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChannelGrant {
@@ -490,7 +508,8 @@ pub fn duties(session: &Session, kind: ParticipantKind, site: PhaseSite) -> Vec<
     match (kind, site) {
         (ParticipantKind::InformationVendor, PhaseSite::Primary) => vec![
             "Receive OMD-C / OMD-CC from the primary site on lines A and B; keep the market image.".into(),
-            "Recover gaps through the retransmission service (RTS) and the refresh channels.".into(),
+            "Recover gaps through the retransmission service (RTS, username: your participant id) and the refresh channels.".into(),
+            "Use the primary site's RTS at least once (the exchange sees your RTS logons and requests, not your multicast).".into(),
         ],
         (ParticipantKind::InformationVendor, PhaseSite::None) => vec![
             "Watch the DR channel for the Disaster Recovery Signal; expect a Sequence Reset.".into(),
@@ -498,7 +517,7 @@ pub fn duties(session: &Session, kind: ParticipantKind, site: PhaseSite) -> Vec<
         ],
         (ParticipantKind::InformationVendor, PhaseSite::Backup) => vec![
             "On the DR signal, rebuild the market image from the refresh channels of the backup site.".into(),
-            "Use the backup site's RTS endpoint for retransmissions.".into(),
+            "Use the backup site's RTS endpoint for retransmissions: the exchange scores your recovery from your RTS logon and requests there after the DR signal.".into(),
         ],
         (_, PhaseSite::Primary) => vec![
             format!("Look up your gateway through the Lookup Service (endpoints 1 and 2) and log in to {plat} at the primary site."),

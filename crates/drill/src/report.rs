@@ -74,6 +74,9 @@ pub struct SiteCounters {
     pub accepted: usize,
     pub fills: usize,
     pub rejects: usize,
+    /// Retransmission service: logons accepted and requests served (status 0).
+    pub rts_logons: usize,
+    pub rts_requests: usize,
 }
 
 /// Wall times (ms since the epoch) of a participant's milestones, for the timeline.

@@ -108,7 +108,8 @@ pub struct Channel {
     pub id: u16,
     /// "OMD-C" or "OMD-CC".
     pub platform: String,
-    /// "fulltick", "standard", "premium", "dr", "refresh".
+    /// "fulltick", "standard", "premium", "combined" (OMD-C); "cc-sse", "cc-szse" (OMD-CC);
+    /// "refresh" (the refresh channel of the real-time channel listed before it); "dr".
     pub product: String,
     pub line_a: SocketAddr,
     pub line_b: SocketAddr,

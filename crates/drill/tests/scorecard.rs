@@ -8,6 +8,7 @@ use twinsite_drill::report::Report;
 use twinsite_drill::session::Session;
 use twinsite_drill::*;
 use twinsite_ocg::{ExecType, ExecutionReport, Message, NewOrder};
+use twinsite_site::feed::FeedActivity;
 use twinsite_site::gateway::Activity;
 
 fn session() -> Session {
@@ -103,6 +104,7 @@ fn participants() -> Vec<Participant> {
         participant("CB0003", ParticipantKind::Ep),
         participant("IV0004", ParticipantKind::InformationVendor),
         participant("IV0005", ParticipantKind::InformationVendor),
+        participant("IV0006", ParticipantKind::InformationVendor),
     ]
 }
 
@@ -122,6 +124,32 @@ fn drill() -> (Report, ActivityLog) {
     first_half(&mut log);
     second_half(&mut log);
     (log.report(&exchange()), log)
+}
+
+/// An RTS logon as `user` and one retransmission request served.
+fn rts(log: &mut ActivityLog, site: Site, user: &str, conn: u64, at: Timestamp) {
+    log.record_feed(
+        site,
+        &FeedActivity::RtsLogon {
+            connection: conn,
+            peer: peer(),
+            user: Some(user.into()),
+            status: 0,
+            at,
+        },
+    );
+    log.record_feed(
+        site,
+        &FeedActivity::RtsRequest {
+            connection: conn,
+            user: Some(user.into()),
+            channel: 1,
+            begin: 100,
+            end: 104,
+            status: 0,
+            at,
+        },
+    );
 }
 
 /// Up to the sessions dropping at the failover.
@@ -147,6 +175,10 @@ fn first_half(log: &mut ActivityLog) {
             at: t(3, 0),
         },
     );
+    // The vendors use the primary site's RTS (a logon and a request each).
+    for (i, v) in ["IV0004", "IV0005", "IV0006"].iter().enumerate() {
+        rts(log, p, v, 10 + i as u64, t(10, 0));
+    }
     log.failover_started(t(36, 0));
     for (i, c) in ["CB0001", "CB0002", "CB0003"].iter().enumerate() {
         log.record(p, &down(c, i as u64 + 1, t(36, 5)));
@@ -195,6 +227,9 @@ fn second_half(log: &mut ActivityLog) {
         t(44, 0),
         "refresh channel 2 snapshot, 31 securities",
     );
+    // IV0006 moves to the backup site's RTS after the DR signal; IV0005 ignores the signal and
+    // keeps knocking on the primary site's RTS (its connections are refused there).
+    rts(log, b, "IV0006", 30, t(43, 0));
 }
 
 #[test]
@@ -315,16 +350,30 @@ fn vendors_are_judged_on_the_market_image() {
     let (r, _) = drill();
     let good = r.participant("IV0004").unwrap();
     assert!(good.passed, "{:#?}", good.checks);
-    assert!(good.checks[0]
-        .detail
-        .contains("4000 ms after the DR signal"));
+    let rts = good.check("rts_primary", "primary").unwrap();
+    assert!(rts.detail.contains("1 RTS logons"), "{}", rts.detail);
+    let img = good.check("market_image_recovered", "backup").unwrap();
+    assert!(img.detail.contains("4000 ms after the DR signal"));
+    let by_rts = r.participant("IV0006").unwrap();
+    assert!(by_rts.passed, "{:#?}", by_rts.checks);
+    let img = by_rts.check("market_image_recovered", "backup").unwrap();
+    assert!(
+        img.detail.contains("backup site's RTS")
+            && img.detail.contains("3000 ms after the DR signal"),
+        "{}",
+        img.detail
+    );
+    assert_eq!(by_rts.backup.rts_logons, 1);
     let bad = r.participant("IV0005").unwrap();
     assert!(!bad.passed);
-    assert_eq!(bad.checks[0].name, "market_image_recovered");
+    assert!(bad.check("rts_primary", "primary").unwrap().passed);
+    let img = bad.check("market_image_recovered", "backup").unwrap();
+    assert!(!img.passed);
     assert!(
-        bad.checks[0].detail.contains("DR signal at 10:13:20"),
+        img.detail.contains("DR signal at 10:13:20")
+            && img.detail.contains("no RTS logon at the backup site"),
         "{}",
-        bad.checks[0].detail
+        img.detail
     );
 }
 
@@ -344,7 +393,7 @@ fn exchange_checks_and_report_files() {
     assert_eq!(json["failover"]["acked_orders_lost"], 0);
     assert_eq!(json["failover"]["state_hashes_equal"], true);
     let ps = json["participants"].as_array().unwrap();
-    assert_eq!(ps.len(), 5);
+    assert_eq!(ps.len(), 6);
     for p in ps {
         for k in ["id", "kind", "passed", "checks"] {
             assert!(!p[k].is_null(), "{k} missing in {p}");
@@ -361,7 +410,7 @@ fn exchange_checks_and_report_files() {
     assert!(html.contains("CB0002"));
     let csv = r.to_csv();
     assert!(csv.starts_with("id,firm,kind,passed,phase,check,check_passed,detail\n"));
-    assert_eq!(csv.lines().count(), 1 + 8 * 3 + 2);
+    assert_eq!(csv.lines().count(), 1 + 8 * 3 + 2 * 3);
     let table = r.summary_table();
     assert!(table.contains("CB0002") && table.contains("FAIL"));
     let dir = std::env::temp_dir().join(format!("twinsite-report-{}", std::process::id()));

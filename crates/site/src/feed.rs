@@ -162,6 +162,8 @@ pub struct FeedCore {
     image: FeedImage,
     active: bool,
     dr_complete_at: Option<Timestamp>,
+    /// The last DR status sent on the DR channel since this site became active.
+    dr_sent: Option<DrStatus>,
     routed: Vec<(Route, MarketEvent)>,
     pub stats: Arc<FeedStats>,
 }
@@ -242,6 +244,7 @@ impl FeedCore {
             image: FeedImage::default(),
             active: false,
             dr_complete_at: None,
+            dr_sent: None,
             routed: Vec::new(),
             stats: Arc::new(FeedStats::default()),
         })
@@ -249,6 +252,39 @@ impl FeedCore {
 
     pub fn is_active(&self) -> bool {
         self.active
+    }
+
+    /// The last DR status this site sent since it became active (None: no DR signal).
+    pub fn dr_sent(&self) -> Option<DrStatus> {
+        self.dr_sent
+    }
+
+    /// Real-time channels with their last sequence number sent, refresh channels (with the
+    /// real-time channel they serve) and the DR channel, in configuration order of kind.
+    pub fn channel_status(&self) -> Vec<ChannelStatus> {
+        let mut v = Vec::new();
+        for ch in &self.channels {
+            v.push(ChannelStatus {
+                id: ch.id,
+                kind: ChannelKind::RealTime(ch.product, ch.route),
+                last_seq: ch.publisher.last_seq(),
+            });
+            if let Some(r) = &ch.refresh {
+                v.push(ChannelStatus {
+                    id: r.id,
+                    kind: ChannelKind::Refresh { serves: ch.id },
+                    last_seq: 0,
+                });
+            }
+        }
+        if let Some(dr) = &self.dr {
+            v.push(ChannelStatus {
+                id: dr.id,
+                kind: ChannelKind::Dr,
+                last_seq: 0,
+            });
+        }
+        v
     }
 
     /// The RTS state machine (the runtime drives its connections).
@@ -271,8 +307,10 @@ impl FeedCore {
         if let Some(dr) = &mut self.dr {
             dr.publisher = DrChannelPublisher::new(PublisherConfig::new(dr.id), 5_000_000_000, now);
             dr.publisher.sequence_reset(now);
+            self.dr_sent = None;
             if failover {
                 dr.publisher.signal(DrStatus::InProgress, now);
+                self.dr_sent = Some(DrStatus::InProgress);
                 self.dr_complete_at = Some(now.plus_nanos(DR_COMPLETE_AFTER_NS));
             }
         }
@@ -295,6 +333,7 @@ impl FeedCore {
     fn standby(&mut self) {
         self.active = false;
         self.dr_complete_at = None;
+        self.dr_sent = None;
         for ch in &mut self.channels {
             while ch.publisher.poll_transmit().is_some() {}
             if let Some(r) = &mut ch.refresh {
@@ -393,6 +432,7 @@ impl FeedCore {
             self.dr_complete_at = None;
             if let Some(dr) = &mut self.dr {
                 dr.publisher.signal(DrStatus::Completed, now);
+                self.dr_sent = Some(DrStatus::Completed);
             }
         }
         for ch in &mut self.channels {
@@ -475,17 +515,93 @@ pub fn multicast_receiver(
     Ok(s.into())
 }
 
+/// One configured channel as the feed publishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelStatus {
+    pub id: u16,
+    pub kind: ChannelKind,
+    /// Last sequence number sent (real-time channels; 0 for refresh and DR channels).
+    pub last_seq: u32,
+}
+
+/// What a feed is doing now (for operators and the drill's console).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedStatus {
+    /// Publishing (the site is active).
+    pub active: bool,
+    pub channels: Vec<ChannelStatus>,
+    /// The last DR status sent since the site became active.
+    pub dr_sent: Option<DrStatus>,
+    /// RTS logons accepted, logons refused, retransmission requests served (status 0) and
+    /// refused, since the feed started.
+    pub rts_logons: u64,
+    pub rts_refused: u64,
+    pub rts_served: u64,
+    pub rts_requests_refused: u64,
+}
+
+/// What the feed observed of the retransmission service's clients, and the DR signals it
+/// sent: the exchange's own record, for the drill's scorecards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedActivity {
+    /// A TCP connection to the RTS (refused at once while the site is standby).
+    RtsConnected {
+        connection: u64,
+        peer: SocketAddr,
+        accepted: bool,
+        at: Timestamp,
+    },
+    /// A Logon answered: `user` as given, `status` the Logon Response's SessionStatus (0 =
+    /// accepted).
+    RtsLogon {
+        connection: u64,
+        peer: SocketAddr,
+        user: Option<String>,
+        status: u8,
+        at: Timestamp,
+    },
+    /// A Retransmission Request answered (status 0 = served).
+    RtsRequest {
+        connection: u64,
+        user: Option<String>,
+        channel: u16,
+        begin: u32,
+        end: u32,
+        status: u8,
+        at: Timestamp,
+    },
+    RtsClosed {
+        connection: u64,
+        user: Option<String>,
+        at: Timestamp,
+    },
+    /// The DR channel carried a new Disaster Recovery Signal (1 in progress, 2 completed).
+    DrSignal { status: DrStatus, at: Timestamp },
+}
+
 /// A running feed.
 pub struct FeedHandle {
     /// Where the RTS listens.
     pub rts_addr: SocketAddr,
     pub stats: Arc<FeedStats>,
+    status: Arc<std::sync::Mutex<FeedStatus>>,
+    activity: tokio::sync::broadcast::Sender<FeedActivity>,
     task: JoinHandle<()>,
 }
 
 impl FeedHandle {
     pub fn shutdown(self) {
         self.task.abort();
+    }
+
+    /// The feed now: channels and sequence numbers, DR signal, RTS counters.
+    pub fn status(&self) -> FeedStatus {
+        self.status.lock().expect("feed status lock").clone()
+    }
+
+    /// RTS logons, requests and DR signals as they happen.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<FeedActivity> {
+        self.activity.subscribe()
     }
 }
 
@@ -518,12 +634,24 @@ pub async fn run_feed(
     };
     let mut core = FeedCore::new(&md, users, gateway::wall_clock())?;
     let stats = core.stats.clone();
+    let status = Arc::new(std::sync::Mutex::new(FeedStatus {
+        channels: core.channel_status(),
+        ..FeedStatus::default()
+    }));
+    let (activity, _) = tokio::sync::broadcast::channel(4096);
+    let (status_w, activity_w) = (status.clone(), activity.clone());
     let task = tokio::spawn(async move {
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel::<ConnMsg>();
         let mut conns: BTreeMap<u64, (mpsc::UnboundedSender<Vec<u8>>, JoinHandle<()>)> =
             BTreeMap::new();
+        // Per RTS connection: the peer and the user it logged on as.
+        let mut peers: BTreeMap<u64, (SocketAddr, Option<String>)> = BTreeMap::new();
         let mut next_conn = 1u64;
         let mut send_failures = 0u64;
+        let mut counts = FeedStatus::default();
+        let emit = |a: FeedActivity| {
+            let _ = activity_w.send(a);
+        };
         loop {
             let now = gateway::wall_clock();
             let deadline = core.poll_timeout().map(|t| {
@@ -537,17 +665,27 @@ pub async fn run_feed(
                         core.handle_input(input, gateway::wall_clock());
                         if activation {
                             // A new RTS (or none): sessions of the previous one end.
-                            for (_, (_, reader)) in std::mem::take(&mut conns) {
+                            for (id, (_, reader)) in std::mem::take(&mut conns) {
                                 reader.abort();
+                                if let Some((_, user)) = peers.remove(&id) {
+                                    emit(FeedActivity::RtsClosed { connection: id, user, at: gateway::wall_clock() });
+                                }
                             }
                         }
                     }
                 },
                 accepted = listener.accept() => {
-                    if let Ok((stream, _)) = accepted {
+                    if let Ok((stream, peer)) = accepted {
+                        let id = next_conn;
+                        next_conn += 1;
+                        emit(FeedActivity::RtsConnected {
+                            connection: id,
+                            peer,
+                            accepted: core.is_active(),
+                            at: gateway::wall_clock(),
+                        });
                         if core.is_active() {
-                            let id = next_conn;
-                            next_conn += 1;
+                            peers.insert(id, (peer, None));
                             let _ = stream.set_nodelay(true);
                             let (mut rd, mut wr) = stream.into_split();
                             let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -588,6 +726,9 @@ pub async fn run_feed(
                     ConnMsg::Closed(id) => {
                         if conns.remove(&id).is_some() {
                             core.rts().handle_closed(id);
+                            if let Some((_, user)) = peers.remove(&id) {
+                                emit(FeedActivity::RtsClosed { connection: id, user, at: gateway::wall_clock() });
+                            }
                         }
                     }
                 },
@@ -624,13 +765,90 @@ pub async fn run_feed(
                     reader.abort();
                 }
                 core.rts().handle_closed(id);
+                if let Some((_, user)) = peers.remove(&id) {
+                    emit(FeedActivity::RtsClosed {
+                        connection: id,
+                        user,
+                        at: t,
+                    });
+                }
             }
-            while core.rts().poll_event().is_some() {}
+            while let Some(e) = core.rts().poll_event() {
+                use twinsite_omd::rts::RtsServerEvent as E;
+                match e {
+                    E::LoggedOn { connection, user } => {
+                        counts.rts_logons += 1;
+                        if let Some(p) = peers.get_mut(&connection) {
+                            p.1 = Some(user.clone());
+                            emit(FeedActivity::RtsLogon {
+                                connection,
+                                peer: p.0,
+                                user: Some(user),
+                                status: 0,
+                                at: t,
+                            });
+                        }
+                    }
+                    E::Rejected { connection, status } => {
+                        counts.rts_refused += 1;
+                        if let Some(p) = peers.get(&connection) {
+                            emit(FeedActivity::RtsLogon {
+                                connection,
+                                peer: p.0,
+                                user: None,
+                                status,
+                                at: t,
+                            });
+                        }
+                    }
+                    E::Served {
+                        connection,
+                        channel,
+                        begin,
+                        end,
+                        status,
+                    } => {
+                        if status == 0 {
+                            counts.rts_served += 1;
+                        } else {
+                            counts.rts_requests_refused += 1;
+                        }
+                        let user = peers.get(&connection).and_then(|p| p.1.clone());
+                        emit(FeedActivity::RtsRequest {
+                            connection,
+                            user,
+                            channel,
+                            begin,
+                            end,
+                            status,
+                            at: t,
+                        });
+                    }
+                    E::Closing { .. } => {}
+                }
+            }
+            if core.dr_sent() != counts.dr_sent {
+                counts.dr_sent = core.dr_sent();
+                if let Some(status) = counts.dr_sent {
+                    emit(FeedActivity::DrSignal { status, at: t });
+                }
+            }
+            if let Ok(mut st) = status_w.lock() {
+                st.active = core.is_active();
+                st.channels = core.channel_status();
+                st.dr_sent = counts.dr_sent;
+                st.rts_logons = counts.rts_logons;
+                st.rts_refused = counts.rts_refused;
+                st.rts_served = counts.rts_served;
+                st.rts_requests_refused = counts.rts_requests_refused;
+            }
         }
     });
     Ok(FeedHandle {
         rts_addr,
         stats,
+        status,
+        activity,
         task,
     })
 }
