@@ -245,12 +245,14 @@ async fn scheduled_failover_scorecards() {
 
 // The same with two information vendors on the sites' OMD-C / OMD-CC feeds: the one following
 // the DR signal passes, the one ignoring it fails `market_image_recovered`. Ignored until the
-// backup site serves only from a state holding everything the primary site already sent: on a
-// loaded machine (load average 15 on 2 cores) in about half the runs the good EPs' logons at the
-// backup are refused with `NextExpectedTooHigh { next_expected: 66, next_to_send: 62 }` (they
-// received messages from the primary that the backup's restored state lacks), so they never
-// trade there. It passes when the machine is quiet. Run with --ignored.
-#[ignore = "backup site restores before applying all the primary committed (see the comment)"]
+// backup site opens reliably after the transfer with this much traffic on a loaded machine (load
+// average 15-20 on 2 cores). Before main's 1053f0a, in about half the runs the good EPs' logons
+// at the backup were refused with `NextExpectedTooHigh { next_expected: 66, next_to_send: 62 }`
+// (the backup served from a state lacking messages the primary had sent); since 1053f0a (the new
+// active site waits for its whole log to be applied) the backup in this test never reports
+// `SiteActive` after the transfer (wait_active times out), while the test without vendors passes.
+// It passed when the machine was quieter. Run with --ignored.
+#[ignore = "the backup site does not open reliably after the transfer under load (see the comment)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_failover_with_vendors_scorecards() {
     failover_scorecards(false, true).await;
