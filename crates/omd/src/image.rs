@@ -4,7 +4,7 @@
 //! of every other message. It is also the refresh service's source of snapshots (§3.3).
 
 use crate::message::*;
-use crate::wire::{BookSide, BrokerQueueSide, UpdateAction};
+use crate::wire::{BookSide, BrokerQueueSide, IdHashMap, UpdateAction};
 use std::collections::BTreeMap;
 use twinsite_core::limits::OMD_BOOK_LEVELS;
 
@@ -59,7 +59,8 @@ pub enum ApplyError {
 /// Everything a client knows about the channel's market.
 #[derive(Debug, Clone, Default)]
 pub struct MarketImage {
-    orders: BTreeMap<(u32, u64), ImageOrder>,
+    /// Resting orders by (security, order id); ordered views sort by arrival.
+    orders: IdHashMap<(u32, u64), ImageOrder>,
     odd_lots: BTreeMap<(u32, u64), AddOddLotOrder>,
     arrivals: u64,
     pub aggregate: BTreeMap<u32, AggregateBook>,
@@ -175,22 +176,23 @@ impl MarketImage {
 
     fn add_order(&mut self, m: &AddOrder) -> Result<(), ApplyError> {
         let key = (m.security_code, m.order_id);
-        if self.orders.contains_key(&key) {
-            return Err(ApplyError::DuplicateOrder {
+        match self.orders.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(ApplyError::DuplicateOrder {
                 security: m.security_code,
                 order_id: m.order_id,
-            });
+            }),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                self.arrivals += 1;
+                v.insert(ImageOrder {
+                    side: m.side,
+                    price: m.price,
+                    quantity: m.quantity,
+                    order_type: m.order_type.char(),
+                    arrival: self.arrivals,
+                });
+                Ok(())
+            }
         }
-        self.arrivals += 1;
-        let order = ImageOrder {
-            side: m.side,
-            price: m.price,
-            quantity: m.quantity,
-            order_type: m.order_type.char(),
-            arrival: self.arrivals,
-        };
-        self.orders.insert(key, order);
-        Ok(())
     }
 
     fn order_mut(&mut self, security: u32, order_id: u64) -> Result<&mut ImageOrder, ApplyError> {
@@ -265,7 +267,8 @@ impl MarketImage {
     pub fn orders_of(&self, security: u32) -> Vec<(u64, ImageOrder)> {
         let mut orders: Vec<_> = self
             .orders
-            .range((security, 0)..=(security, u64::MAX))
+            .iter()
+            .filter(|((s, _), _)| *s == security)
             .map(|(&(_, id), &o)| (id, o))
             .collect();
         orders.sort_by_key(|(_, o)| o.arrival);
@@ -357,10 +360,13 @@ impl MarketImage {
     /// equals `other`'s; otherwise the first difference found, for a test failure message.
     pub fn compare(&self, other: &MarketImage, with_trades: bool) -> Result<(), String> {
         let orders = |i: &MarketImage| -> Vec<_> {
-            i.orders
+            let mut v: Vec<_> = i
+                .orders
                 .iter()
                 .map(|(k, o)| (*k, o.side, o.price, o.quantity))
-                .collect()
+                .collect();
+            v.sort_unstable_by_key(|(k, ..)| *k);
+            v
         };
         let (a, b) = (orders(self), orders(other));
         if a != b {

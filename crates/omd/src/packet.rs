@@ -206,6 +206,12 @@ impl PacketBuilder {
 
     /// Finish the packet and reset the builder.
     pub fn finish(&mut self, send_time: Timestamp) -> Vec<u8> {
+        self.finish_reusing(send_time, None)
+    }
+
+    /// Finish the packet and reset the builder, starting the next packet in `next` (an empty
+    /// buffer of a sent datagram) instead of a fresh allocation.
+    pub fn finish_reusing(&mut self, send_time: Timestamp, next: Option<Vec<u8>>) -> Vec<u8> {
         let header = PacketHeader {
             pkt_size: self.buf.len() as u16,
             msg_count: self.msg_count,
@@ -214,9 +220,10 @@ impl PacketBuilder {
             send_time: send_time_ms(send_time),
         };
         header.encode(&mut self.buf[..PacketHeader::LEN]);
-        let packet = std::mem::take(&mut self.buf);
-        self.buf = Vec::with_capacity(self.max_payload);
-        self.buf.resize(PacketHeader::LEN, 0);
+        let mut next = next.unwrap_or_else(|| Vec::with_capacity(self.max_payload));
+        next.clear();
+        next.resize(PacketHeader::LEN, 0);
+        let packet = std::mem::replace(&mut self.buf, next);
         self.msg_count = 0;
         packet
     }

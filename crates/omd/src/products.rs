@@ -8,8 +8,8 @@
 //! statistics are conflated per batch: `end_batch` emits them for the securities that changed.
 
 use crate::message::*;
-use crate::wire::{AsciiStr, BookSide, BrokerQueueSide, UpdateAction};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use crate::wire::{AsciiStr, BookSide, BrokerQueueSide, IdHashMap, UpdateAction};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use twinsite_core::limits::OMD_BOOK_LEVELS;
 use twinsite_core::{BrokerId, OrderId, Price, Qty, SecurityCode, Side, SpreadTable, Timestamp};
 
@@ -200,8 +200,9 @@ struct BookOrder {
 /// The full board-lot book of one security, as the builder tracks it.
 #[derive(Debug, Clone, Default)]
 struct SecurityBook {
-    orders: HashMap<u64, BookOrder>,
-    /// Per side: price -> order ids in time priority.
+    orders: IdHashMap<u64, BookOrder>,
+    /// Per side: price -> order ids in time priority. Kept only by products that publish
+    /// price levels (53, 54, 655): see [`ProductBuilder::keeps_levels`].
     levels: [BTreeMap<i32, VecDeque<u64>>; 2],
     /// The security's spread table, from its Security Definition (11); Part A until one is seen.
     table: Option<SpreadTable>,
@@ -287,7 +288,7 @@ struct TradeInfo {
 struct SecurityTrades {
     next_trade_id: u32,
     next_ticker_id: u32,
-    by_exec: HashMap<u64, TradeInfo>,
+    by_exec: IdHashMap<u64, TradeInfo>,
     /// Ticker id -> (ticker as last sent or pending, remaining quantity).
     tickers: BTreeMap<u32, TradeTicker>,
     pending_ticker: Option<u32>,
@@ -308,11 +309,22 @@ pub struct ProductBuilder {
     dirty_stats: BTreeSet<u32>,
     /// Spread table per security, from Security Definitions (11) passed through.
     spread_tables: BTreeMap<u32, SpreadTable>,
+    /// The product publishes price levels (aggregate book 53, broker queue 54, OMD-CC top of
+    /// book 655), so the builder keeps each level's order queue and marks changed books. A
+    /// FullTick channel needs only each order's side and price.
+    keeps_levels: bool,
 }
 
 impl ProductBuilder {
     pub fn new(product: Product) -> ProductBuilder {
         ProductBuilder {
+            keeps_levels: [
+                AggregateOrderBookUpdate::MSG_TYPE,
+                BrokerQueue::MSG_TYPE,
+                CcTopOfBook::MSG_TYPE,
+            ]
+            .into_iter()
+            .any(|t| product.carries(t)),
             product,
             books: BTreeMap::new(),
             trades: BTreeMap::new(),
@@ -336,13 +348,23 @@ impl ProductBuilder {
         event: &MarketEvent,
         out: &mut Vec<Message>,
     ) -> Result<(), ProductError> {
-        let mut emitted = Vec::new();
-        self.build(event, &mut emitted)?;
-        out.extend(
-            emitted
-                .into_iter()
-                .filter(|m| self.product.carries(m.msg_type())),
-        );
+        let start = out.len();
+        if let Err(e) = self.build(event, out) {
+            out.truncate(start);
+            return Err(e);
+        }
+        // Keep the product's types in order, without a temporary vector per event.
+        let product = self.product;
+        let mut kept = start;
+        for i in start..out.len() {
+            if product.carries(out[i].msg_type()) {
+                if kept != i {
+                    out.swap(kept, i);
+                }
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
         Ok(())
     }
 
@@ -590,23 +612,26 @@ impl ProductBuilder {
         let table = self.spread_tables.get(&security.0).copied();
         let book = self.books.entry(security.0).or_default();
         book.table = book.table.or(table);
-        if book.orders.contains_key(&order_id.0) {
-            return Err(ProductError::DuplicateOrder(order_id.0));
+        match book.orders.entry(order_id.0) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                return Err(ProductError::DuplicateOrder(order_id.0));
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(BookOrder {
+                    side,
+                    price,
+                    qty: quantity,
+                    broker: broker_id,
+                });
+            }
         }
-        book.orders.insert(
-            order_id.0,
-            BookOrder {
-                side,
-                price,
-                qty: quantity,
-                broker: broker_id,
-            },
-        );
-        book.levels[side.index()]
-            .entry(price)
-            .or_default()
-            .push_back(order_id.0);
-        self.dirty_books.insert(security.0);
+        if self.keeps_levels {
+            book.levels[side.index()]
+                .entry(price)
+                .or_default()
+                .push_back(order_id.0);
+            self.dirty_books.insert(security.0);
+        }
         out.push(
             AddOrder {
                 security_code: security.0,
@@ -637,7 +662,9 @@ impl ProductBuilder {
             .ok_or(ProductError::UnknownOrder(order_id.0))?;
         order.qty = quantity;
         let side = order.side;
-        self.dirty_books.insert(security.0);
+        if self.keeps_levels {
+            self.dirty_books.insert(security.0);
+        }
         out.push(
             ModifyOrder {
                 security_code: security.0,
@@ -665,14 +692,19 @@ impl ProductBuilder {
             .orders
             .remove(&order_id.0)
             .ok_or(ProductError::UnknownOrder(order_id.0))?;
-        let levels = &mut book.levels[order.side.index()];
-        if let Some(queue) = levels.get_mut(&order.price) {
-            queue.retain(|id| *id != order_id.0);
-            if queue.is_empty() {
-                levels.remove(&order.price);
+        if self.keeps_levels {
+            let levels = &mut book.levels[order.side.index()];
+            if let Some(queue) = levels.get_mut(&order.price) {
+                // Executions and cancels mostly take the queue's first orders.
+                if let Some(at) = queue.iter().position(|id| *id == order_id.0) {
+                    queue.remove(at);
+                }
+                if queue.is_empty() {
+                    levels.remove(&order.price);
+                }
             }
+            self.dirty_books.insert(security.0);
         }
-        self.dirty_books.insert(security.0);
         out.push(
             DeleteOrder {
                 security_code: security.0,

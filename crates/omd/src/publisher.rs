@@ -114,6 +114,11 @@ pub struct ChannelPublisher {
     /// earlier one, so a handler can tell old-numbering packets apart by SendTime alone.
     last_send_time: Timestamp,
     send_time_floor: Timestamp,
+    /// The message being published, encoded once for both lines and the caller (reused).
+    scratch: Vec<u8>,
+    /// Buffers of sent datagrams handed back by [`ChannelPublisher::recycle`], reused for the
+    /// next packets.
+    spare: Vec<Vec<u8>>,
 }
 
 impl ChannelPublisher {
@@ -132,6 +137,8 @@ impl ChannelPublisher {
             out: VecDeque::new(),
             last_send_time: Timestamp(0),
             send_time_floor: Timestamp(0),
+            scratch: Vec::with_capacity(64),
+            spare: Vec::new(),
         }
     }
 
@@ -181,21 +188,46 @@ impl ChannelPublisher {
 
     /// Assign the next sequence number to `msg` and queue it on both lines.
     pub fn publish(&mut self, msg: &Message, now: Timestamp) -> Result<Published, PublishError> {
-        let bytes = msg.to_bytes();
+        let (seq_num, bytes) = self.publish_encoded(msg, now)?;
+        Ok(Published {
+            seq_num,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// [`ChannelPublisher::publish`] without allocating: the message is encoded once into a
+    /// reused buffer, copied into both lines' open packets, and lent to the caller (to keep
+    /// for retransmission) with its sequence number.
+    pub fn publish_encoded(
+        &mut self,
+        msg: &Message,
+        now: Timestamp,
+    ) -> Result<(u32, &[u8]), PublishError> {
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.clear();
+        msg.encode(&mut bytes);
         let max = self.lines.iter().map(|l| l.packing.max_payload_bytes).min();
         let max = max.unwrap_or(OMD_MAX_PAYLOAD).min(OMD_MAX_PAYLOAD);
         if bytes.len() + PacketHeader::LEN > max {
-            return Err(PublishError::TooLarge {
-                len: bytes.len(),
-                max,
-            });
+            let len = bytes.len();
+            self.scratch = bytes;
+            return Err(PublishError::TooLarge { len, max });
         }
         let seq_num = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         for line in Line::BOTH {
             self.push_on_line(line, seq_num, &bytes, now);
         }
-        Ok(Published { seq_num, bytes })
+        self.scratch = bytes;
+        Ok((seq_num, &self.scratch))
+    }
+
+    /// Hand back the bytes of a sent datagram so the next packet reuses the buffer.
+    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+        if self.spare.len() < 64 && bytes.capacity() >= OMD_MAX_PAYLOAD {
+            bytes.clear();
+            self.spare.push(bytes);
+        }
     }
 
     fn push_on_line(&mut self, line: Line, seq_num: u32, bytes: &[u8], now: Timestamp) {
@@ -236,8 +268,9 @@ impl ChannelPublisher {
             return;
         }
         let send_time = self.stamp(now);
+        let next = self.spare.pop();
         let state = &mut self.lines[line.index()];
-        let bytes = state.builder.finish(send_time);
+        let bytes = state.builder.finish_reusing(send_time, next);
         state.pending_since = None;
         state.last_sent = now;
         self.out.push_back(Datagram { line, bytes });
@@ -430,6 +463,38 @@ mod tests {
         for d in &out {
             assert!(d.bytes.len() <= 1_472);
         }
+    }
+
+    #[test]
+    fn encoded_publishing_and_recycled_buffers_give_the_same_packets() {
+        let t = Timestamp::from_secs(1_000);
+        let mut owned = ChannelPublisher::new(PublisherConfig::new(21), t);
+        let mut lent = ChannelPublisher::new(PublisherConfig::new(21), t);
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for p in [&mut owned, &mut lent] {
+            p.sequence_reset(t);
+        }
+        for i in 0..500u32 {
+            let now = t.plus_nanos(i as u64 * 300_000);
+            let msg = nominal(i);
+            let published = owned.publish(&msg, now).unwrap();
+            let (seq, bytes) = lent.publish_encoded(&msg, now).unwrap();
+            assert_eq!((seq, bytes), (published.seq_num, &published.bytes[..]));
+            if i % 13 == 12 {
+                owned.flush(now);
+                lent.flush(now);
+            }
+            owned.handle_timeout(now);
+            lent.handle_timeout(now);
+            a.extend(drain(&mut owned));
+            while let Some(d) = lent.poll_transmit() {
+                b.push(d.clone());
+                lent.recycle(d.bytes);
+            }
+        }
+        assert!(a.len() > 50);
+        assert_eq!(a, b);
     }
 
     #[test]

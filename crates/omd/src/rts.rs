@@ -73,21 +73,44 @@ impl RtsServerConfig {
 #[derive(Debug, Clone, Default)]
 pub struct RetransmissionStore {
     capacity: u32,
-    channels: HashMap<u16, VecDeque<(u32, Vec<u8>)>>,
+    /// Per channel (a handful, searched linearly): the retained messages, oldest first.
+    channels: Vec<(u16, Kept)>,
 }
+
+/// One channel's retained messages: (sequence number, bytes), oldest first.
+type Kept = VecDeque<(u32, Vec<u8>)>;
 
 impl RetransmissionStore {
     pub fn new(capacity: u32) -> Self {
         RetransmissionStore {
             capacity: capacity.max(1),
-            channels: HashMap::new(),
+            channels: Vec::new(),
         }
+    }
+
+    fn kept(&self, channel: u16) -> Option<&Kept> {
+        self.channels
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map(|(_, k)| k)
+    }
+
+    fn kept_mut(&mut self, channel: u16) -> &mut Kept {
+        let at = match self.channels.iter().position(|(c, _)| *c == channel) {
+            Some(at) => at,
+            None => {
+                self.channels.push((channel, VecDeque::new()));
+                self.channels.len() - 1
+            }
+        };
+        &mut self.channels[at].1
     }
 
     /// Keep a published message. Sequence numbers must increase by one; a jump (which only a
     /// caller bug produces) restarts the channel's store.
     pub fn record(&mut self, channel: u16, seq_num: u32, bytes: Vec<u8>) {
-        let kept = self.channels.entry(channel).or_default();
+        let capacity = self.capacity as usize;
+        let kept = self.kept_mut(channel);
         if kept
             .back()
             .is_some_and(|(last, _)| last.wrapping_add(1) != seq_num)
@@ -95,19 +118,43 @@ impl RetransmissionStore {
             kept.clear();
         }
         kept.push_back((seq_num, bytes));
-        while kept.len() > self.capacity as usize {
+        while kept.len() > capacity {
+            kept.pop_front();
+        }
+    }
+
+    /// [`RetransmissionStore::record`] of a copy of `bytes`; once the channel holds its
+    /// capacity, the buffer of the message it forgets is reused (no allocation).
+    pub fn record_copy(&mut self, channel: u16, seq_num: u32, bytes: &[u8]) {
+        let capacity = self.capacity as usize;
+        let kept = self.kept_mut(channel);
+        if kept
+            .back()
+            .is_some_and(|(last, _)| last.wrapping_add(1) != seq_num)
+        {
+            kept.clear();
+        }
+        let mut buf = if kept.len() >= capacity {
+            kept.pop_front().map(|(_, b)| b).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        kept.push_back((seq_num, buf));
+        while kept.len() > capacity {
             kept.pop_front();
         }
     }
 
     /// Forget a channel's messages (Sequence Reset).
     pub fn reset(&mut self, channel: u16) {
-        self.channels.remove(&channel);
+        self.channels.retain(|(c, _)| *c != channel);
     }
 
     /// The messages `begin..=end`, if all are retained.
     pub fn range(&self, channel: u16, begin: u32, end: u32) -> Option<Vec<(u32, &[u8])>> {
-        let kept = self.channels.get(&channel)?;
+        let kept = self.kept(channel)?;
         let (first, _) = kept.front()?;
         let (last, _) = kept.back()?;
         if begin < *first || end > *last || begin > end {
@@ -1043,6 +1090,27 @@ mod tests {
         assert_eq!(store.range(1, 16, 25).unwrap().len(), 10);
         store.reset(1);
         assert!(store.range(1, 16, 25).is_none());
+    }
+
+    #[test]
+    fn copies_reuse_forgotten_buffers_and_keep_each_channel_apart() {
+        let mut store = RetransmissionStore::new(3);
+        for seq in 1..=7u32 {
+            let bytes = vec![seq as u8; seq as usize];
+            store.record_copy(1, seq, &bytes);
+            store.record_copy(2, seq, &[0xee, seq as u8]);
+        }
+        let kept = store.range(1, 5, 7).unwrap();
+        assert_eq!(
+            kept,
+            vec![(5, &[5u8; 5][..]), (6, &[6u8; 6][..]), (7, &[7u8; 7][..])]
+        );
+        assert!(store.range(1, 4, 7).is_none());
+        assert_eq!(store.range(2, 7, 7).unwrap(), vec![(7, &[0xee, 7][..])]);
+        // A jump restarts the channel.
+        store.record_copy(2, 20, &[1]);
+        assert!(store.range(2, 7, 7).is_none());
+        assert_eq!(store.range(2, 20, 20).unwrap().len(), 1);
     }
 
     impl NominalPrice {

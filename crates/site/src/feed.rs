@@ -33,7 +33,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use twinsite_core::{MarketSegment, Timestamp};
 use twinsite_engine::Event;
-use twinsite_omd::publisher::Datagram;
 use twinsite_omd::{
     ChannelPublisher, DrChannelPublisher, DrStatus, FeedHandler, HandlerConfig, Line, MarketEvent,
     Message, Product, ProductBuilder, PublisherConfig, RefreshConfig, RefreshService,
@@ -376,12 +375,12 @@ impl FeedCore {
             }
             ch.builder.end_batch(&mut msgs);
             for msg in &msgs {
-                match ch.publisher.publish(msg, now) {
-                    Ok(p) => {
+                match ch.publisher.publish_encoded(msg, now) {
+                    Ok((seq_num, bytes)) => {
+                        self.rts.store_mut().record_copy(ch.id, seq_num, bytes);
                         if let Some(r) = &mut ch.refresh {
-                            r.service.on_realtime(p.seq_num, msg);
+                            r.service.on_realtime(seq_num, msg);
                         }
-                        self.rts.store_mut().record(ch.id, p.seq_num, p.bytes);
                         messages += 1;
                     }
                     Err(e) => tracing::warn!(channel = ch.id, error = %e, "message not published"),
@@ -451,29 +450,155 @@ impl FeedCore {
     pub fn poll_transmit(&mut self, mut send: impl FnMut(SocketAddr, &[u8])) {
         let mut n = 0u64;
         let mut bytes = 0u64;
-        let mut out = |lines: &[SocketAddr; 2], d: Datagram| {
-            n += 1;
-            bytes += d.bytes.len() as u64;
-            send(lines[line_index(d.line)], &d.bytes);
-        };
         for ch in &mut self.channels {
             while let Some(d) = ch.publisher.poll_transmit() {
-                out(&ch.lines, d);
+                n += 1;
+                bytes += d.bytes.len() as u64;
+                send(ch.lines[line_index(d.line)], &d.bytes);
+                // The packet's buffer starts a later packet.
+                ch.publisher.recycle(d.bytes);
             }
             if let Some(r) = &mut ch.refresh {
                 while let Some(d) = r.service.poll_transmit() {
-                    out(&r.lines, d);
+                    n += 1;
+                    bytes += d.bytes.len() as u64;
+                    send(r.lines[line_index(d.line)], &d.bytes);
                 }
             }
         }
         if let Some(dr) = &mut self.dr {
             while let Some(d) = dr.publisher.poll_transmit() {
-                out(&dr.lines, d);
+                n += 1;
+                bytes += d.bytes.len() as u64;
+                send(dr.lines[line_index(d.line)], &d.bytes);
             }
         }
         self.stats.datagrams.fetch_add(n, Ordering::Relaxed);
         self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
+}
+
+/// Datagrams gathered for one batched send: their bytes back to back and each one's group and
+/// length. The feed gathers everything one input produced and sends it with `sendmmsg(2)`
+/// (Linux; elsewhere one `send_to` per datagram), in order.
+#[derive(Debug, Default)]
+pub struct SendBatch {
+    bytes: Vec<u8>,
+    items: Vec<(SocketAddr, usize)>,
+}
+
+impl SendBatch {
+    pub fn push(&mut self, dst: SocketAddr, datagram: &[u8]) {
+        self.bytes.extend_from_slice(datagram);
+        self.items.push((dst, datagram.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Send every gathered datagram in order and empty the batch; returns how many failed.
+    pub fn send(&mut self, socket: &std::net::UdpSocket) -> u64 {
+        let failures = self.send_keep(socket);
+        self.clear();
+        failures
+    }
+
+    /// Send every gathered datagram in order and keep them (a benchmark resends a batch).
+    pub fn send_keep(&self, socket: &std::net::UdpSocket) -> u64 {
+        send_all(socket, &self.bytes, &self.items)
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.items.clear();
+    }
+}
+
+/// Most datagrams one `sendmmsg` call takes (the kernel's UIO_MAXIOV).
+#[cfg(target_os = "linux")]
+const SENDMMSG_MAX: usize = 1024;
+
+#[cfg(target_os = "linux")]
+fn send_all(socket: &std::net::UdpSocket, bytes: &[u8], items: &[(SocketAddr, usize)]) -> u64 {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let mut failures = 0u64;
+    let mut offset = 0usize;
+    let mut addrs: Vec<libc::sockaddr_in> = Vec::with_capacity(items.len().min(SENDMMSG_MAX));
+    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(addrs.capacity());
+    let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(addrs.capacity());
+    for chunk in items.chunks(SENDMMSG_MAX) {
+        addrs.clear();
+        iovs.clear();
+        msgs.clear();
+        for &(dst, len) in chunk {
+            let SocketAddr::V4(v4) = dst else {
+                // The feed's groups are IPv4 (`multicast_sender` refuses anything else).
+                failures += 1;
+                offset += len;
+                continue;
+            };
+            addrs.push(libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            });
+            iovs.push(libc::iovec {
+                iov_base: bytes[offset..offset + len].as_ptr() as *mut libc::c_void,
+                iov_len: len,
+            });
+            offset += len;
+        }
+        for (addr, iov) in addrs.iter_mut().zip(iovs.iter_mut()) {
+            // SAFETY: an all-zero `mmsghdr` is valid (null pointers, zero lengths).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            msgs.push(m);
+        }
+        let mut sent = 0usize;
+        while sent < msgs.len() {
+            let rest = &mut msgs[sent..];
+            // SAFETY: every header points into `addrs`, `iovs` and `bytes`, which are alive and
+            // not moved during the call; the kernel only reads them (and writes `msg_len`).
+            let n = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
+            if n > 0 {
+                sent += n as usize;
+            } else if n < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
+                continue;
+            } else {
+                // The first remaining datagram failed: count it and go on with the next.
+                failures += 1;
+                sent += 1;
+            }
+        }
+    }
+    failures
+}
+
+#[cfg(not(target_os = "linux"))]
+fn send_all(socket: &std::net::UdpSocket, bytes: &[u8], items: &[(SocketAddr, usize)]) -> u64 {
+    let mut failures = 0u64;
+    let mut offset = 0usize;
+    for &(dst, len) in items {
+        if socket.send_to(&bytes[offset..offset + len], dst).is_err() {
+            failures += 1;
+        }
+        offset += len;
+    }
+    failures
 }
 
 /// A UDP socket that sends multicast on `interface` (TTL 1, loopback on), bound to an
@@ -652,6 +777,7 @@ pub async fn run_feed(
         let emit = |a: FeedActivity| {
             let _ = activity_w.send(a);
         };
+        let mut batch = SendBatch::default();
         loop {
             let now = gateway::wall_clock();
             let deadline = core.poll_timeout().map(|t| {
@@ -739,19 +865,24 @@ pub async fn run_feed(
                     }
                 } => core.handle_timeout(gateway::wall_clock()),
             }
-            // Output: datagrams (and their pcap copy), RTS bytes, RTS closes.
+            // Output: datagrams (one batched send, and their pcap copy), RTS bytes, RTS closes.
             let t = gateway::wall_clock();
             core.poll_transmit(|dst, bytes| {
-                if socket.send_to(bytes, dst).is_err() {
-                    send_failures += 1;
-                    if send_failures.is_power_of_two() {
-                        tracing::warn!(%dst, send_failures, "multicast send failed");
-                    }
-                }
+                batch.push(dst, bytes);
                 if let (Some(w), SocketAddr::V4(d)) = (pcap.as_mut(), dst) {
                     let _ = w.write_udp(t.0, src, d, bytes);
                 }
             });
+            if !batch.is_empty() {
+                let failed = batch.send(&socket);
+                if failed > 0 {
+                    let before = send_failures;
+                    send_failures += failed;
+                    if before.leading_zeros() != send_failures.leading_zeros() || before == 0 {
+                        tracing::warn!(failed, send_failures, "multicast send failed");
+                    }
+                }
+            }
             if let Some(w) = pcap.as_mut() {
                 let _ = w.flush();
             }
