@@ -694,6 +694,8 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let mut connected: BTreeMap<String, String> = BTreeMap::new();
     // Information vendors: where their RTS session is.
     let mut rts_site: BTreeMap<String, String> = BTreeMap::new();
+    // The feeds' last status (kept for a crashed site).
+    let mut feed_status: BTreeMap<&str, feed::FeedStatus> = BTreeMap::new();
     let mut per_comp: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
     let (mut orders, mut fills) = (0u64, 0u64);
     let started = Instant::now();
@@ -914,13 +916,24 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             let label = clock.label(&session, now);
             let nodes_view = node_views(&nodes);
             let hashes_equal = hashes_equal_now(&nodes);
-            let feeds: Vec<(&str, feed::FeedStatus)> = [
+            for (n, f) in [
                 ("primary", &nodes.primary_feed),
                 ("backup", &nodes.backup_feed),
-            ]
-            .into_iter()
-            .filter_map(|(n, f)| f.as_ref().map(|f| (n, f.status())))
-            .collect();
+            ] {
+                match f {
+                    Some(f) => {
+                        feed_status.insert(n, f.status());
+                    }
+                    // A crashed site's feed: its counters stay, it publishes no more.
+                    None => {
+                        if let Some(st) = feed_status.get_mut(n) {
+                            st.active = false;
+                        }
+                    }
+                }
+            }
+            let feeds: Vec<(&str, feed::FeedStatus)> =
+                feed_status.iter().map(|(n, s)| (*n, s.clone())).collect();
             console.update(|s| {
                 s.session.now_ms = now.millis();
                 s.session.now_label = label.clone();
