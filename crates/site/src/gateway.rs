@@ -1265,7 +1265,17 @@ impl Core {
                 // Everything in a new leader's log (the old term's tail and its own blank
                 // entry) commits before any new input can: wait until it is all applied, or
                 // the live state would miss entries committed after `serving` turned true.
-                let commit = j.commit_index().max(j.status().last_log_index);
+                // Bounded: if the log's tail does not apply in time, fall back to the commit
+                // index (a site that never opens is worse; see docs/operations.md).
+                let last = j.commit_index().max(j.status().last_log_index);
+                if j.wait_applied(last, Duration::from_secs(2)).await.is_err() {
+                    tracing::warn!(
+                        last,
+                        applied = j.applied_index(),
+                        "log tail not applied within 2 s; opening at the commit index"
+                    );
+                }
+                let commit = j.commit_index();
                 if let Err(e) = j.wait_applied(commit, Duration::from_secs(10)).await {
                     tracing::error!(error = %e, "replica did not catch up; not serving");
                     return;
