@@ -654,11 +654,25 @@ async fn leadership_watch(journal: Journal<Replica>, core: mpsc::UnboundedSender
                 return;
             }
         }
-        if rx.changed().await.is_err() {
-            return;
+        // While this node leads, remind the core now and then: an activation that gave up
+        // (the replica did not catch up in time) is retried instead of leaving a leader's site
+        // closed. The core ignores the reminder once it serves.
+        match tokio::time::timeout(ACTIVATION_RETRY, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) if serving => {
+                if core.send(CoreMsg::Serving(true)).is_err() {
+                    return;
+                }
+            }
+            Err(_) => {}
         }
     }
 }
+
+/// How often a leading node re-tries opening its site after an activation gave up.
+const ACTIVATION_RETRY: Duration = Duration::from_millis(500);
+
 /// A platform's lookup service: it hands out the platform's gateways and knows only the Comp
 /// IDs that may log in to the platform (closed until the site becomes active).
 fn platform_lookup(
