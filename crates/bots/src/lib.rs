@@ -47,7 +47,8 @@ use twinsite_site::gateway::wall_clock;
 pub enum Role {
     /// Rests a bid and an offer on each instrument; re-quotes what trades.
     MarketMaker,
-    /// Crosses the spread (immediate-or-cancel), alternating buys and sells.
+    /// Crosses the spread (immediate-or-cancel; a Day limit order for an A-share, since
+    /// northbound orders are limit orders only), alternating buys and sells.
     Taker,
 }
 
@@ -69,6 +70,9 @@ pub struct Instrument {
     pub bid: Price,
     pub ask: Price,
     pub lot: u64,
+    /// A China Connect A-share (SSE / SZSE, traded on OTP-CSC): the order carries no
+    /// SecurityExchange (an OTP-C order says "XHKG").
+    pub a_share: bool,
 }
 
 /// The first `n` Main Board Part A securities of the shipped reference data, quoted a tick
@@ -85,6 +89,43 @@ pub fn default_instruments(n: usize) -> Vec<Instrument> {
                 bid: s.spread_table.down(s.prev_close)?,
                 ask: s.spread_table.up(s.prev_close)?,
                 lot: s.lot_size,
+                a_share: false,
+            })
+        })
+        .take(n)
+        .collect()
+}
+
+/// The first `n` northbound-tradable A-shares (SSE / SZSE main board and ChiNext; not STAR,
+/// whose buys start at 200 shares, nor risk-alert stocks, which are sell-only) of the shipped
+/// reference data, quoted one RMB 0.01 tick either side of the previous close: limit prices on
+/// the tick and inside the daily price limits, in board lots of 100 shares.
+pub fn a_share_instruments(n: usize) -> Vec<Instrument> {
+    use twinsite_engine::china::{price_limits, Board};
+    let tick = twinsite_core::limits::CC_TICK;
+    refdata::sample()
+        .into_iter()
+        .filter(|s| {
+            matches!(
+                s.segment,
+                twinsite_core::MarketSegment::Sse | twinsite_core::MarketSegment::Szse
+            ) && matches!(Board::of(s), Board::Main | Board::ChiNext)
+        })
+        .filter_map(|s| {
+            let board = Board::of(&s);
+            let (lower, upper) =
+                price_limits(s.prev_close, s.price_limit_bps.unwrap_or(board.limit_bps()));
+            // The previous close on the tick (reference data may be finer), then a tick
+            // either side, kept inside the limits.
+            let mid = s.prev_close.0 - s.prev_close.0.rem_euclid(tick);
+            let bid = Price(mid - tick);
+            let ask = Price(mid + tick);
+            (bid >= lower && ask <= upper && bid.0 > 0).then_some(Instrument {
+                code: s.code.0,
+                bid,
+                ask,
+                lot: twinsite_core::limits::CC_BUY_LOT,
+                a_share: true,
             })
         })
         .take(n)
@@ -104,6 +145,11 @@ pub struct BotConfig {
     pub interval: Duration,
     /// Most open orders per instrument and side (market maker).
     pub max_open_per_side: usize,
+    /// Shares it may sell, per A-share (a CCEP's holdings as configured at the exchange,
+    /// `[engine] cc_holdings`): northbound sells must be covered, so the bot sells an A-share
+    /// only while its unreserved holding covers a lot and skips the sell otherwise. Shares
+    /// bought today are not added (they settle T+1). Not used for Hong Kong securities.
+    pub holdings: BTreeMap<u32, u64>,
 }
 
 impl BotConfig {
@@ -135,6 +181,7 @@ impl BotConfig {
             instruments: default_instruments(3),
             interval: Duration::from_millis(200),
             max_open_per_side: 2,
+            holdings: BTreeMap::new(),
         })
         .map(|c| c.with_speed(1, Duration::from_secs(20)))
     }
@@ -200,6 +247,19 @@ impl BotConfig {
 
     pub fn with_instruments(mut self, instruments: Vec<Instrument>) -> BotConfig {
         self.instruments = instruments;
+        self
+    }
+
+    /// A CCEP bot: trades `instruments` (A-shares, see [`a_share_instruments`]) and sells only
+    /// against `holdings` (security code -> shares). The lookup endpoints given must be the
+    /// four OTP-CSC lookup endpoints (primary site primary/mirror, backup site primary/mirror).
+    pub fn china_connect(
+        mut self,
+        instruments: Vec<Instrument>,
+        holdings: BTreeMap<u32, u64>,
+    ) -> BotConfig {
+        self.instruments = instruments;
+        self.holdings = holdings;
         self
     }
 }
@@ -330,6 +390,8 @@ struct Bot {
     next_cl: u64,
     open: BTreeMap<String, OpenOrder>,
     turn: usize,
+    /// A-share sells in flight: Cl Ord ID -> (security, shares reserved from the holding).
+    sells: BTreeMap<String, (u32, u64)>,
 }
 
 impl Bot {
@@ -352,7 +414,7 @@ impl Bot {
             submitting_broker_id: FixedStr::new(&self.cfg.broker_id.to_string()),
             security_id: FixedStr::new(&ins.code.to_string()),
             security_id_source: 8,
-            security_exchange: Some(FixedStr::new("XHKG")),
+            security_exchange: (!ins.a_share).then(|| FixedStr::new("XHKG")),
             broker_location_id: None,
             transact_time: transact_time(wall_clock()),
             side,
@@ -373,6 +435,34 @@ impl Bot {
         (cl, m)
     }
 
+    /// May it sell a lot of `ins` now (an A-share only against its unreserved holding)?
+    fn may_sell(&self, ins: &Instrument) -> bool {
+        !ins.a_share || self.cfg.holdings.get(&ins.code).copied().unwrap_or(0) >= ins.lot
+    }
+
+    /// Note an order about to be sent: an A-share sell reserves its shares.
+    fn reserve(&mut self, cl: &str, ins: &Instrument, side: Side) {
+        if ins.a_share && side == Side::Sell {
+            if let Some(h) = self.cfg.holdings.get_mut(&ins.code) {
+                *h -= ins.lot.min(*h);
+            }
+            self.sells.insert(cl.to_string(), (ins.code, ins.lot));
+        }
+    }
+
+    /// An A-share sell ended having filled `filled` shares (cancelled, expired, rejected,
+    /// filled): the rest is sellable again.
+    fn release(&mut self, cl: &str, filled_all: bool, filled: u64) {
+        if let Some((code, q)) = self.sells.remove(cl) {
+            let back = if filled_all {
+                0
+            } else {
+                q.saturating_sub(filled)
+            };
+            *self.cfg.holdings.entry(code).or_insert(0) += back;
+        }
+    }
+
     /// The next order to send, if any.
     fn next_action(&mut self) -> Option<(String, OpenOrder, Message)> {
         let n = self.cfg.instruments.len();
@@ -391,9 +481,12 @@ impl Bot {
                         .values()
                         .filter(|o| o.code == ins.code && o.side == side)
                         .count();
-                    if open < self.cfg.max_open_per_side {
+                    if open < self.cfg.max_open_per_side
+                        && (side == Side::Buy || self.may_sell(&ins))
+                    {
                         self.turn = slot + 1;
                         let (cl, m) = self.order(ins, side, TimeInForce::Day);
+                        self.reserve(&cl, &ins, side);
                         return Some((
                             cl,
                             OpenOrder {
@@ -410,8 +503,29 @@ impl Bot {
                 let slot = self.turn % (2 * n);
                 self.turn += 1;
                 let ins = self.cfg.instruments[slot / 2];
-                let side = [Side::Buy, Side::Sell][slot % 2];
-                let (cl, m) = self.order(ins, side, TimeInForce::ImmediateOrCancel);
+                let mut side = [Side::Buy, Side::Sell][slot % 2];
+                if side == Side::Sell && !self.may_sell(&ins) {
+                    // Nothing (left) to sell: buy instead.
+                    side = Side::Buy;
+                }
+                // Northbound orders are limit orders (Day) only: no immediate-or-cancel, so an
+                // A-share taker crosses with a Day order, and keeps at most
+                // `max_open_per_side` of them resting when nobody is on the other side.
+                let tif = if ins.a_share {
+                    let open = self
+                        .open
+                        .values()
+                        .filter(|o| o.code == ins.code && o.side == side)
+                        .count();
+                    if open >= self.cfg.max_open_per_side {
+                        return None;
+                    }
+                    TimeInForce::Day
+                } else {
+                    TimeInForce::ImmediateOrCancel
+                };
+                let (cl, m) = self.order(ins, side, tif);
+                self.reserve(&cl, &ins, side);
                 Some((
                     cl,
                     OpenOrder {
@@ -468,6 +582,11 @@ impl Bot {
                     if done {
                         if let Some(cl) = cl {
                             self.open.remove(&cl);
+                            // Done: what was not filled (by its cumulative quantity) is
+                            // sellable again.
+                            let filled =
+                                er.cum_qty.and_then(|q| q.to_qty().ok()).map_or(0, |q| q.0);
+                            self.release(&cl, er.ord_status == Some(OrdStatus::Filled), filled);
                         }
                     }
                 }
@@ -494,6 +613,7 @@ async fn run(
         next_cl: 0,
         open: BTreeMap::new(),
         turn: 0,
+        sells: BTreeMap::new(),
     };
     let mut logged_on = false;
     loop {
@@ -540,12 +660,15 @@ async fn run(
                 if let Some((cl, o, m)) = bot.next_action() {
                     match client.send(m).await {
                         Ok(_) => {
-                            if bot.cfg.role == Role::MarketMaker {
-                                bot.open.insert(cl, o);
-                            }
+                            // Every order is tracked until it is done (the taker's
+                            // immediate-or-cancel ones are done at once).
+                            bot.open.insert(cl, o);
                             bot.bump(|c| c.orders_sent += 1);
                         }
-                        Err(e) => tracing::warn!(bot = %bot.cfg.name, error = %e, "send failed"),
+                        Err(e) => {
+                            bot.release(&cl, false, 0);
+                            tracing::warn!(bot = %bot.cfg.name, error = %e, "send failed")
+                        }
                     }
                 }
             },
@@ -629,5 +752,40 @@ async fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
             return None;
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twinsite_engine::china::{price_limits, Board};
+
+    #[test]
+    fn a_share_quotes_follow_the_northbound_rules() {
+        let ins = a_share_instruments(10);
+        assert!(!ins.is_empty(), "the sample reference data has A-shares");
+        for i in &ins {
+            let s = refdata::sample()
+                .into_iter()
+                .find(|s| s.code.0 == i.code)
+                .unwrap();
+            assert!(matches!(
+                s.segment,
+                twinsite_core::MarketSegment::Sse | twinsite_core::MarketSegment::Szse
+            ));
+            assert!(matches!(Board::of(&s), Board::Main | Board::ChiNext));
+            let (lo, hi) = price_limits(
+                s.prev_close,
+                s.price_limit_bps.unwrap_or(Board::of(&s).limit_bps()),
+            );
+            for p in [i.bid, i.ask] {
+                assert_eq!(p.0 % twinsite_core::limits::CC_TICK, 0, "{p:?} on the tick");
+                assert!(p >= lo && p <= hi, "{p:?} within the daily limits");
+            }
+            assert!(i.bid < i.ask);
+            assert_eq!(i.lot, 100);
+            assert!(i.a_share);
+        }
+        assert!(default_instruments(3).iter().all(|i| !i.a_share));
     }
 }

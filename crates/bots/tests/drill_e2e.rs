@@ -68,6 +68,22 @@ fn register(file: &str) -> Vec<Registration> {
         )
         .unwrap();
     }
+    // China Connect: a market maker and a taker on OTP-CSC (when the session admits CCEPs).
+    if session(file).access.contains_key(&ParticipantKind::Ccep) {
+        for (firm, broker) in [("Northbound Maker", 3001), ("Northbound Taker", 3002)] {
+            r.register(
+                RegistrationRequest {
+                    firm: firm.into(),
+                    kind: "CCEP".into(),
+                    broker_ids: vec![broker],
+                    contact: "desk".into(),
+                    source_ips: vec![],
+                },
+                Timestamp::from_hkt(2023, 11, 20, 9, 0, 0),
+            )
+            .unwrap();
+        }
+    }
     if session(file)
         .access
         .contains_key(&ParticipantKind::InformationVendor)
@@ -109,7 +125,44 @@ fn site_config(name: &str, participants: Vec<ParticipantEntry>) -> SiteConfig {
     ))
     .unwrap();
     cfg.participants = participants;
+    // OTP-CSC: its own lookup service and gateway pair; the CCEPs' holdings of the A-shares
+    // they trade (northbound sells are checked against them).
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    cfg.site.csc_lookup = vec![any, any];
+    cfg.site.csc_gateway_primary = Some(any);
+    cfg.site.csc_gateway_mirror = Some(any);
+    cfg.engine.cc_holdings = ccep_holdings()
+        .into_iter()
+        .flat_map(|(broker, h)| {
+            h.into_iter().map(move |(security, shares)| HoldingEntry {
+                broker,
+                security,
+                shares,
+            })
+        })
+        .collect();
     cfg
+}
+
+/// The A-share the CCEP bots trade.
+fn ccep_instruments() -> Vec<Instrument> {
+    a_share_instruments(1)
+}
+
+/// Each CCEP broker's holdings of the CCEP bots' A-shares.
+fn ccep_holdings() -> BTreeMap<u32, BTreeMap<u32, u64>> {
+    [3001, 3002]
+        .into_iter()
+        .map(|b| {
+            (
+                b,
+                ccep_instruments()
+                    .iter()
+                    .map(|i| (i.code, 1_000_000))
+                    .collect(),
+            )
+        })
+        .collect()
 }
 
 async fn wait_active(rx: &mut broadcast::Receiver<Activity>) {
@@ -349,6 +402,27 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     let amnesia = spawn(cfg(3, Role::Taker, Fault::FreshSequenceAfterFailover))
         .await
         .unwrap();
+    // CCEPs: the same client rules on OTP-CSC, through the four CSC lookup endpoints.
+    let csc_lookups = vec![
+        primary.csc_lookup_addrs[0],
+        primary.csc_lookup_addrs[1],
+        backup.csc_lookup_addrs[0],
+        backup.csc_lookup_addrs[1],
+    ];
+    let cceps: Vec<&Registration> = regs
+        .iter()
+        .filter(|r| r.kind == ParticipantKind::Ccep)
+        .collect();
+    let holdings = ccep_holdings();
+    let mut cc_bots = Vec::new();
+    for (r, role) in cceps.iter().zip([Role::MarketMaker, Role::Taker]) {
+        let c = BotConfig::from_registration(r, key.clone(), csc_lookups.clone(), role)
+            .unwrap()
+            .with_speed(SPEED, Duration::from_secs(1))
+            .with_interval(Duration::from_millis(40))
+            .china_connect(ccep_instruments(), holdings[&r.broker_ids[0]].clone());
+        cc_bots.push(spawn(c).await.unwrap());
+    }
     // Vendors: one follows the DR signal, one ignores it.
     let rts = vec![pfeed.rts_addr, bfeed.rts_addr];
     let mut ivs = Vec::new();
@@ -367,6 +441,11 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     maker.wait_until(T, |c| c.fills >= 1).await.unwrap();
     for b in [&taker, &cached, &amnesia] {
         b.wait_until(T, |c| c.acks >= 1).await.unwrap();
+    }
+    for b in &cc_bots {
+        b.wait_until(T, |c| c.acks >= 1 && c.fills >= 1)
+            .await
+            .unwrap();
     }
     // Each vendor has had a gap filled by the primary site's RTS, as the exchange saw it.
     for v in &vendors {
@@ -433,6 +512,13 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
             "{e}\nexchange view: {seen:#?}\nunattributed: {:#?}",
             log.unattributed()
         );
+    }
+    // The CCEPs come back through the CSC lookup at the backup and trade there.
+    for b in &cc_bots {
+        let c0 = b.counters();
+        b.wait_until(T, |c| c.logons >= 2 && c.logged_on && c.acks > c0.acks)
+            .await
+            .unwrap();
     }
     // The faulty ones misbehave: the cached one dials the old gateway several times, the
     // amnesiac one restarts with fresh state.
@@ -503,6 +589,9 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     for b in [maker, taker, cached, amnesia] {
         b.abort();
     }
+    for b in cc_bots {
+        b.abort();
+    }
     for v in ivs {
         v.abort();
     }
@@ -525,6 +614,12 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     for id in [&regs[0], &regs[1]] {
         let p = r.participant(&id.id()).unwrap();
         assert!(p.passed, "{} should pass: {:#?}", id.firm, p.failed());
+    }
+    for id in &cceps {
+        let p = r.participant(&id.id()).unwrap();
+        assert!(p.passed, "{} should pass: {:#?}", id.firm, p.failed());
+        assert!(p.check("logged_in", "primary").unwrap().passed);
+        assert!(p.check("traded", "backup").unwrap().passed);
     }
     let c = r.participant(&regs[2].id()).unwrap();
     assert!(!c.passed);

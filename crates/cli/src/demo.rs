@@ -16,8 +16,8 @@ use twinsite_console::{
     FailoverStep, NodeView, OperatorAction, ParticipantView, PhaseView, ReportLinks,
     SessionStatus as ConsoleStatus, TimelineEvent,
 };
-use twinsite_core::{ParticipantKind, Site, Timestamp};
-use twinsite_drill::session::FailoverMode;
+use twinsite_core::{ParticipantKind, Platform, Site, Timestamp};
+use twinsite_drill::session::{FailoverMode, PhaseSite};
 use twinsite_drill::{
     participant_entries, ActivityLog, Clock, ExchangeChecks, Participant, RegistrationRequest,
     Registry, Session, StepKind,
@@ -25,7 +25,7 @@ use twinsite_drill::{
 use twinsite_ocg::{ExecType, Message};
 use twinsite_site::config::*;
 use twinsite_site::feed::{self, FeedActivity, FeedHandle, FeedInput};
-use twinsite_site::gateway::{self, wall_clock, Activity, SiteHandle};
+use twinsite_site::gateway::{self, wall_clock, Activity, AdminCmd, SiteHandle};
 
 /// The PS2 session file shipped with the binary (used when no file is given).
 pub const PS2: &str = include_str!("../../../sessions/ps2-2023-11-25.toml");
@@ -259,6 +259,24 @@ fn site_config(
     heartbeat_ms: u64,
 ) -> SiteConfig {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    // The demo CCEPs' holdings of the A-shares their bots trade (northbound sells are checked
+    // against them).
+    let mut engine = EngineSection::default();
+    let mut seen = BTreeSet::new();
+    for p in participants.iter().filter(|p| p.kind == "CCEP") {
+        for &broker in &p.broker_ids {
+            if !seen.insert(broker) {
+                continue;
+            }
+            for ins in ccep_instruments() {
+                engine.cc_holdings.push(HoldingEntry {
+                    broker,
+                    security: ins.code,
+                    shares: CCEP_HOLDING,
+                });
+            }
+        }
+    }
     SiteConfig {
         site: SiteSection {
             name: name.into(),
@@ -270,11 +288,11 @@ fn site_config(
             reference_data: None,
             active: false,
             fix_gateway: None,
-            csc_lookup: vec![],
-            csc_gateway_primary: None,
-            csc_gateway_mirror: None,
+            csc_lookup: vec![any, any],
+            csc_gateway_primary: Some(any),
+            csc_gateway_mirror: Some(any),
         },
-        engine: EngineSection::default(),
+        engine,
         session: SessionSection {
             heartbeat_ms,
             password_tolerance_secs: 120,
@@ -285,6 +303,47 @@ fn site_config(
         failover: Default::default(),
     }
 }
+
+/// Open or close logons per platform at both sites for the phase now running (`None`: before
+/// the first phase): a platform is open during a phase at a site (not the failover phase,
+/// where nobody trades) when the session's `[access]` admits some participant kind to it.
+/// A logon while closed is refused with Session Status 7 (an `Activity::Refused` record).
+fn logon_windows(nodes: &Nodes, session: &Session, phase: Option<&str>) -> Vec<(Platform, bool)> {
+    let trading = phase
+        .and_then(|id| session.phases.iter().find(|p| p.id == id))
+        .is_some_and(|p| p.site != PhaseSite::None);
+    [Platform::OtpC, Platform::OtpCsc]
+        .into_iter()
+        .map(|platform| {
+            let allowed = trading && session.access.values().any(|s| s.contains(&platform));
+            for site in nodes.primary.iter().chain([&nodes.backup]) {
+                site.admin(AdminCmd::LogonsAllowedOn { platform, allowed });
+            }
+            (platform, allowed)
+        })
+        .collect()
+}
+
+fn windows_text(w: &[(Platform, bool)]) -> String {
+    w.iter()
+        .map(|(p, open)| {
+            let name = match p {
+                Platform::OtpC => "OTP-C",
+                Platform::OtpCsc => "OTP-CSC",
+            };
+            format!("{name} {}", if *open { "open" } else { "closed" })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The A-shares the demo's CCEP bots trade.
+fn ccep_instruments() -> Vec<twinsite_bots::Instrument> {
+    twinsite_bots::a_share_instruments(2)
+}
+
+/// Shares of each of those a demo CCEP holds (and may sell).
+const CCEP_HOLDING: u64 = 1_000_000;
 
 struct Nodes {
     primary: Option<SiteHandle>,
@@ -485,6 +544,22 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             )?;
             plan.push((reg, role, fault));
         }
+        // China Connect: a market maker and a taker on OTP-CSC (when the session admits CCEPs).
+        if session.access.contains_key(&ParticipantKind::Ccep) {
+            for (i, role) in [Role::MarketMaker, Role::Taker].into_iter().enumerate() {
+                let reg = registry.register(
+                    RegistrationRequest {
+                        firm: format!("Demo Northbound {:02}", i + 1),
+                        kind: "CCEP".into(),
+                        broker_ids: vec![3001 + i as u32],
+                        contact: format!("cc{:02}@demo.example", i + 1),
+                        source_ips: vec![],
+                    },
+                    reg_now,
+                )?;
+                plan.push((reg, role, Fault::None));
+            }
+        }
         let invited = session
             .access
             .contains_key(&ParticipantKind::InformationVendor);
@@ -559,6 +634,20 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         nodes.backup.lookup_addrs[0],
         nodes.backup.lookup_addrs[1],
     ];
+    let csc_lookups = vec![
+        nodes.primary.as_ref().expect("primary").csc_lookup_addrs[0],
+        nodes.primary.as_ref().expect("primary").csc_lookup_addrs[1],
+        nodes.backup.csc_lookup_addrs[0],
+        nodes.backup.csc_lookup_addrs[1],
+    ];
+    println!(
+        "  OTP-CSC lookup endpoints: {}",
+        csc_lookups
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "  lookup endpoints: {}",
         lookups
@@ -567,6 +656,10 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+
+    // Logons are closed until the first phase starts.
+    let closed = logon_windows(&nodes, &session, None);
+    println!("  logons: {}", windows_text(&closed));
 
     // Activity from both sites, recorded as the exchange observed it.
     let clock = Clock::new(&session, wall_clock(), speed);
@@ -634,18 +727,31 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         else {
             continue;
         };
+        let ccep = reg.kind == ParticipantKind::Ccep;
         let cfg = BotConfig::new(
             &reg.firm,
             &grant.comp_id,
             &grant.password,
             reg.broker_ids[0],
             pubkey.clone(),
-            lookups.clone(),
+            if ccep {
+                csc_lookups.clone()
+            } else {
+                lookups.clone()
+            },
             *role,
         )?
         .with_speed(speed, Duration::from_millis(heartbeat_ms))
         .with_fault(*fault)
         .with_interval(Duration::from_millis(150));
+        // A CCEP trades A-shares on OTP-CSC, selling only what it holds.
+        let cfg = if ccep {
+            let ins = ccep_instruments();
+            let holdings = ins.iter().map(|i| (i.code, CCEP_HOLDING)).collect();
+            cfg.china_connect(ins, holdings)
+        } else {
+            cfg
+        };
         bots.push((reg.firm.clone(), twinsite_bots::spawn(cfg).await?));
     }
     let mut vendors: Vec<VendorHandle> = Vec::new();
@@ -806,6 +912,8 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                         clock.label(&session, wall_clock())
                     );
                     console.update(|s| s.session.current_phase = Some(phase.clone()));
+                    let open = logon_windows(&nodes, &session, Some(phase.as_str()));
+                    println!("    logons: {}", windows_text(&open));
                 }
                 StepKind::SessionEnd => break,
                 _ => {}

@@ -416,6 +416,35 @@ impl ActivityLog {
                     );
                 }
             }
+            // A lookup or logon refused with the Comp ID known (a Comp ID of another platform,
+            // or logons closed on the platform: Session Status 7): the participant's evidence.
+            Activity::Refused {
+                comp_id,
+                peer,
+                platform,
+                reason,
+                at,
+            } => {
+                let who = comp_id.as_ref().and_then(|c| self.comp(c.as_str()));
+                match who {
+                    Some(i) => self.push(
+                        i,
+                        site,
+                        *at,
+                        What::LogonRefused {
+                            reason: format!("{}: {reason}", platform_name(*platform)),
+                        },
+                    ),
+                    None => self.note(
+                        site,
+                        *at,
+                        format!(
+                            "{} refused {comp_id:?} from {peer}: {reason}",
+                            platform_name(*platform)
+                        ),
+                    ),
+                }
+            }
             // Refused before any session: the record carries no Comp ID.
             Activity::Disconnected {
                 connection,
@@ -1176,5 +1205,12 @@ impl ActivityLog {
                 }),
             },
         }
+    }
+}
+
+fn platform_name(p: twinsite_core::Platform) -> &'static str {
+    match p {
+        twinsite_core::Platform::OtpC => "OTP-C",
+        twinsite_core::Platform::OtpCsc => "OTP-CSC",
     }
 }
