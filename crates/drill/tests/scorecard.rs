@@ -420,3 +420,58 @@ fn exchange_checks_and_report_files() {
         assert!(std::fs::metadata(f).unwrap().len() > 100);
     }
 }
+
+#[test]
+fn a_refused_logon_is_the_participants_evidence_and_an_otp_csc_logon_counts_like_an_otp_c_one() {
+    let s = session();
+    let clock = Clock::new(&s, t(0, 0), 200);
+    let mut ps = participants();
+    ps.push(participant("SB0007", ParticipantKind::Ccep));
+    let mut log = ActivityLog::new(&s, clock, ps);
+    // Logons closed on OTP-CSC (Session Status 7), then an accepted logon and an order.
+    log.record(
+        Site::Primary,
+        &Activity::Refused {
+            comp_id: Some(comp("SB0007")),
+            peer: peer(),
+            platform: twinsite_core::Platform::OtpCsc,
+            reason: "logons are closed on OTP-CSC (session status 7)".into(),
+            at: t(1, 0),
+        },
+    );
+    // An unknown Comp ID's refusal is noted, not attributed.
+    log.record(
+        Site::Primary,
+        &Activity::Refused {
+            comp_id: Some(comp("XX9999")),
+            peer: peer(),
+            platform: twinsite_core::Platform::OtpC,
+            reason: "unknown".into(),
+            at: t(1, 0),
+        },
+    );
+    log.record(Site::Primary, &lookup("SB0007", t(2, 0)));
+    log.record(Site::Primary, &up("SB0007", 70, t(2, 100)));
+    log.record(Site::Primary, &order("SB0007", 2, t(3, 0)));
+    log.record(Site::Primary, &report("SB0007", 2, ExecType::New, t(3, 10)));
+    let obs = log.observations("SB0007");
+    let refused: Vec<String> = obs
+        .iter()
+        .filter_map(|o| match &o.what {
+            twinsite_drill::activity::What::LogonRefused { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        vec!["OTP-CSC: logons are closed on OTP-CSC (session status 7)".to_string()]
+    );
+    assert!(log
+        .unattributed()
+        .iter()
+        .any(|(_, _, n)| n.contains("OTP-C refused") && n.contains("XX9999")));
+    let r = log.report(&exchange());
+    let p = r.participant("SB0007").unwrap();
+    assert!(p.check("logged_in", "primary").unwrap().passed);
+    assert!(p.check("traded", "primary").unwrap().passed);
+}
