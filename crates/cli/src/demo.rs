@@ -902,6 +902,12 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                 "  [{}] backup site open: RTO {rto} ms",
                 clock.label(&session, t1)
             );
+            // The failover phase ends ("~11:00") when the backup site opens: its logons open
+            // now, as for the backup phase, so RTO is the time to the backup accepting logons.
+            if let Some(p) = session.phases.iter().find(|p| p.site == PhaseSite::Backup) {
+                let open = logon_windows(&nodes, &session, Some(p.id.as_str()));
+                println!("    logons at the backup: {}", windows_text(&open));
+            }
         }
         if let Some(st) = due {
             next += 1;
@@ -912,7 +918,18 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                         clock.label(&session, wall_clock())
                     );
                     console.update(|s| s.session.current_phase = Some(phase.clone()));
-                    let open = logon_windows(&nodes, &session, Some(phase.as_str()));
+                    // A failover phase whose step comes after the backup already opened
+                    // does not close the backup again: its end is "when the backup opens".
+                    let failover_phase = session
+                        .phases
+                        .iter()
+                        .any(|p| p.id == *phase && p.site == PhaseSite::None);
+                    let windows_for =
+                        match session.phases.iter().find(|p| p.site == PhaseSite::Backup) {
+                            Some(b) if failover_phase && backup_open.is_some() => b.id.as_str(),
+                            _ => phase.as_str(),
+                        };
+                    let open = logon_windows(&nodes, &session, Some(windows_for));
                     println!("    logons: {}", windows_text(&open));
                 }
                 StepKind::SessionEnd => break,
