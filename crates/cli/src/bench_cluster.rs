@@ -90,37 +90,21 @@ fn fdatasync_baseline(dir: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
 }
 
 fn order(cl: u64, broker: u32, side: Side) -> Message {
-    Message::NewOrder(NewOrder {
-        cl_ord_id: FixedStr::new(&cl.to_string()),
-        submitting_broker_id: FixedStr::new(&broker.to_string()),
-        security_id: FixedStr::new("700"),
-        security_id_source: 8,
-        security_exchange: Some(FixedStr::new("XHKG")),
-        broker_location_id: None,
-        transact_time: FixedStr::new("20231125-02:00:00.000000"),
+    // Never crossing: buys rest at 380.00, sells at 390.00.
+    let px = if side == Side::Buy {
+        "380.00"
+    } else {
+        "390.00"
+    };
+    Message::NewOrder(NewOrder::day_limit(
+        &cl.to_string(),
+        broker,
+        "700",
         side,
-        ord_type: OrdType::Limit,
-        // Never crossing: buys rest at 380.00, sells at 390.00.
-        price: Some(Decimal::from_price(
-            Price::parse(if side == Side::Buy {
-                "380.00"
-            } else {
-                "390.00"
-            })
-            .expect("price"),
-        )),
-        order_qty: Decimal::from_qty(Qty(100)),
-        time_in_force: Some(TimeInForce::Day),
-        position_effect: None,
-        order_restrictions: None,
-        max_price_levels: Some(1),
-        order_capacity: Some(OrderCapacity::Agency),
-        text: None,
-        execution_instructions: None,
-        disclosure_instructions: 1,
-        lot_type: None,
-        submitting_bcan: Some(FixedStr::new("1")),
-    })
+        Price::parse(px).expect("price"),
+        Qty(100),
+        "20231125-02:00:00.000000",
+    ))
 }
 
 fn client(

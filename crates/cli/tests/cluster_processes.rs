@@ -113,29 +113,15 @@ async fn start_cluster(dir: &Path, clients: usize) -> Cluster {
 }
 
 fn order(cl: &str, broker: u32, side: Side) -> Message {
-    Message::NewOrder(NewOrder {
-        cl_ord_id: FixedStr::new(cl),
-        submitting_broker_id: FixedStr::new(&broker.to_string()),
-        security_id: FixedStr::new("700"),
-        security_id_source: 8,
-        security_exchange: Some(FixedStr::new("XHKG")),
-        broker_location_id: None,
-        transact_time: FixedStr::new("20231125-02:00:00.000000"),
+    Message::NewOrder(NewOrder::day_limit(
+        cl,
+        broker,
+        "700",
         side,
-        ord_type: OrdType::Limit,
-        price: Some(Decimal::from_price(Price::parse("385.20").unwrap())),
-        order_qty: Decimal::from_qty(Qty(100)),
-        time_in_force: Some(TimeInForce::Day),
-        position_effect: None,
-        order_restrictions: None,
-        max_price_levels: Some(1),
-        order_capacity: Some(OrderCapacity::Agency),
-        text: None,
-        execution_instructions: None,
-        disclosure_instructions: 1,
-        lot_type: None,
-        submitting_bcan: Some(FixedStr::new("1")),
-    })
+        Price::parse("385.20").unwrap(),
+        Qty(100),
+        "20231125-02:00:00.000000",
+    ))
 }
 
 /// What one client saw.

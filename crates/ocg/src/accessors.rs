@@ -3,14 +3,51 @@
 
 use twinsite_core::{BrokerId, ClOrdId, IdError, Price, PriceError, Qty, SecurityCode};
 
+use crate::enums::{OrdType, OrderCapacity, Side, TimeInForce};
 use crate::messages::{AmendRequest, CancelRequest, ExecutionReport, NewOrder};
-use crate::wire::Decimal;
+use crate::wire::{Decimal, FixedStr};
 
 fn price(d: Option<Decimal>) -> Result<Option<Price>, PriceError> {
     d.map(Decimal::to_price).transpose()
 }
 
 impl NewOrder {
+    /// A board-lot Day limit order in a Hong Kong security (`XHKG`), agency capacity, with the
+    /// fields a participant normally leaves at their defaults: the order test clients, benches
+    /// and bots send.
+    pub fn day_limit(
+        cl_ord_id: &str,
+        broker: u32,
+        security: &str,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        transact_time: &str,
+    ) -> NewOrder {
+        NewOrder {
+            cl_ord_id: FixedStr::new(cl_ord_id),
+            submitting_broker_id: FixedStr::new(&broker.to_string()),
+            security_id: FixedStr::new(security),
+            security_id_source: 8,
+            security_exchange: Some(FixedStr::new("XHKG")),
+            broker_location_id: None,
+            transact_time: FixedStr::new(transact_time),
+            side,
+            ord_type: OrdType::Limit,
+            price: Some(Decimal::from_price(price)),
+            order_qty: Decimal::from_qty(qty),
+            time_in_force: Some(TimeInForce::Day),
+            position_effect: None,
+            order_restrictions: None,
+            max_price_levels: Some(1),
+            order_capacity: Some(OrderCapacity::Agency),
+            text: None,
+            execution_instructions: None,
+            disclosure_instructions: 1,
+            lot_type: None,
+            submitting_bcan: Some(FixedStr::new("1")),
+        }
+    }
     pub fn client_order_id(&self) -> Result<ClOrdId, IdError> {
         ClOrdId::new(self.cl_ord_id.as_str())
     }
