@@ -52,6 +52,46 @@ pub struct Opts {
     pub console: SocketAddr,
     /// Keep serving the console after the session until Ctrl-C.
     pub keep_console: bool,
+    /// Also hand out a read-only viewer token for the console (printed and in `console.json`).
+    pub console_viewer: bool,
+}
+
+/// What `console.json` in the output folder holds: where the console listens and its tokens,
+/// for scripts and tests (`twinsite failover --token`, a browser test). Written with mode 0600
+/// before the `console: URL` line is printed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ConsoleFile {
+    pub url: String,
+    pub operator_token: String,
+    pub viewer_token: Option<String>,
+}
+
+/// Name of that file inside the output folder.
+pub const CONSOLE_FILE: &str = "console.json";
+
+/// Write `console.json` (replacing it whole: a temporary file renamed into place, so a reader
+/// never sees half of it), readable by its owner only.
+pub fn write_console_file(out: &Path, file: &ConsoleFile) -> anyhow::Result<PathBuf> {
+    let path = out.join(CONSOLE_FILE);
+    let tmp = out.join(format!("{CONSOLE_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("create {}", tmp.display()))?;
+    let json = serde_json::to_string_pretty(file)?;
+    std::io::Write::write_all(&mut f, json.as_bytes())
+        .and_then(|_| std::io::Write::write_all(&mut f, b"\n"))
+        .with_context(|| format!("write {}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
 }
 
 fn ms_label(clock: &Clock, session: &Session, t: Timestamp) -> (u64, String) {
@@ -454,6 +494,35 @@ async fn start_nodes(
     })
 }
 
+/// The scheduled failover: move the journal's leadership to the backup node. One transfer gives
+/// up after ten election timeouts; on a loaded machine that can pass before the backup wins, so
+/// it is asked again (from whichever node leads then) until `limit`.
+async fn hand_over_to_backup(nodes: &Nodes, limit: Duration) -> anyhow::Result<()> {
+    let Some(primary) = nodes.primary.as_ref().and_then(|p| p.journal()) else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let leader = primary
+            .wait_for_leader(left)
+            .await
+            .map_err(|e| anyhow::anyhow!("no journal leader to hand over from: {e}"))?;
+        let from = match leader {
+            NodeRole::Backup => return Ok(()),
+            NodeRole::Primary => primary,
+            NodeRole::Witness => &nodes.witness,
+        };
+        match from.transfer_leadership(NodeRole::Backup).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                println!("    leadership transfer to the backup: {e}; asking again");
+            }
+            Err(e) => anyhow::bail!("leadership did not move to the backup within {limit:?}: {e}"),
+        }
+    }
+}
+
 /// Acknowledged orders (Comp ID, order id) from the Execution Reports a site sent.
 fn ack_of(a: &Activity) -> Option<(String, String)> {
     match a {
@@ -595,7 +664,11 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     if !key.exists() {
         keygen(&key)?;
     }
-    let heartbeat_ms = (20_000 / speed).max(200);
+    // The session's 20 s heartbeat compressed, but never below 1 s: a session ends after about
+    // six silent intervals, and a loaded machine (a debug build, other work on 2 cores) can stall
+    // the whole process for over a second; with 200 ms the participants were logged out for it.
+    // A crashed site's connections close at once, so the failover is not detected any later.
+    let heartbeat_ms = (20_000 / speed).max(1_000);
     let entries = participant_entries(&regs);
     let md = market_data_section(&session, opts.md_port);
     let nodes = start_nodes(
@@ -767,7 +840,11 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     // The operations console.
     let mut ccfg = ConsoleConfig::new(random_token());
     ccfg.output_dir = Some(opts.out.clone());
+    if opts.console_viewer {
+        ccfg.viewer_token = Some(random_token());
+    }
     let token = ccfg.operator_token.clone();
+    let viewer_token = ccfg.viewer_token.clone();
     let mut console = match Console::start(
         opts.console,
         ccfg.clone(),
@@ -789,6 +866,20 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         "  operations console: {}  (operator token {token})",
         console.url()
     );
+    if let Some(v) = &viewer_token {
+        println!("  console viewer token (read-only): {v}");
+    }
+    let console_file = write_console_file(
+        &opts.out,
+        &ConsoleFile {
+            url: console.url(),
+            operator_token: token.clone(),
+            viewer_token,
+        },
+    )?;
+    println!("  console address and tokens: {}", console_file.display());
+    // One machine-readable line for scripts: the console is listening at this address now.
+    println!("console: {}", console.url());
 
     // Follow the schedule.
     let steps = clock.steps(&session);
@@ -807,6 +898,9 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_print = Instant::now() - Duration::from_secs(10);
     let mut last_console = Instant::now() - Duration::from_secs(10);
+    let mut last_checks = Instant::now();
+    // Phases over (their checks are decided in the console's interim scorecards).
+    let mut ended_phases: BTreeSet<String> = BTreeSet::new();
     let mut backup_rx = nodes.backup.subscribe();
     // Pausing holds the schedule: later steps move by the time spent paused.
     let mut offset_ns: u64 = 0;
@@ -870,12 +964,8 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                 if let Some(f) = nodes.primary_feed.take() {
                     f.shutdown();
                 }
-            } else if let Some(p) = &nodes.primary {
-                p.journal()
-                    .expect("node")
-                    .transfer_leadership(NodeRole::Backup)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            } else {
+                hand_over_to_backup(&nodes, Duration::from_secs(30)).await?;
             }
             let t1 = wait_for(
                 &mut backup_rx,
@@ -932,8 +1022,11 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                     let open = logon_windows(&nodes, &session, Some(windows_for));
                     println!("    logons: {}", windows_text(&open));
                 }
+                StepKind::PhaseEnd { phase } => {
+                    ended_phases.insert(phase);
+                }
                 StepKind::SessionEnd => break,
-                _ => {}
+                StepKind::Failover => {}
             }
             continue;
         }
@@ -1034,6 +1127,13 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                 action.answer(outcome.map(ActionOk::new));
             },
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if last_checks.elapsed() >= Duration::from_secs(1) {
+            last_checks = Instant::now();
+            let interim = interim_scorecards(&log, &ended_phases);
+            console.update(|s| {
+                s.apply_report(&interim);
+            });
         }
         if last_console.elapsed() >= Duration::from_millis(250) {
             last_console = Instant::now();
@@ -1200,6 +1300,31 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     nodes.backup.shutdown();
     nodes.witness.shutdown().await;
     Ok(())
+}
+
+/// The participants' scorecards so far, for the console (the report's JSON without its failover
+/// figures): a check shows passed as soon as the evidence so far passes it, and failed only once
+/// its phase is over (until then it is undecided: the participant still has time). The final
+/// report replaces them all when the session ends.
+fn interim_scorecards(log: &ActivityLog, ended: &BTreeSet<String>) -> serde_json::Value {
+    let report = log.report(&ExchangeChecks::default());
+    let mut v = serde_json::to_value(&report).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("failover");
+    }
+    let checks = v["participants"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["checks"].as_array_mut())
+        .flatten();
+    for c in checks {
+        let over = c["phase"].as_str().is_some_and(|p| ended.contains(p));
+        if c["passed"] == serde_json::Value::Bool(false) && !over {
+            c["passed"] = serde_json::Value::Null;
+        }
+    }
+    v
 }
 
 /// A summary table from report.json.

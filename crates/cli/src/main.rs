@@ -59,6 +59,9 @@ enum Cmd {
         /// Keep the console up after the session until Ctrl-C.
         #[arg(long)]
         keep_console: bool,
+        /// Also hand out a read-only viewer token for the console (printed; in OUT/console.json).
+        #[arg(long)]
+        console_viewer: bool,
     },
     /// Run a practice session from a session file for the registered participants.
     Run {
@@ -86,6 +89,9 @@ enum Cmd {
         /// Operations console address (printed at start).
         #[arg(long, default_value = "127.0.0.1:8480")]
         console: std::net::SocketAddr,
+        /// Also hand out a read-only viewer token for the console (printed; in OUT/console.json).
+        #[arg(long)]
+        console_viewer: bool,
     },
     /// Register a participant for a session (refused after the deadline).
     Register {
@@ -285,6 +291,7 @@ fn main() -> anyhow::Result<()> {
             memory,
             console,
             keep_console,
+            console_viewer,
         } => site_cmds::runtime()?.block_on(demo::run(demo::Opts {
             session: None,
             out,
@@ -301,6 +308,7 @@ fn main() -> anyhow::Result<()> {
             memory,
             console,
             keep_console,
+            console_viewer,
         }))?,
         Cmd::Run {
             session,
@@ -312,6 +320,7 @@ fn main() -> anyhow::Result<()> {
             crash,
             durability,
             console,
+            console_viewer,
         } => site_cmds::runtime()?.block_on(demo::run(demo::Opts {
             session: Some(session),
             out,
@@ -325,6 +334,7 @@ fn main() -> anyhow::Result<()> {
             memory: durability == "memory",
             console,
             keep_console: true,
+            console_viewer,
         }))?,
         Cmd::Register {
             session,
