@@ -70,13 +70,26 @@ impl Faults {
 }
 
 /// Keeps a node that started with an empty log (a fresh node, or one whose damaged data
-/// directory was deleted) from voting in a cluster that already has history until it has
-/// caught up with the commit index the leader reported when the node rejoined. Without this a
-/// wiped node could elect a stale candidate and lose committed commands.
+/// directory was deleted) from voting in a cluster that already has history until it cannot
+/// help elect a candidate missing an entry the cluster had committed when the node rejoined.
+/// Without this a wiped node could elect a stale candidate and lose committed commands.
+///
+/// Every AppendEntries names the leader's term `t` and its commit index `i` (entry `L`); the gate
+/// keeps the greatest (`t`, `i`) seen since the start. The node may vote once either
+/// * it has committed `i` itself (it holds `L`, and raft's log comparison does the rest), or
+/// * the candidate's last log id shows it holds `L`: its last entry is from a term after `t`
+///   (a leader of a later term holds every entry committed before its term), or from term `t`
+///   at index `i` or later (entries of term `t` come only from the leader of `t`, whose log
+///   holds `L`).
+///
+/// The second rule matters when the node is still catching up as the leader dies (a witness
+/// started after the others, a slow disk): a candidate holding everything committed is elected
+/// at once, instead of the whole cluster waiting for a node that can no longer catch up.
 #[derive(Debug)]
 pub(crate) struct VoteGate {
     empty_at_start: bool,
-    catch_up_to: std::sync::Mutex<Option<u64>>,
+    /// (leader term, leader commit index) of the newest leader heard from since the start.
+    catch_up_to: std::sync::Mutex<Option<(u64, u64)>>,
     caught_up: AtomicBool,
 }
 
@@ -89,33 +102,35 @@ impl VoteGate {
         }
     }
 
-    fn on_append(&self, leader_commit: Option<u64>) {
+    fn on_append(&self, leader_term: u64, leader_commit: Option<u64>) {
         if self.empty_at_start {
+            // Keep the newest leader's word: a later leader's term and commit only ask more.
+            let seen = Some((leader_term, leader_commit.unwrap_or(0)));
             let mut target = self.catch_up_to.lock().expect("vote gate mutex");
-            if target.is_none() {
-                *target = Some(leader_commit.unwrap_or(0));
+            if *target < seen {
+                *target = seen;
             }
         }
     }
 
-    /// May this node vote for a candidate whose last log index is `candidate_last`?
-    fn may_vote(&self, candidate_last: u64, local_committed: u64) -> bool {
-        if self.caught_up.load(Ordering::SeqCst) || candidate_last == 0 {
+    /// May this node vote for a candidate whose last log id is `candidate_last` (term, index)?
+    fn may_vote(&self, candidate_last: Option<(u64, u64)>, local_committed: u64) -> bool {
+        if self.caught_up.load(Ordering::SeqCst) || candidate_last.is_none_or(|(_, i)| i == 0) {
             // A candidate with an empty history is forming a fresh cluster.
             return true;
         }
         let target = *self.catch_up_to.lock().expect("vote gate mutex");
-        match target {
-            Some(target) if local_committed >= target => {
-                tracing::info!(
-                    target,
-                    "journal: rejoined node caught up; it may vote again"
-                );
-                self.caught_up.store(true, Ordering::SeqCst);
-                true
-            }
-            _ => false,
+        let Some((term, index)) = target else {
+            // No leader seen since the start: nothing tells what was committed.
+            return false;
+        };
+        if local_committed >= index {
+            tracing::info!(index, "journal: rejoined node caught up; it may vote again");
+            self.caught_up.store(true, Ordering::SeqCst);
+            return true;
         }
+        // Still catching up: vote only for a candidate that provably holds entry `index`.
+        candidate_last.is_some_and(|(t, i)| t > term || (t == term && i >= index))
     }
 }
 
@@ -210,10 +225,10 @@ async fn handle<S: StateMachine>(
 ) -> Response {
     let error = |e: &dyn std::fmt::Display| Response::Error(e.to_string());
     if let Request::Append(rpc) = &request {
-        gate.on_append(rpc.leader_commit.map(|l| l.index));
+        gate.on_append(rpc.vote.leader_id.term, rpc.leader_commit.map(|l| l.index));
     }
     if let Request::Vote(rpc) | Request::PreVote(rpc) = &request {
-        let candidate_last = rpc.last_log_id.map_or(0, |l| l.index);
+        let candidate_last = rpc.last_log_id.map(|l| (l.leader_id.term, l.index));
         let local_committed = raft
             .metrics()
             .borrow_watched()
@@ -323,33 +338,41 @@ impl PeerClient {
         let addr = self.addr.ok_or_else(|| {
             CallError::Unreachable(format!("no address for node {}", self.target))
         })?;
-        let result = tokio::time::timeout(timeout, async {
-            if self.stream.is_none() {
-                let stream = TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| CallError::Unreachable(format!("connect {addr}: {e}")))?;
-                let _ = stream.set_nodelay(true);
-                self.stream = Some(stream);
-            }
-            let stream = self.stream.as_mut().expect("connected above");
-            write_message(stream, request)
+        // The connection is taken out for the exchange and put back only after a complete
+        // request and response. openraft drops an RPC future when its own timeout fires first
+        // (the heartbeat worker wraps the call in one); a stream dropped mid-exchange would
+        // otherwise stay here with a response still unread, and every later call on it would
+        // read the previous call's answer.
+        let previous = self.stream.take();
+        let exchange = async move {
+            let mut stream = match previous {
+                Some(stream) => stream,
+                None => {
+                    let stream = TcpStream::connect(addr)
+                        .await
+                        .map_err(|e| CallError::Unreachable(format!("connect {addr}: {e}")))?;
+                    let _ = stream.set_nodelay(true);
+                    stream
+                }
+            };
+            write_message(&mut stream, request)
                 .await
                 .map_err(|e| CallError::Network(format!("send to {addr}: {e}")))?;
-            read_message::<Response>(stream)
+            let response = read_message::<Response>(&mut stream)
                 .await
-                .map_err(|e| CallError::Network(format!("receive from {addr}: {e}")))
-        })
-        .await;
-        let result = match result {
-            Ok(r) => r,
+                .map_err(|e| CallError::Network(format!("receive from {addr}: {e}")))?;
+            Ok((stream, response))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok((stream, response))) => {
+                self.stream = Some(stream);
+                Ok(response)
+            }
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(CallError::Network(format!(
                 "rpc to {addr} timed out after {timeout:?}"
             ))),
-        };
-        if result.is_err() {
-            self.stream = None;
         }
-        result
     }
 }
 
@@ -453,13 +476,14 @@ mod tests {
     #[test]
     fn a_node_with_history_always_votes() {
         let gate = VoteGate::new(false);
-        assert!(gate.may_vote(100, 0));
+        assert!(gate.may_vote(Some((3, 100)), 0));
     }
 
     #[test]
     fn an_empty_node_votes_to_form_a_fresh_cluster() {
         let gate = VoteGate::new(true);
-        assert!(gate.may_vote(0, 0));
+        assert!(gate.may_vote(None, 0));
+        assert!(gate.may_vote(Some((0, 0)), 0));
     }
 
     /// Goal: a wiped node does not vote for a candidate with history until it has caught up
@@ -467,11 +491,44 @@ mod tests {
     #[test]
     fn a_wiped_node_votes_only_after_catching_up() {
         let gate = VoteGate::new(true);
-        assert!(!gate.may_vote(50, 0), "no leader seen yet");
-        gate.on_append(Some(40));
-        gate.on_append(Some(45));
-        assert!(!gate.may_vote(50, 39));
-        assert!(gate.may_vote(50, 40));
-        assert!(gate.may_vote(10, 0), "once caught up it stays caught up");
+        assert!(!gate.may_vote(Some((5, 50)), 0), "no leader seen yet");
+        gate.on_append(5, Some(40));
+        gate.on_append(4, Some(60)); // a deposed leader's word does not count
+        assert!(
+            !gate.may_vote(Some((4, 50)), 39),
+            "older term: may lack entry 40"
+        );
+        assert!(gate.may_vote(Some((4, 50)), 40));
+        assert!(
+            gate.may_vote(Some((1, 10)), 0),
+            "once caught up it stays caught up"
+        );
+    }
+
+    /// Goal: a node still catching up (the flake of issue 5: a witness at index 1 that first
+    /// heard from the term-2 leader when it had committed index 3; the leader died with the
+    /// backup at index 24) votes for a candidate that holds every entry the leader had
+    /// committed, and for no other.
+    #[test]
+    fn a_catching_up_node_votes_for_a_candidate_holding_the_commit_it_was_told() {
+        let gate = VoteGate::new(true);
+        gate.on_append(2, Some(3));
+        assert!(
+            gate.may_vote(Some((2, 24)), 1),
+            "same term, at or past the commit"
+        );
+        assert!(gate.may_vote(Some((2, 3)), 1));
+        assert!(
+            !gate.may_vote(Some((2, 2)), 1),
+            "same term, short of the commit"
+        );
+        assert!(
+            !gate.may_vote(Some((1, 30)), 1),
+            "older term: may lack entry 3"
+        );
+        assert!(
+            gate.may_vote(Some((3, 2)), 1),
+            "a later leader holds every earlier commit"
+        );
     }
 }

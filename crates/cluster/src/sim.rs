@@ -80,6 +80,8 @@ struct SimState {
     faults: SimFaults,
     /// Directed links (from, to) that drop everything.
     cut: BTreeSet<(u64, u64)>,
+    /// Directed links (from, to) that drop log entries and snapshots but carry the rest.
+    starved: BTreeSet<(u64, u64)>,
     endpoints: BTreeMap<u64, Registered>,
     next_token: u64,
     stats: SimStats,
@@ -135,6 +137,7 @@ impl SimNetwork {
                 rng,
                 faults: SimFaults::default(),
                 cut: BTreeSet::new(),
+                starved: BTreeSet::new(),
                 endpoints: BTreeMap::new(),
                 next_token: 0,
                 stats: SimStats::default(),
@@ -176,14 +179,25 @@ impl SimNetwork {
         }
     }
 
+    /// Starve `to` of `from`'s log: AppendEntries carrying entries, and snapshots, from `from`
+    /// to `to` are dropped, while votes and entry-less AppendEntries (heartbeats, commit
+    /// updates) still pass, so `to` keeps hearing of the leader and its commit index without
+    /// catching up (a follower stuck behind while its leader lives).
+    pub fn starve(&self, from: NodeRole, to: NodeRole) {
+        self.lock().starved.insert((node_id(from), node_id(to)));
+    }
+
     /// Restore every link (loss and delay stay as set).
     pub fn heal(&self) {
-        self.lock().cut.clear();
+        let mut state = self.lock();
+        state.cut.clear();
+        state.starved.clear();
     }
 
     /// Is any link cut?
     pub fn is_partitioned(&self) -> bool {
-        !self.lock().cut.is_empty()
+        let state = self.lock();
+        !state.cut.is_empty() || !state.starved.is_empty()
     }
 
     pub fn stats(&self) -> SimStats {
@@ -239,11 +253,18 @@ impl SimNetwork {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let net = self.clone();
+        let carries_log = match &request {
+            Request::Append(rpc) => !rpc.entries.is_empty(),
+            Request::Snapshot { .. } => true,
+            _ => false,
+        };
         tokio::spawn(async move {
             tokio::time::sleep(request_delay).await;
             let endpoint = {
                 let mut state = net.lock();
-                if state.cut.contains(&(from, to)) {
+                if state.cut.contains(&(from, to))
+                    || (carries_log && state.starved.contains(&(from, to)))
+                {
                     state.stats.cut += 1;
                     return;
                 }
