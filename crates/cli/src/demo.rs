@@ -744,12 +744,15 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         participants,
     )?;
     let (act_tx, mut act_rx) = mpsc::unbounded_channel::<(Site, Activity)>();
+    // Records a forwarder lost because it fell behind a site's stream (said in the report).
+    let (lag_tx, mut lag_rx) = mpsc::unbounded_channel::<(Site, &'static str, u64)>();
     for (site, h) in [
         (Site::Primary, nodes.primary.as_ref().expect("primary")),
         (Site::Backup, &nodes.backup),
     ] {
         let mut rx = h.subscribe();
         let tx = act_tx.clone();
+        let lag = lag_tx.clone();
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
@@ -758,7 +761,9 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                             return;
                         }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = lag.send((site, "activity", n));
+                    }
                     Err(_) => return,
                 }
             }
@@ -774,6 +779,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         let Some(f) = f else { continue };
         let mut rx = f.subscribe();
         let tx = feed_tx.clone();
+        let lag = lag_tx.clone();
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
@@ -782,7 +788,9 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                             return;
                         }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = lag.send((site, "market-data", n));
+                    }
                     Err(_) => return,
                 }
             }
@@ -1108,6 +1116,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                 }
                 log.record_feed(site, &a);
             },
+            lagged = lag_rx.recv() => if let Some((site, stream, n)) = lagged {
+                let now = wall_clock();
+                let l = clock.label(&session, now);
+                let what = format!("{n} {stream} records of the {} site lost: the collector lagged", format!("{site:?}").to_lowercase());
+                println!("  [{l}] {what}");
+                log.record_lagged(site, now, n);
+                console.update(|s| s.log(now.millis(), l, "exchange", what));
+            },
             action = console.actions.recv() => if let Some(action) = action {
                 let outcome: Result<String, String> = match &action {
                     OperatorAction::FailoverNow { .. } | OperatorAction::CrashFailover { .. } if failover_at.is_some() => Err("the failover has already happened".into()),
@@ -1231,6 +1247,9 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     }
     while let Ok((site, a)) = feed_rx.try_recv() {
         log.record_feed(site, &a);
+    }
+    while let Ok((site, _, n)) = lag_rx.try_recv() {
+        log.record_lagged(site, wall_clock(), n);
     }
 
     // The exchange's own checks.

@@ -1,6 +1,6 @@
 //! The operations console of a real compressed demo in a real browser: `twinsite demo` (three
 //! nodes, reference participants with two faulty, one information vendor, the PS2 schedule in
-//! ~30 s) with its console on 127.0.0.1 port 0, watched by
+//! ~40 s) with its console on 127.0.0.1 port 0, watched by
 //! `crates/console/e2e/console-demo.e2e.mjs` in Debian's headless Chromium (playwright-core): a
 //! viewer and an operator see the phase marker move, the failover happen with its RTO, the
 //! participants reconnect at the backup and their checks fill in, the report at the end, and
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 const EXE: &str = env!("CARGO_BIN_EXE_twinsite");
 /// Demo start-up (RSA key, three nodes electing a leader, participants) on a loaded box.
 const CONSOLE_UP: Duration = Duration::from_secs(90);
-/// The browser script: the whole session (~30 s) plus the report, with room for a loaded box.
+/// The browser script: the whole session (~40 s) plus the report, with room for a loaded box.
 const BROWSER_DONE: Duration = Duration::from_secs(180);
 
 fn missing(e2e: &Path, chromium: &Path) -> Option<String> {
@@ -157,7 +157,7 @@ fn console_of_a_running_demo_in_headless_chromium() {
             .args([
                 "demo",
                 "--seconds",
-                "30",
+                "40",
                 "--participants",
                 "4",
                 "--vendors",
