@@ -19,7 +19,11 @@
 //! gaps recovered through the RTS, the DR signal followed to the backup site) and its faulty
 //! twin that ignores the DR signal.
 
+pub mod fix;
+pub mod strategy;
 pub mod vendor;
+pub use strategy::{OrderIntent, Strategy};
+pub use twinsite_drill::registry::Protocol;
 pub use vendor::{spawn_vendor, VendorConfig, VendorCounters, VendorFault, VendorHandle};
 
 use std::collections::BTreeMap;
@@ -30,16 +34,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
-use twinsite_core::{CompId, Price, Qty, Timestamp};
+use twinsite_core::{CompId, Price, Timestamp};
 use twinsite_engine::refdata::{self, SpreadTable};
 use twinsite_ocg::client::{ClientConfig, ClientState};
 use twinsite_ocg::frame::FrameDecoder;
-use twinsite_ocg::{
-    Decimal, ExecType, FixedStr, LookupStatus, Message, NewOrder, OrdStatus, OrdType,
-    OrderCapacity, Side, TimeInForce,
-};
+use twinsite_ocg::{ExecType, LookupStatus, Message, OrdStatus};
 use twinsite_site::client::{ClientEvent, ClientHandle};
-use twinsite_site::exchange::transact_time;
 use twinsite_site::gateway::wall_clock;
 
 /// What a bot does when it is logged on.
@@ -150,6 +150,9 @@ pub struct BotConfig {
     /// only while its unreserved holding covers a lot and skips the sell otherwise. Shares
     /// bought today are not added (they settle T+1). Not used for Hong Kong securities.
     pub holdings: BTreeMap<u32, u64>,
+    /// Order entry over OCG-C binary (the `client` drives it) or FIX (the [`fix`] runtime,
+    /// with the same credentials, lookup endpoints and ladder timers from `client`).
+    pub protocol: Protocol,
 }
 
 impl BotConfig {
@@ -182,6 +185,7 @@ impl BotConfig {
             interval: Duration::from_millis(200),
             max_open_per_side: 2,
             holdings: BTreeMap::new(),
+            protocol: Protocol::Binary,
         })
         .map(|c| c.with_speed(1, Duration::from_secs(20)))
     }
@@ -194,18 +198,31 @@ impl BotConfig {
         lookup_endpoints: Vec<SocketAddr>,
         role: Role,
     ) -> anyhow::Result<BotConfig> {
-        let c = reg
-            .comp_ids
-            .iter()
-            .find(|c| c.protocol == twinsite_drill::registry::Protocol::Binary)
-            .ok_or_else(|| {
-                anyhow::anyhow!("{}: no binary Comp ID (an information vendor?)", reg.firm)
-            })?;
+        BotConfig::from_registration_for(reg, Protocol::Binary, public_key, lookup_endpoints, role)
+    }
+
+    /// A bot for a registered firm's Comp ID of `protocol` (binary or FIX): its password and
+    /// first broker id, the exchange's public key and the four Lookup Service endpoints (a FIX
+    /// bot asks them with Protocol Type 2).
+    pub fn from_registration_for(
+        reg: &twinsite_drill::Registration,
+        protocol: Protocol,
+        public_key: rsa::RsaPublicKey,
+        lookup_endpoints: Vec<SocketAddr>,
+        role: Role,
+    ) -> anyhow::Result<BotConfig> {
+        let c = reg.grant(protocol).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: no {} Comp ID (registered for another protocol, or an information vendor?)",
+                reg.firm,
+                protocol.name()
+            )
+        })?;
         let broker = *reg
             .broker_ids
             .first()
             .ok_or_else(|| anyhow::anyhow!("{}: no broker id", reg.firm))?;
-        BotConfig::new(
+        Ok(BotConfig::new(
             &reg.firm,
             &c.comp_id,
             &c.password,
@@ -213,7 +230,14 @@ impl BotConfig {
             public_key,
             lookup_endpoints,
             role,
-        )
+        )?
+        .with_protocol(protocol))
+    }
+
+    /// Enter orders over this protocol (the Comp ID must be one of that protocol).
+    pub fn with_protocol(mut self, protocol: Protocol) -> BotConfig {
+        self.protocol = protocol;
+        self
     }
 
     /// Compress the client's protocol timers with the schedule; `heartbeat` is the site's
@@ -285,7 +309,7 @@ pub struct Counters {
     pub last_gateway: Option<SocketAddr>,
 }
 
-enum Cmd {
+pub(crate) enum Cmd {
     DropConnection,
     Stop,
 }
@@ -368,7 +392,10 @@ pub async fn spawn(config: BotConfig) -> anyhow::Result<BotHandle> {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (c_tx, c_rx) = watch::channel(Counters::default());
     let name = config.name.clone();
-    let task = tokio::spawn(run(config, cmd_rx, c_tx));
+    let task = match config.protocol {
+        Protocol::Binary => tokio::spawn(run(config, cmd_rx, c_tx)),
+        Protocol::Fix => tokio::spawn(fix::run(config, cmd_rx, c_tx)),
+    };
     Ok(BotHandle {
         name,
         cmd: cmd_tx,
@@ -378,164 +405,15 @@ pub async fn spawn(config: BotConfig) -> anyhow::Result<BotHandle> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct OpenOrder {
-    code: u32,
-    side: Side,
-}
-
 struct Bot {
     cfg: BotConfig,
     counters: watch::Sender<Counters>,
-    next_cl: u64,
-    open: BTreeMap<String, OpenOrder>,
-    turn: usize,
-    /// A-share sells in flight: Cl Ord ID -> (security, shares reserved from the holding).
-    sells: BTreeMap<String, (u32, u64)>,
+    strategy: Strategy,
 }
 
 impl Bot {
     fn bump(&self, f: impl FnOnce(&mut Counters)) {
         self.counters.send_modify(f);
-    }
-
-    fn order(&mut self, ins: Instrument, side: Side, tif: TimeInForce) -> (String, Message) {
-        self.next_cl += 1;
-        let cl = format!("{}{}", self.cfg.broker_id, self.next_cl);
-        let price = if side == Side::Buy { ins.ask } else { ins.bid };
-        // The maker quotes its own side of the spread; the taker crosses it.
-        let price = match (self.cfg.role, side) {
-            (Role::MarketMaker, Side::Buy) => ins.bid,
-            (Role::MarketMaker, Side::Sell) => ins.ask,
-            _ => price,
-        };
-        let m = Message::NewOrder(NewOrder {
-            cl_ord_id: FixedStr::new(&cl),
-            submitting_broker_id: FixedStr::new(&self.cfg.broker_id.to_string()),
-            security_id: FixedStr::new(&ins.code.to_string()),
-            security_id_source: 8,
-            security_exchange: (!ins.a_share).then(|| FixedStr::new("XHKG")),
-            broker_location_id: None,
-            transact_time: transact_time(wall_clock()),
-            side,
-            ord_type: OrdType::Limit,
-            price: Some(Decimal::from_price(price)),
-            order_qty: Decimal::from_qty(Qty(ins.lot)),
-            time_in_force: Some(tif),
-            position_effect: None,
-            order_restrictions: None,
-            max_price_levels: Some(1),
-            order_capacity: Some(OrderCapacity::Agency),
-            text: None,
-            execution_instructions: None,
-            disclosure_instructions: 1,
-            lot_type: None,
-            submitting_bcan: Some(FixedStr::new("1")),
-        });
-        (cl, m)
-    }
-
-    /// May it sell a lot of `ins` now (an A-share only against its unreserved holding)?
-    fn may_sell(&self, ins: &Instrument) -> bool {
-        !ins.a_share || self.cfg.holdings.get(&ins.code).copied().unwrap_or(0) >= ins.lot
-    }
-
-    /// Note an order about to be sent: an A-share sell reserves its shares.
-    fn reserve(&mut self, cl: &str, ins: &Instrument, side: Side) {
-        if ins.a_share && side == Side::Sell {
-            if let Some(h) = self.cfg.holdings.get_mut(&ins.code) {
-                *h -= ins.lot.min(*h);
-            }
-            self.sells.insert(cl.to_string(), (ins.code, ins.lot));
-        }
-    }
-
-    /// An A-share sell ended having filled `filled` shares (cancelled, expired, rejected,
-    /// filled): the rest is sellable again.
-    fn release(&mut self, cl: &str, filled_all: bool, filled: u64) {
-        if let Some((code, q)) = self.sells.remove(cl) {
-            let back = if filled_all {
-                0
-            } else {
-                q.saturating_sub(filled)
-            };
-            *self.cfg.holdings.entry(code).or_insert(0) += back;
-        }
-    }
-
-    /// The next order to send, if any.
-    fn next_action(&mut self) -> Option<(String, OpenOrder, Message)> {
-        let n = self.cfg.instruments.len();
-        if n == 0 {
-            return None;
-        }
-        match self.cfg.role {
-            Role::MarketMaker => {
-                // Top up the first instrument/side below its quota.
-                for k in 0..2 * n {
-                    let slot = (self.turn + k) % (2 * n);
-                    let ins = self.cfg.instruments[slot / 2];
-                    let side = [Side::Buy, Side::Sell][slot % 2];
-                    let open = self
-                        .open
-                        .values()
-                        .filter(|o| o.code == ins.code && o.side == side)
-                        .count();
-                    if open < self.cfg.max_open_per_side
-                        && (side == Side::Buy || self.may_sell(&ins))
-                    {
-                        self.turn = slot + 1;
-                        let (cl, m) = self.order(ins, side, TimeInForce::Day);
-                        self.reserve(&cl, &ins, side);
-                        return Some((
-                            cl,
-                            OpenOrder {
-                                code: ins.code,
-                                side,
-                            },
-                            m,
-                        ));
-                    }
-                }
-                None
-            }
-            Role::Taker => {
-                let slot = self.turn % (2 * n);
-                self.turn += 1;
-                let ins = self.cfg.instruments[slot / 2];
-                let mut side = [Side::Buy, Side::Sell][slot % 2];
-                if side == Side::Sell && !self.may_sell(&ins) {
-                    // Nothing (left) to sell: buy instead.
-                    side = Side::Buy;
-                }
-                // Northbound orders are limit orders (Day) only: no immediate-or-cancel, so an
-                // A-share taker crosses with a Day order, and keeps at most
-                // `max_open_per_side` of them resting when nobody is on the other side.
-                let tif = if ins.a_share {
-                    let open = self
-                        .open
-                        .values()
-                        .filter(|o| o.code == ins.code && o.side == side)
-                        .count();
-                    if open >= self.cfg.max_open_per_side {
-                        return None;
-                    }
-                    TimeInForce::Day
-                } else {
-                    TimeInForce::ImmediateOrCancel
-                };
-                let (cl, m) = self.order(ins, side, tif);
-                self.reserve(&cl, &ins, side);
-                Some((
-                    cl,
-                    OpenOrder {
-                        code: ins.code,
-                        side,
-                    },
-                    m,
-                ))
-            }
-        }
     }
 
     fn on_event(&mut self, e: &ClientEvent) {
@@ -581,12 +459,15 @@ impl Bot {
                     );
                     if done {
                         if let Some(cl) = cl {
-                            self.open.remove(&cl);
                             // Done: what was not filled (by its cumulative quantity) is
                             // sellable again.
                             let filled =
                                 er.cum_qty.and_then(|q| q.to_qty().ok()).map_or(0, |q| q.0);
-                            self.release(&cl, er.ord_status == Some(OrdStatus::Filled), filled);
+                            self.strategy.done(
+                                &cl,
+                                er.ord_status == Some(OrdStatus::Filled),
+                                filled,
+                            );
                         }
                     }
                 }
@@ -608,12 +489,9 @@ async fn run(
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut bot = Bot {
+        strategy: Strategy::new(&cfg),
         cfg,
         counters,
-        next_cl: 0,
-        open: BTreeMap::new(),
-        turn: 0,
-        sells: BTreeMap::new(),
     };
     let mut logged_on = false;
     loop {
@@ -649,7 +527,7 @@ async fn run(
                                 ClientHandle::spawn(bot.cfg.client.clone(), ClientState::default()),
                             );
                             old.abort();
-                            bot.open.clear();
+                            bot.strategy.clear_open();
                             bot.bump(|c| c.fresh_restarts += 1);
                         }
                     }
@@ -657,16 +535,14 @@ async fn run(
                 }
             },
             _ = ticker.tick(), if logged_on => {
-                if let Some((cl, o, m)) = bot.next_action() {
-                    match client.send(m).await {
+                if let Some((cl, intent)) = bot.strategy.next_order() {
+                    match client.send(intent.to_ocg(&cl, bot.cfg.broker_id)).await {
                         Ok(_) => {
-                            // Every order is tracked until it is done (the taker's
-                            // immediate-or-cancel ones are done at once).
-                            bot.open.insert(cl, o);
+                            bot.strategy.sent(cl, &intent);
                             bot.bump(|c| c.orders_sent += 1);
                         }
                         Err(e) => {
-                            bot.release(&cl, false, 0);
+                            bot.strategy.send_failed(&cl);
                             tracing::warn!(bot = %bot.cfg.name, error = %e, "send failed")
                         }
                     }

@@ -42,6 +42,17 @@ fn session(file: &str) -> Session {
     .unwrap()
 }
 
+/// The FIX EPs: maker, taker, and the amnesiac (MsgSeqNum 1 at the backup).
+const FIX_FIRMS: [(&str, u32); 3] = [
+    ("FIX Maker Securities", 1101),
+    ("FIX Taker Securities", 1102),
+    ("FIX Amnesia Securities", 1103),
+];
+
+fn by_firm<'a>(regs: &'a [Registration], firm: &str) -> &'a Registration {
+    regs.iter().find(|r| r.firm == firm).unwrap()
+}
+
 fn register(file: &str) -> Vec<Registration> {
     let dir = std::env::temp_dir().join(format!(
         "twinsite-e2e-{}-{}",
@@ -63,6 +74,22 @@ fn register(file: &str) -> Vec<Registration> {
                 broker_ids: vec![broker],
                 contact: "desk".into(),
                 source_ips: vec![],
+                protocols: vec![],
+            },
+            Timestamp::from_hkt(2023, 11, 20, 9, 0, 0),
+        )
+        .unwrap();
+    }
+    // FIX: a market maker, a taker and one that logs on at the backup with MsgSeqNum 1.
+    for (firm, broker) in FIX_FIRMS {
+        r.register(
+            RegistrationRequest {
+                firm: firm.into(),
+                kind: "EP".into(),
+                broker_ids: vec![broker],
+                contact: "desk".into(),
+                source_ips: vec![],
+                protocols: vec!["fix".into()],
             },
             Timestamp::from_hkt(2023, 11, 20, 9, 0, 0),
         )
@@ -78,6 +105,7 @@ fn register(file: &str) -> Vec<Registration> {
                     broker_ids: vec![broker],
                     contact: "desk".into(),
                     source_ips: vec![],
+                    protocols: vec![],
                 },
                 Timestamp::from_hkt(2023, 11, 20, 9, 0, 0),
             )
@@ -96,6 +124,7 @@ fn register(file: &str) -> Vec<Registration> {
                     broker_ids: vec![],
                     contact: "feeds".into(),
                     source_ips: vec![],
+                    protocols: vec![],
                 },
                 Timestamp::from_hkt(2023, 11, 20, 9, 0, 0),
             )
@@ -113,6 +142,7 @@ fn site_config(name: &str, participants: Vec<ParticipantEntry>) -> SiteConfig {
         lookup = ["127.0.0.1:0", "127.0.0.1:0"]
         gateway_primary = "127.0.0.1:0"
         gateway_mirror = "127.0.0.1:0"
+        fix_gateway = "127.0.0.1:0"
         keys = [{key:?}]
         active = false
 
@@ -309,7 +339,12 @@ async fn crash_failover_scorecards() {
     failover_scorecards(true, false).await;
 }
 
+/// The drills run one at a time: each starts three nodes and fourteen participants, and side by
+/// side on a small machine they starve each other's raft and protocol timers.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn failover_scorecards(crash: bool, with_vendors: bool) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let regs = register(SESSIONS[crash as usize]);
     let entries = participant_entries(&regs);
     let mut listeners = BTreeMap::new();
@@ -402,6 +437,34 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     let amnesia = spawn(cfg(3, Role::Taker, Fault::FreshSequenceAfterFailover))
         .await
         .unwrap();
+    // FIX EPs: the same strategies over FIX, through the same lookup endpoints (Protocol
+    // Type 2).
+    let fix_cfg = |firm: &str, role, fault| {
+        BotConfig::from_registration_for(
+            by_firm(&regs, firm),
+            twinsite_bots::Protocol::Fix,
+            key.clone(),
+            lookups.clone(),
+            role,
+        )
+        .unwrap()
+        .with_speed(SPEED, Duration::from_secs(1))
+        .with_interval(Duration::from_millis(80))
+        .with_fault(fault)
+    };
+    let fix_maker = spawn(fix_cfg(FIX_FIRMS[0].0, Role::MarketMaker, Fault::None))
+        .await
+        .unwrap();
+    let fix_taker = spawn(fix_cfg(FIX_FIRMS[1].0, Role::Taker, Fault::None))
+        .await
+        .unwrap();
+    let fix_amnesia = spawn(fix_cfg(
+        FIX_FIRMS[2].0,
+        Role::Taker,
+        Fault::FreshSequenceAfterFailover,
+    ))
+    .await
+    .unwrap();
     // CCEPs: the same client rules on OTP-CSC, through the four CSC lookup endpoints.
     let csc_lookups = vec![
         primary.csc_lookup_addrs[0],
@@ -439,7 +502,8 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     // accepted (three takers compete for the maker's quotes, so one may see no fill for a while
     // on a loaded machine; the scorecard's "traded" counts accepted orders and fills).
     maker.wait_until(T, |c| c.fills >= 1).await.unwrap();
-    for b in [&taker, &cached, &amnesia] {
+    fix_maker.wait_until(T, |c| c.fills >= 1).await.unwrap();
+    for b in [&taker, &cached, &amnesia, &fix_taker, &fix_amnesia] {
         b.wait_until(T, |c| c.acks >= 1).await.unwrap();
     }
     for b in &cc_bots {
@@ -513,6 +577,17 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
             log.unattributed()
         );
     }
+    // The FIX bots too: a new lookup, a logon with their next MsgSeqNum, orders.
+    for b in [&fix_maker, &fix_taker] {
+        let c0 = b.counters();
+        b.wait_until(T, |c| c.logons >= 2 && c.logged_on && c.acks > c0.acks)
+            .await
+            .unwrap();
+    }
+    fix_amnesia
+        .wait_until(T, |c| c.fresh_restarts >= 1 && c.lookup_connects >= 2)
+        .await
+        .unwrap();
     // The CCEPs come back through the CSC lookup at the backup and trade there.
     for b in &cc_bots {
         let c0 = b.counters();
@@ -537,11 +612,12 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     let deadline = tokio::time::Instant::now() + T;
     loop {
         pump(&mut log, &mut rx);
-        if log
-            .unattributed()
-            .iter()
-            .any(|(site, _, n)| *site == Site::Backup && n.contains("SequenceTooLow"))
-        {
+        let refused = |what: &str| {
+            log.unattributed()
+                .iter()
+                .any(|(site, _, n)| *site == Site::Backup && n.contains(what))
+        };
+        if refused("SequenceTooLow") && refused("MsgSeqNum too low") {
             break;
         }
         let (site, a) = tokio::time::timeout_at(deadline, rx.recv())
@@ -586,7 +662,15 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     j.wait_applied(idx, T).await.unwrap();
     witness.wait_applied(idx, T).await.unwrap();
     let equal = j.state_hash_at(idx) == witness.state_hash_at(idx);
-    for b in [maker, taker, cached, amnesia] {
+    for b in [
+        maker,
+        taker,
+        cached,
+        amnesia,
+        fix_maker,
+        fix_taker,
+        fix_amnesia,
+    ] {
         b.abort();
     }
     for b in cc_bots {
@@ -611,10 +695,39 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     let mode = if crash { "Crash" } else { "Scheduled" };
     assert_eq!(format!("{:?}", r.failover.mode), mode);
     assert!(r.failover.state_hashes_equal);
-    for id in [&regs[0], &regs[1]] {
+    for id in [
+        &regs[0],
+        &regs[1],
+        by_firm(&regs, FIX_FIRMS[0].0),
+        by_firm(&regs, FIX_FIRMS[1].0),
+    ] {
         let p = r.participant(&id.id()).unwrap();
         assert!(p.passed, "{} should pass: {:#?}", id.firm, p.failed());
     }
+    // The FIX ones are scored under their FIX Comp IDs, from the FIX gateway's records.
+    let fm = r.participant(&by_firm(&regs, FIX_FIRMS[0].0).id()).unwrap();
+    assert!(fm.id.starts_with("CF"), "{}", fm.id);
+    assert!(fm.primary.orders > 0 && fm.backup.orders > 0 && fm.primary.fills > 0);
+    assert!(
+        fm.check("lookup_after_failover", "failover")
+            .unwrap()
+            .passed
+    );
+    let fa = r.participant(&by_firm(&regs, FIX_FIRMS[2].0).id()).unwrap();
+    assert!(!fa.passed);
+    assert!(fa.check("logged_in", "primary").unwrap().passed);
+    assert!(fa.check("traded", "primary").unwrap().passed);
+    assert!(
+        fa.check("lookup_after_failover", "failover")
+            .unwrap()
+            .passed
+    );
+    let seq = fa.check("sequence_numbers", "backup").unwrap();
+    assert!(!seq.passed, "{seq:?}");
+    assert!(
+        seq.detail.contains("no logon accepted at the backup site"),
+        "{seq:?}"
+    );
     for id in &cceps {
         let p = r.participant(&id.id()).unwrap();
         assert!(p.passed, "{} should pass: {:#?}", id.firm, p.failed());

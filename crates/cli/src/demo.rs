@@ -34,6 +34,10 @@ pub struct Opts {
     pub session: Option<PathBuf>,
     pub out: PathBuf,
     pub participants: usize,
+    /// Reference EPs entering orders over FIX (a market maker, a taker, and with 3 or more the
+    /// last logs on at the backup with MsgSeqNum 1: deliberately faulty), on top of
+    /// `participants`.
+    pub fix: usize,
     /// Reference information vendors (the last ignores the DR signal when there are 2 or more).
     pub vendors: usize,
     /// Replace the port of every multicast group of the session with this one (demos running
@@ -327,7 +331,7 @@ fn site_config(
             keys: vec![key.to_path_buf()],
             reference_data: None,
             active: false,
-            fix_gateway: None,
+            fix_gateway: Some(any),
             csc_lookup: vec![any, any],
             csc_gateway_primary: Some(any),
             csc_gateway_mirror: Some(any),
@@ -608,6 +612,34 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                     broker_ids: vec![2001 + i as u32],
                     contact: format!("ops{:02}@demo.example", i + 1),
                     source_ips: vec![],
+                    protocols: vec![],
+                },
+                reg_now,
+            )?;
+            plan.push((reg, role, fault));
+        }
+        // FIX: EPs entering orders over FIX 5.0 SP2 (their Comp IDs `CF....`, found through
+        // the same Lookup Service with Protocol Type 2).
+        let fix_ok = session
+            .access
+            .get(&ParticipantKind::Ep)
+            .is_some_and(|p| p.contains(&Platform::OtpC));
+        for i in 0..if fix_ok { opts.fix } else { 0 } {
+            let (role, fault) = match i {
+                _ if opts.fix >= 3 && i == opts.fix - 1 => {
+                    (Role::Taker, Fault::FreshSequenceAfterFailover)
+                }
+                _ if i % 2 == 0 => (Role::MarketMaker, Fault::None),
+                _ => (Role::Taker, Fault::None),
+            };
+            let reg = registry.register(
+                RegistrationRequest {
+                    firm: format!("Demo FIX Securities {:02}", i + 1),
+                    kind: "EP".into(),
+                    broker_ids: vec![2101 + i as u32],
+                    contact: format!("fix{:02}@demo.example", i + 1),
+                    source_ips: vec![],
+                    protocols: vec!["fix".into()],
                 },
                 reg_now,
             )?;
@@ -623,6 +655,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                         broker_ids: vec![3001 + i as u32],
                         contact: format!("cc{:02}@demo.example", i + 1),
                         source_ips: vec![],
+                        protocols: vec![],
                     },
                     reg_now,
                 )?;
@@ -648,6 +681,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                     broker_ids: vec![],
                     contact: format!("feeds{:02}@demo.example", i + 1),
                     source_ips: vec![],
+                    protocols: vec![],
                 },
                 reg_now,
             )?;
@@ -801,10 +835,11 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let pubkey = rsa::RsaPublicKey::from(&gateway::load_key(&key)?);
     let mut bots: Vec<(String, BotHandle)> = Vec::new();
     for (reg, role, fault) in &plan {
+        use twinsite_drill::registry::Protocol;
+        // Its binary Comp ID, or its FIX one for a FIX-only EP.
         let Some(grant) = reg
-            .comp_ids
-            .iter()
-            .find(|c| c.protocol == twinsite_drill::registry::Protocol::Binary)
+            .grant(Protocol::Binary)
+            .or_else(|| reg.grant(Protocol::Fix))
         else {
             continue;
         };
@@ -823,6 +858,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             *role,
         )?
         .with_speed(speed, Duration::from_millis(heartbeat_ms))
+        .with_protocol(grant.protocol)
         .with_fault(*fault)
         .with_interval(Duration::from_millis(150));
         // A CCEP trades A-shares on OTP-CSC, selling only what it holds.
@@ -1136,7 +1172,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
                         None => Err("the schedule is not paused".into()),
                     },
                     OperatorAction::Register { request, .. } => registry
-                        .register(RegistrationRequest { firm: request.firm.clone(), kind: request.kind.clone(), broker_ids: request.broker_ids.clone(), contact: request.contact.clone(), source_ips: request.source_ips.clone() }, wall_clock())
+                        .register(RegistrationRequest { firm: request.firm.clone(), kind: request.kind.clone(), broker_ids: request.broker_ids.clone(), contact: request.contact.clone(), source_ips: request.source_ips.clone(), protocols: request.protocols.clone() }, wall_clock())
                         .map(|r| format!("registered {} as {}", r.firm, r.id()))
                         .map_err(|e| e.to_string()),
                 };

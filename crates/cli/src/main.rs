@@ -36,6 +36,10 @@ enum Cmd {
         /// Reference participants (the last two are deliberately faulty when there are 4 or more).
         #[arg(long, default_value_t = 6)]
         participants: usize,
+        /// Reference EPs on FIX, in addition (a maker, a taker; with 3 or more the last is
+        /// deliberately faulty: MsgSeqNum 1 at the backup).
+        #[arg(long, default_value_t = 3)]
+        fix: usize,
         /// Information vendors on OMD-C and OMD-CC (the last ignores the DR signal when there
         /// are 2 or more).
         #[arg(long, default_value_t = 2)]
@@ -78,6 +82,9 @@ enum Cmd {
         /// Also start reference information vendors (with --bots).
         #[arg(long, default_value_t = 0)]
         vendors: usize,
+        /// Also start reference FIX EPs (with --bots).
+        #[arg(long, default_value_t = 0)]
+        fix: usize,
         /// UDP port of every multicast group (default: the session file's groups as given).
         #[arg(long)]
         md_port: Option<u16>,
@@ -108,6 +115,10 @@ enum Cmd {
         brokers: Vec<u32>,
         #[arg(long, default_value = "")]
         contact: String,
+        /// Order-entry protocols: binary (OCG-C binary, the default), fix (FIX 5.0 SP2), or
+        /// both (`--protocol binary,fix`). One Comp ID per platform and protocol.
+        #[arg(long = "protocol", value_delimiter = ',')]
+        protocols: Vec<String>,
     },
     /// Run one site from a config file (no replication): lookup, gateways, engine.
     Serve {
@@ -284,6 +295,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo {
             out,
             participants,
+            fix,
             vendors,
             md_port,
             crash,
@@ -296,6 +308,7 @@ fn main() -> anyhow::Result<()> {
             session: None,
             out,
             participants,
+            fix,
             vendors,
             md_port: Some(match md_port {
                 Some(p) => p,
@@ -316,6 +329,7 @@ fn main() -> anyhow::Result<()> {
             speed,
             bots,
             vendors,
+            fix,
             md_port,
             crash,
             durability,
@@ -325,6 +339,7 @@ fn main() -> anyhow::Result<()> {
             session: Some(session),
             out,
             participants: bots.unwrap_or(0),
+            fix: if bots.is_some() { fix } else { 0 },
             vendors: if bots.is_some() { vendors } else { 0 },
             md_port,
             crash,
@@ -343,7 +358,8 @@ fn main() -> anyhow::Result<()> {
             kind,
             brokers,
             contact,
-        } => site_cmds::register(&session, &out, firm, kind, brokers, contact)?,
+            protocols,
+        } => site_cmds::register(&session, &out, firm, kind, brokers, contact, protocols)?,
         Cmd::Serve { config } => site_cmds::runtime()?.block_on(site_cmds::serve(&config))?,
         Cmd::Failover {
             config: Some(config),

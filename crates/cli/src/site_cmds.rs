@@ -51,6 +51,7 @@ pub fn register(
     kind: String,
     broker_ids: Vec<u32>,
     contact: String,
+    protocols: Vec<String>,
 ) -> anyhow::Result<()> {
     let s = Session::load(session)?;
     std::fs::create_dir_all(out)?;
@@ -62,6 +63,7 @@ pub fn register(
             broker_ids,
             contact,
             source_ips: vec![],
+            protocols,
         },
         wall_clock(),
     )?;
@@ -78,6 +80,14 @@ pub fn register(
         serde_json::to_string_pretty(&pack)?,
     )?;
     println!("registered {} as {}", reg.firm, reg.id());
+    for c in &reg.comp_ids {
+        println!(
+            "  Comp ID {} ({} {})",
+            c.comp_id,
+            twinsite_site::config::platform_name(c.platform),
+            c.protocol.name()
+        );
+    }
     println!("  credentials: {}", dir.join("credentials.json").display());
     Ok(())
 }

@@ -31,6 +31,9 @@ pub struct RegisterRequest {
     pub contact: String,
     #[serde(default)]
     pub source_ips: Vec<IpAddr>,
+    /// Order-entry protocols: "binary", "fix" or both; binary when empty.
+    #[serde(default)]
+    pub protocols: Vec<String>,
 }
 
 /// The runtime's answer when it did what was asked.

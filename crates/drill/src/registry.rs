@@ -24,6 +24,10 @@ pub struct RegistrationRequest {
     /// Registered source IPs (1 to 4); loopback when empty.
     #[serde(default)]
     pub source_ips: Vec<IpAddr>,
+    /// Order-entry protocols for its Comp IDs: "binary" (OCG-C binary), "fix" (FIX 5.0 SP2 on
+    /// OTP-C) or both; binary when empty (what registration always issued).
+    #[serde(default)]
+    pub protocols: Vec<String>,
 }
 
 /// Order-entry protocol of a Comp ID.
@@ -32,9 +36,34 @@ pub struct RegistrationRequest {
 pub enum Protocol {
     /// OCG-C binary.
     Binary,
-    /// FIX 5.0 SP2 (issued once the FIX gateway is in the drill).
+    /// FIX 5.0 SP2 / FIXT.1.1 (OTP-C only).
     Fix,
 }
+
+impl Protocol {
+    /// "binary" / "fix" (also "FIX", "ocg", "ocg-c": case-insensitive).
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "binary" | "ocg" | "ocg-c" => Some(Protocol::Binary),
+            "fix" => Some(Protocol::Fix),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Binary => "binary",
+            Protocol::Fix => "FIX",
+        }
+    }
+}
+
+/// The exchange's FIX CompID: the TargetCompID of every participant's FIX session.
+pub const FIX_TARGET_COMP_ID: &str = twinsite_site::fix_gateway::EXCHANGE_COMP_ID;
+
+/// The Lookup Service's Protocol Type for FIX (binary is 1). INFERRED: the reference documents
+/// only 1 = Binary; twinsite answers 2 with the FIX gateway's endpoints (see docs/drill.md).
+pub const LOOKUP_PROTOCOL_FIX: u8 = twinsite_ocg::LOOKUP_PROTOCOL_FIX;
 
 /// One Comp ID issued to a firm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +103,11 @@ impl Registration {
             .iter()
             .find(|c| c.platform == platform && c.protocol == protocol)
     }
+
+    /// Its first Comp ID of this protocol (any platform).
+    pub fn grant(&self, protocol: Protocol) -> Option<&CompIdGrant> {
+        self.comp_ids.iter().find(|c| c.protocol == protocol)
+    }
 }
 
 /// Why a registration was refused.
@@ -89,6 +123,10 @@ pub enum RegisterError {
     DuplicateFirm(String),
     #[error("unknown participant kind {0:?}: use EP (Exchange Participant), CCEP (China Connect Exchange Participant) or IV (information vendor)")]
     UnknownKind(String),
+    #[error(
+        "unknown order-entry protocol {0:?}: use binary (OCG-C binary), fix (FIX 5.0 SP2) or both"
+    )]
+    UnknownProtocol(String),
     #[error("participant kind {0} is not invited to this session")]
     KindNotInvited(String),
     #[error("broker id {broker} is already registered to firm {firm:?}")]
@@ -277,18 +315,45 @@ impl Registry {
                 twinsite_core::limits::OCG_MAX_SOURCE_IPS
             )));
         }
+        let mut protocols = Vec::new();
+        for name in &req.protocols {
+            let p = Protocol::parse(name)
+                .ok_or_else(|| RegisterError::UnknownProtocol(name.clone()))?;
+            if !protocols.contains(&p) {
+                protocols.push(p);
+            }
+        }
+        if protocols.is_empty() {
+            protocols.push(Protocol::Binary);
+        }
+        protocols.sort();
+        if kind == ParticipantKind::InformationVendor && protocols != [Protocol::Binary] {
+            return Err(RegisterError::Invalid(
+                "information vendors get no order-entry Comp ID: register without protocols".into(),
+            ));
+        }
+        if protocols.contains(&Protocol::Fix) && !platforms.contains(&Platform::OtpC) {
+            return Err(RegisterError::Invalid(format!(
+                "FIX order entry is offered on OTP-C only; a {} registers for binary",
+                kind_name(kind)
+            )));
+        }
         let number = self.regs.len() as u32 + 1;
         let mut rng = ChaCha20Rng::seed_from_u64(self.seed ^ (u64::from(number) << 32));
         let mut comp_ids = Vec::new();
-        for p in platforms {
-            // FIX Comp IDs join once the FIX gateway is part of the drill.
-            let protocol = Protocol::Binary;
-            comp_ids.push(CompIdGrant {
-                platform: p,
-                protocol,
-                comp_id: comp_id_for(p, protocol, number),
-                password: password(&mut rng),
-            });
+        // Binary first (its password is the first drawn, as before FIX joined), then FIX.
+        for protocol in protocols {
+            for &p in &platforms {
+                if protocol == Protocol::Fix && p != Platform::OtpC {
+                    continue;
+                }
+                comp_ids.push(CompIdGrant {
+                    platform: p,
+                    protocol,
+                    comp_id: comp_id_for(p, protocol, number),
+                    password: password(&mut rng),
+                });
+            }
         }
         let reg = Registration {
             number,
@@ -343,16 +408,18 @@ fn password(rng: &mut ChaCha20Rng) -> String {
     }
 }
 
-/// The site's participant table from the registrations: one entry per binary Comp ID.
+/// The site's participant table from the registrations: one entry per Comp ID (binary ones for
+/// the OCG-C gateways, FIX ones, `protocol = "fix"`, for the FIX gateway).
 pub fn participant_entries(regs: &[Registration]) -> Vec<ParticipantEntry> {
     let mut v = Vec::new();
     for r in regs {
         for c in &r.comp_ids {
-            if c.protocol != Protocol::Binary {
-                continue;
-            }
             // Through serde, so fields the site adds later (with defaults) keep their defaults.
             let entry = serde_json::json!({
+                "protocol": match c.protocol {
+                    Protocol::Binary => "binary",
+                    Protocol::Fix => "fix",
+                },
                 "firm": r.firm,
                 "kind": kind_name(r.kind),
                 "comp_id": c.comp_id,
@@ -368,9 +435,9 @@ pub fn participant_entries(regs: &[Registration]) -> Vec<ParticipantEntry> {
     v
 }
 
-/// The usernames the sites' retransmission services accept: every binary Comp ID, and each
-/// information vendor's participant id (`IV0005`), under which the exchange records its RTS
-/// logons and requests.
+/// The usernames the sites' retransmission services accept: every Comp ID (binary or FIX), and
+/// each information vendor's participant id (`IV0005`), under which the exchange records its
+/// RTS logons and requests.
 pub fn rts_usernames(regs: &[Registration]) -> Vec<String> {
     let mut v = Vec::new();
     for r in regs {
@@ -378,12 +445,26 @@ pub fn rts_usernames(regs: &[Registration]) -> Vec<String> {
             v.push(r.id());
         }
         for c in &r.comp_ids {
-            if c.protocol == Protocol::Binary {
-                v.push(c.comp_id.clone());
-            }
+            v.push(c.comp_id.clone());
         }
     }
     v
+}
+
+/// How a FIX Comp ID reaches the exchange, in a participant's pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FixSessionGrant {
+    pub platform: Platform,
+    /// SenderCompID (49) of its messages; TargetCompID (56) of the exchange's.
+    pub sender_comp_id: String,
+    /// TargetCompID (56) of its messages: the exchange.
+    pub target_comp_id: String,
+    pub begin_string: String,
+    /// DefaultApplVerID (1137) in the Logon: 9 = FIX 5.0 SP2.
+    pub default_appl_ver_id: String,
+    /// Lookup Request Protocol Type for the FIX gateway (2, INFERRED), sent to the same four
+    /// Lookup Service endpoints with this Comp ID in the header.
+    pub lookup_protocol_type: u8,
 }
 
 /// A market-data channel or service endpoint in a participant's pack.
@@ -404,6 +485,9 @@ pub struct CredentialPack {
     pub kind: ParticipantKind,
     pub broker_ids: Vec<u32>,
     pub comp_ids: Vec<CompIdGrant>,
+    /// Its FIX sessions (one per FIX Comp ID): CompIDs and how to find the FIX gateway.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fix_sessions: Vec<FixSessionGrant>,
     /// The exchange's RSA public key (for the logon password), PEM.
     pub public_key_pem: String,
     /// Primary-site primary and mirror, backup-site primary and mirror.
@@ -482,6 +566,19 @@ pub fn issue(
         kind: reg.kind,
         broker_ids: reg.broker_ids.clone(),
         comp_ids: reg.comp_ids.clone(),
+        fix_sessions: reg
+            .comp_ids
+            .iter()
+            .filter(|c| c.protocol == Protocol::Fix)
+            .map(|c| FixSessionGrant {
+                platform: c.platform,
+                sender_comp_id: c.comp_id.clone(),
+                target_comp_id: FIX_TARGET_COMP_ID.into(),
+                begin_string: twinsite_fix::codec::BEGIN_STRING.into(),
+                default_appl_ver_id: twinsite_fix::session::DEFAULT_APPL_VER_ID.into(),
+                lookup_protocol_type: LOOKUP_PROTOCOL_FIX,
+            })
+            .collect(),
         public_key_pem: public_key_pem.to_string(),
         lookup_endpoints,
         omd_channels,
@@ -536,6 +633,21 @@ pub fn duties(session: &Session, kind: ParticipantKind, site: PhaseSite) -> Vec<
     }
 }
 
+/// What a FIX session must do in a phase, on top of [`duties`].
+pub fn fix_duties(site: PhaseSite) -> Vec<String> {
+    match site {
+        PhaseSite::Primary => vec![
+            "Look up the FIX gateway (Protocol Type 2) and log on with MsgSeqNum 1 and NextExpectedMsgSeqNum 1 at the start of the day.".into(),
+        ],
+        PhaseSite::None => vec![
+            "Keep your FIX session store: MsgSeqNum continues at the backup site.".into(),
+        ],
+        PhaseSite::Backup => vec![
+            "Look up the FIX gateway again (Protocol Type 2) and log on with your next MsgSeqNum and NextExpectedMsgSeqNum (789), without ResetSeqNumFlag; the exchange replays what you missed (PossDupFlag=Y, gaps as SequenceReset-GapFill). Ask for anything still missing with a ResendRequest.".into(),
+        ],
+    }
+}
+
 fn rundown_markdown(session: &Session, reg: &Registration, pack: &CredentialPack) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
@@ -560,14 +672,27 @@ fn rundown_markdown(session: &Session, reg: &Registration, pack: &CredentialPack
         );
     }
     for c in &reg.comp_ids {
-        let _ = writeln!(
-            s,
-            "- {} {:?}: Comp ID `{}`, initial password `{}`",
-            platform_name(c.platform),
-            c.protocol,
-            c.comp_id,
-            c.password
-        );
+        match c.protocol {
+            Protocol::Binary => {
+                let _ = writeln!(
+                    s,
+                    "- {} binary (OCG-C): Comp ID `{}`, initial password `{}`",
+                    platform_name(c.platform),
+                    c.comp_id,
+                    c.password
+                );
+            }
+            Protocol::Fix => {
+                let _ = writeln!(
+                    s,
+                    "- {} FIX 5.0 SP2: SenderCompID `{}`, TargetCompID `{}`, initial password `{}`",
+                    platform_name(c.platform),
+                    c.comp_id,
+                    FIX_TARGET_COMP_ID,
+                    c.password
+                );
+            }
+        }
     }
     if !reg.broker_ids.is_empty() {
         let ids: Vec<String> = reg.broker_ids.iter().map(|b| b.to_string()).collect();
@@ -586,6 +711,25 @@ fn rundown_markdown(session: &Session, reg: &Registration, pack: &CredentialPack
             "{}. `{e}` ({})",
             i + 1,
             names.get(i).copied().unwrap_or("")
+        );
+    }
+    for f in &pack.fix_sessions {
+        let _ = writeln!(
+            s,
+            "\n## FIX session `{}` -> `{}`\n\n\
+             - BeginString `{}`, DefaultApplVerID (1137) `{}`; the password goes encrypted with the \
+             exchange's public key (1400/1402), as for the binary Logon.\n\
+             - Find the FIX gateway through the same Lookup Service endpoints, in the same order: a \
+             Lookup Request with your FIX Comp ID `{}` in the header and Protocol Type {} (FIX) \
+             answers with the FIX gateway's address.\n\
+             - Logon carries NextExpectedMsgSeqNum (789); ResetSeqNumFlag (141) is not used: your \
+             MsgSeqNum continues for the whole day, across the failover.",
+            f.sender_comp_id,
+            f.target_comp_id,
+            f.begin_string,
+            f.default_appl_ver_id,
+            f.sender_comp_id,
+            f.lookup_protocol_type
         );
     }
     if !pack.omd_channels.is_empty() || !pack.rts_endpoints.is_empty() {
@@ -615,6 +759,11 @@ fn rundown_markdown(session: &Session, reg: &Registration, pack: &CredentialPack
         let _ = writeln!(s, "\nYou:\n");
         for d in duties(session, reg.kind, p.site) {
             let _ = writeln!(s, "- {d}");
+        }
+        if !pack.fix_sessions.is_empty() {
+            for d in fix_duties(p.site) {
+                let _ = writeln!(s, "- FIX: {d}");
+            }
         }
         if session.failover_phase().is_some_and(|f| f.id == p.id) {
             let _ = writeln!(

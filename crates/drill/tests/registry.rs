@@ -30,6 +30,7 @@ fn req(firm: &str, kind: &str, brokers: &[u32]) -> RegistrationRequest {
         broker_ids: brokers.to_vec(),
         contact: "ops desk +852 0000 0000".into(),
         source_ips: vec![],
+        protocols: vec![],
     }
 }
 
@@ -225,4 +226,131 @@ fn registrations_become_site_participants() {
         e.comp().unwrap();
         e.participant_kind().unwrap();
     }
+}
+
+fn with_protocols(mut r: RegistrationRequest, p: &[&str]) -> RegistrationRequest {
+    r.protocols = p.iter().map(|s| s.to_string()).collect();
+    r
+}
+
+#[test]
+fn an_ep_registers_for_binary_fix_or_both() {
+    let s = session();
+    let path = store("protocols");
+    let mut r = Registry::open(&path, &s).unwrap();
+    let bin = r.register(req("Alpha", "EP", &[1001]), early()).unwrap();
+    let fix = r
+        .register(
+            with_protocols(req("Bravo", "EP", &[1002]), &["fix"]),
+            early(),
+        )
+        .unwrap();
+    let both = r
+        .register(
+            with_protocols(req("Charlie", "EP", &[1003]), &["FIX", "binary", "fix"]),
+            early(),
+        )
+        .unwrap();
+    // Default: what registration always issued.
+    assert_eq!(bin.comp_ids.len(), 1);
+    assert_eq!(bin.comp_ids[0].protocol, Protocol::Binary);
+    // FIX only: an OTP-C FIX Comp ID, which is also its id in reports.
+    assert_eq!(fix.comp_ids.len(), 1);
+    let g = &fix.comp_ids[0];
+    assert_eq!((g.platform, g.protocol), (Platform::OtpC, Protocol::Fix));
+    assert_eq!(g.comp_id, "CF0002");
+    assert_eq!(fix.id(), "CF0002");
+    assert_eq!(g.password.len(), 8);
+    // Both: binary first (its id), then FIX, each with its own password.
+    let ids: Vec<&str> = both.comp_ids.iter().map(|c| c.comp_id.as_str()).collect();
+    assert_eq!(ids, ["CB0003", "CF0003"]);
+    assert_eq!(both.id(), "CB0003");
+    assert_ne!(both.comp_ids[0].password, both.comp_ids[1].password);
+    assert_eq!(both.grant(Protocol::Fix).unwrap().comp_id, "CF0003");
+    // Adding FIX does not change the binary password a firm would have had.
+    let mut r2 = Registry::open(&store("protocols2"), &s).unwrap();
+    r2.register(req("Alpha", "EP", &[1001]), early()).unwrap();
+    r2.register(req("Bravo", "EP", &[1002]), early()).unwrap();
+    let plain = r2.register(req("Charlie", "EP", &[1003]), early()).unwrap();
+    assert_eq!(plain.comp_ids[0].password, both.comp_ids[0].password);
+
+    // Refusals: an unknown protocol, FIX for a CCEP (FIX is OTP-C's), protocols for a vendor.
+    let e = r
+        .register(
+            with_protocols(req("Delta", "EP", &[1004]), &["fax"]),
+            early(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, RegisterError::UnknownProtocol(_)), "{e}");
+    assert!(e.to_string().contains("\"fax\""), "{e}");
+    let e = r
+        .register(
+            with_protocols(req("Echo", "CCEP", &[2001]), &["fix"]),
+            early(),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("OTP-C only"), "{e}");
+    let e = r
+        .register(with_protocols(req("Vendor", "IV", &[]), &["fix"]), early())
+        .unwrap_err();
+    assert!(e.to_string().contains("information vendors"), "{e}");
+    // Refused registrations are not stored; the three good ones survive a restart.
+    drop(r);
+    let r = Registry::open(&path, &s).unwrap();
+    assert_eq!(r.registrations().len(), 3);
+    assert_eq!(r.registrations()[2].comp_ids.len(), 2);
+}
+
+#[test]
+fn fix_credentials_in_the_pack_rundown_and_site_table() {
+    let s = session();
+    let mut r = Registry::open(&store("fixpack"), &s).unwrap();
+    let reg = r
+        .register(
+            with_protocols(req("Alpha", "EP", &[1001]), &["binary", "fix"]),
+            early(),
+        )
+        .unwrap();
+    let key = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../site/tests/data/test-key.pem");
+    let pack = issue(&s, &reg, &public_key_pem(&key).unwrap(), None);
+    assert_eq!(pack.fix_sessions.len(), 1);
+    let f = &pack.fix_sessions[0];
+    assert_eq!(f.sender_comp_id, "CF0001");
+    assert_eq!(f.target_comp_id, "HKEX");
+    assert_eq!(f.begin_string, "FIXT.1.1");
+    assert_eq!(f.default_appl_ver_id, "9");
+    assert_eq!(f.lookup_protocol_type, 2);
+    // The same four lookup endpoints serve both protocols.
+    assert_eq!(pack.lookup_endpoints, s.lookup);
+    let md = &pack.rundown_markdown;
+    let fix_pw = &reg.grant(Protocol::Fix).unwrap().password;
+    assert!(
+        md.contains("SenderCompID `CF0001`, TargetCompID `HKEX`"),
+        "{md}"
+    );
+    assert!(md.contains(fix_pw.as_str()), "{md}");
+    assert!(md.contains("Protocol Type 2"), "{md}");
+    assert!(md.contains("ResetSeqNumFlag (141) is not used"), "{md}");
+    assert!(md.contains("FIX: Look up the FIX gateway again"), "{md}");
+    // A binary-only EP's pack says nothing about FIX.
+    let bin = r.register(req("Bravo", "EP", &[1002]), early()).unwrap();
+    let p2 = issue(&s, &bin, "", None);
+    assert!(p2.fix_sessions.is_empty());
+    assert!(!p2.rundown_markdown.contains("FIX"));
+    let json = serde_json::to_value(&p2).unwrap();
+    assert!(json.get("fix_sessions").is_none());
+    // The site table: one entry per Comp ID, FIX ones for the FIX gateway; the RTS knows both.
+    let entries = participant_entries(r.registrations());
+    let rows: Vec<(&str, bool)> = entries
+        .iter()
+        .map(|e| (e.comp_id.as_str(), e.is_fix()))
+        .collect();
+    assert_eq!(
+        rows,
+        [("CB0001", false), ("CF0001", true), ("CB0002", false)]
+    );
+    assert_eq!(entries[1].password, *fix_pw);
+    assert_eq!(entries[1].broker_ids, vec![1001]);
+    let users = rts_usernames(r.registrations());
+    assert!(users.contains(&"CF0001".to_string()));
 }

@@ -253,3 +253,8 @@ pub const SECURITY_EXCHANGE_XHKG: &str = "XHKG";
 pub const LOOKUP_SERVICE_ORDER_INPUT: u8 = 1;
 /// Lookup Request Protocol Type: Binary.
 pub const LOOKUP_PROTOCOL_BINARY: u8 = 1;
+/// Lookup Request Protocol Type: FIX. INFERRED: the reference documents only 1 = Binary (its
+/// FIX section found no connection procedure); a Protocol Type field implies other values, and
+/// 2 for FIX is the plausible one. The Lookup Service answers it with the FIX gateway's
+/// endpoints for a FIX Comp ID (see `LookupService::fix_gateways`).
+pub const LOOKUP_PROTOCOL_FIX: u8 = 2;

@@ -138,8 +138,23 @@ impl FixServer {
     /// Register a Comp ID with its durable state (a fresh one at the start of the day, the
     /// replicated one at a newly active site).
     pub fn add_participant(&mut self, p: FixParticipant, state: Option<SessionState>) {
-        let state =
+        let mut state =
             state.unwrap_or_else(|| SessionState::new(EXCHANGE_COMP_ID, p.comp_id.as_str()));
+        // A replicated state whose stored messages run past its next outbound number (a newly
+        // active site that opened before the old term's tail was applied, then applied it):
+        // the participant may have seen those messages, so numbering continues after them
+        // rather than the session layer refusing the state (which would stop the core).
+        if let Some(last) = state.outbound.back().map(|m| m.seq) {
+            if last >= state.next_outbound_seq {
+                tracing::error!(
+                    comp_id = %p.comp_id,
+                    next_outbound = state.next_outbound_seq,
+                    last_stored = last,
+                    "FIX session state stored messages past its next outbound number; continuing after them"
+                );
+                state.next_outbound_seq = last + 1;
+            }
+        }
         self.slots.insert(
             p.comp_id,
             Slot {

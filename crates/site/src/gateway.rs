@@ -534,8 +534,14 @@ async fn start_inner(
         let l = TcpListener::bind(addr)
             .await
             .with_context(|| format!("bind FIX gateway {addr}"))?;
-        fix_gateway = Some(l.local_addr()?);
+        let fa = l.local_addr()?;
+        fix_gateway = Some(fa);
         cfg.site.fix_gateway = fix_gateway;
+        // FIX Comp IDs find it through the OTP-C Lookup Service (Protocol Type 2, INFERRED);
+        // there is one FIX listener, handed out as both primary and secondary.
+        let h = cfg.site.advertise_host.unwrap_or(fa.ip()).to_string();
+        lookup.lock().expect("lookup lock").fix_gateways =
+            Some(((h.clone(), fa.port()), (h, fa.port())));
         tasks.push(tokio::spawn(gateway_listener(
             l,
             "fix",
@@ -689,7 +695,11 @@ fn platform_lookup(
     );
     for p in &cfg.participants {
         if let (Ok(c), Some(true)) = (p.comp(), p.platform().map(|x| x == platform)) {
-            svc.add_client(c, p.source_ips.clone(), false);
+            if p.is_fix() {
+                svc.add_fix_client(c, p.source_ips.clone(), false);
+            } else {
+                svc.add_client(c, p.source_ips.clone(), false);
+            }
         }
     }
     Arc::new(Mutex::new(svc))
