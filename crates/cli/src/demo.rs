@@ -352,20 +352,34 @@ fn site_config(
 /// the first phase): a platform is open during a phase at a site (not the failover phase,
 /// where nobody trades) when the session's `[access]` admits some participant kind to it.
 /// A logon while closed is refused with Session Status 7 (an `Activity::Refused` record).
-fn logon_windows(nodes: &Nodes, session: &Session, phase: Option<&str>) -> Vec<(Platform, bool)> {
-    let trading = phase
-        .and_then(|id| session.phases.iter().find(|p| p.id == id))
-        .is_some_and(|p| p.site != PhaseSite::None);
-    [Platform::OtpC, Platform::OtpCsc]
-        .into_iter()
-        .map(|platform| {
-            let allowed = trading && session.access.values().any(|s| s.contains(&platform));
-            for site in nodes.primary.iter().chain([&nodes.backup]) {
-                site.admin(AdminCmd::LogonsAllowedOn { platform, allowed });
-            }
-            (platform, allowed)
-        })
-        .collect()
+/// Apply a step's logon windows at both sites (`AdminCmd::LogonsAllowedOn` per platform,
+/// and `LogoutAll` at the end of the last phase when the session says so).
+fn apply_windows(nodes: &Nodes, w: &twinsite_drill::LogonWindows) -> Vec<(Platform, bool)> {
+    for site in nodes.primary.iter().chain([&nodes.backup]) {
+        for &(platform, allowed) in &w.platforms {
+            site.admin(AdminCmd::LogonsAllowedOn { platform, allowed });
+        }
+        if w.logout {
+            site.admin(AdminCmd::LogoutAll);
+        }
+    }
+    w.platforms.clone()
+}
+
+/// The windows of the first backup-site phase's start.
+fn backup_windows(session: &Session, clock: &Clock) -> Option<twinsite_drill::LogonWindows> {
+    let p = session
+        .phases
+        .iter()
+        .find(|p| p.site == PhaseSite::Backup)?;
+    let step = twinsite_drill::Step {
+        at: p.start,
+        wall: clock.wall(p.start),
+        kind: StepKind::PhaseStart {
+            phase: p.id.clone(),
+        },
+    };
+    twinsite_drill::logon_windows(session, &step)
 }
 
 fn windows_text(w: &[(Platform, bool)]) -> String {
@@ -765,7 +779,13 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     );
 
     // Logons are closed until the first phase starts.
-    let closed = logon_windows(&nodes, &session, None);
+    let closed = apply_windows(
+        &nodes,
+        &twinsite_drill::LogonWindows {
+            platforms: vec![(Platform::OtpC, false), (Platform::OtpCsc, false)],
+            logout: false,
+        },
+    );
     println!("  logons: {}", windows_text(&closed));
 
     // Activity from both sites, recorded as the exchange observed it.
@@ -1038,39 +1058,44 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             );
             // The failover phase ends ("~11:00") when the backup site opens: its logons open
             // now, as for the backup phase, so RTO is the time to the backup accepting logons.
-            if let Some(p) = session.phases.iter().find(|p| p.site == PhaseSite::Backup) {
-                let open = logon_windows(&nodes, &session, Some(p.id.as_str()));
+            if let Some(w) = backup_windows(&session, &clock) {
+                let open = apply_windows(&nodes, &w);
                 println!("    logons at the backup: {}", windows_text(&open));
             }
         }
         if let Some(st) = due {
             next += 1;
-            match st.kind {
+            let label = clock.label(&session, wall_clock());
+            match &st.kind {
                 StepKind::PhaseStart { phase } => {
-                    println!(
-                        "  [{}] phase starts: {phase}",
-                        clock.label(&session, wall_clock())
-                    );
+                    println!("  [{label}] phase starts: {phase}");
                     console.update(|s| s.session.current_phase = Some(phase.clone()));
-                    // A failover phase whose step comes after the backup already opened
-                    // does not close the backup again: its end is "when the backup opens".
-                    let failover_phase = session
-                        .phases
-                        .iter()
-                        .any(|p| p.id == *phase && p.site == PhaseSite::None);
-                    let windows_for =
-                        match session.phases.iter().find(|p| p.site == PhaseSite::Backup) {
-                            Some(b) if failover_phase && backup_open.is_some() => b.id.as_str(),
-                            _ => phase.as_str(),
-                        };
-                    let open = logon_windows(&nodes, &session, Some(windows_for));
-                    println!("    logons: {}", windows_text(&open));
                 }
                 StepKind::PhaseEnd { phase } => {
-                    ended_phases.insert(phase);
+                    println!("  [{label}] phase ends: {phase}");
+                    ended_phases.insert(phase.clone());
                 }
                 StepKind::SessionEnd => break,
                 StepKind::Failover => {}
+            }
+            // A failover phase whose step comes after the backup already opened does not
+            // close the backup again: its end is "when the backup opens".
+            let late_failover_phase = matches!(&st.kind, StepKind::PhaseStart { phase }
+                if backup_open.is_some()
+                    && session.phases.iter().any(|p| p.id == *phase && p.site == PhaseSite::None));
+            let windows = if late_failover_phase {
+                backup_windows(&session, &clock)
+            } else {
+                twinsite_drill::logon_windows(&session, &st)
+            };
+            if let Some(w) = windows {
+                let open = apply_windows(&nodes, &w);
+                println!("    logons: {}", windows_text(&open));
+                if w.logout {
+                    println!(
+                        "    the exchange logs out the sessions still logged on (service shutdown)"
+                    );
+                }
             }
             continue;
         }

@@ -4,6 +4,7 @@
 
 use crate::session::Session;
 use serde::Serialize;
+use twinsite_core::Platform;
 use twinsite_core::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -179,5 +180,71 @@ pub fn actions(session: &Session, step: &Step) -> Vec<Action> {
             .unwrap_or_default(),
         StepKind::Failover => vec![Action::Failover],
         StepKind::SessionEnd => vec![Action::End],
+    }
+}
+
+/// What a step of the schedule does to the logon windows (a logon outside them gets Session
+/// Status 7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogonWindows {
+    /// Per platform (OTP-C, then OTP-CSC): are logons allowed after this step?
+    pub platforms: Vec<(Platform, bool)>,
+    /// Log out the sessions still logged on: the end of the last phase, when the session says
+    /// so ([`Session::logout_at_end`], the service shutdown of reference §1.7).
+    pub logout: bool,
+}
+
+impl LogonWindows {
+    fn all(open: impl Fn(Platform) -> bool, logout: bool) -> LogonWindows {
+        LogonWindows {
+            platforms: [Platform::OtpC, Platform::OtpCsc]
+                .into_iter()
+                .map(|p| (p, open(p)))
+                .collect(),
+            logout,
+        }
+    }
+
+    /// Is any platform open?
+    pub fn any_open(&self) -> bool {
+        self.platforms.iter().any(|(_, open)| *open)
+    }
+}
+
+/// The logon windows a step sets, or None when it leaves them as they are:
+///
+/// * a phase's start: each platform that some participant kind may use (`[access]`) opens
+///   when the phase has a serving site; every platform closes for a phase served by no site
+///   (the failover itself);
+/// * a phase's end with no phase starting at that moment (a gap between phases, or the end of
+///   the last phase): every platform closes; sessions already logged on stay through a gap
+///   (the service runs on), and at the end of the last phase they are logged out when
+///   [`Session::logout_at_end`] (the default);
+/// * a phase's end where another phase starts: None (that phase's start sets them);
+/// * the failover and the session end: None.
+pub fn logon_windows(session: &Session, step: &Step) -> Option<LogonWindows> {
+    match &step.kind {
+        StepKind::PhaseStart { phase } => {
+            let trading = session
+                .phase(phase)
+                .is_some_and(|p| p.site != crate::session::PhaseSite::None);
+            Some(LogonWindows::all(
+                |platform| trading && session.access.values().any(|s| s.contains(&platform)),
+                false,
+            ))
+        }
+        StepKind::PhaseEnd { phase } => {
+            let end = session.phase(phase)?.end;
+            if session
+                .phases
+                .iter()
+                .any(|p| p.id != *phase && p.start == end)
+            {
+                return None;
+            }
+            let last = session.phases.iter().all(|p| p.start < end);
+            Some(LogonWindows::all(|_| false, last && session.logout_at_end))
+        }
+        StepKind::Failover | StepKind::SessionEnd => None,
     }
 }

@@ -13,7 +13,7 @@ pub mod report;
 pub mod session;
 
 pub use activity::{ActivityLog, ExchangeChecks, LogonDetail, Participant};
-pub use clock::{actions, Action, Clock, Step, StepKind};
+pub use clock::{actions, logon_windows, Action, Clock, LogonWindows, Step, StepKind};
 pub use registry::{
     issue, participant_entries, public_key_pem, rts_usernames, CredentialPack, RegisterError,
     Registration, RegistrationRequest, Registry,

@@ -165,6 +165,10 @@ pub struct Session {
     /// primary, backup-site mirror.
     pub lookup: Vec<SocketAddr>,
     pub market_data: MarketData,
+    /// At the end of the last phase the exchange logs out every session still logged on
+    /// (reference §1.7: all open sessions are logged out by OCG-C at its service shutdown;
+    /// participants are expected to log out before). `false`: they stay until they leave.
+    pub logout_at_end: bool,
 }
 
 fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
@@ -205,6 +209,8 @@ struct RawSession {
     lookup: Spanned<Vec<SocketAddr>>,
     #[serde(default)]
     market_data: MarketData,
+    #[serde(default = "yes")]
+    logout_at_end: bool,
 }
 
 #[derive(Deserialize)]
@@ -557,6 +563,7 @@ impl Session {
             },
             lookup: raw.lookup.into_inner(),
             market_data: raw.market_data,
+            logout_at_end: raw.logout_at_end,
         })
     }
 

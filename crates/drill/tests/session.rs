@@ -225,3 +225,54 @@ fn schedule_actions_open_close_fail_over_and_end() {
         ]
     );
 }
+
+#[test]
+fn phase_ends_close_the_logon_windows_when_no_phase_starts_then() {
+    use twinsite_drill::{logon_windows, LogonWindows};
+    let s = Session::parse("ps2", &ps2_text()).unwrap();
+    let c = Clock::new(&s, Timestamp::from_secs(1_000_000), 200);
+    let plan: Vec<(String, Option<LogonWindows>)> = c
+        .steps(&s)
+        .iter()
+        .map(|st| (format!("{:?}", st.kind), logon_windows(&s, st)))
+        .collect();
+    let open = |c: bool, csc: bool, logout: bool| {
+        Some(LogonWindows {
+            platforms: vec![(Platform::OtpC, c), (Platform::OtpCsc, csc)],
+            logout,
+        })
+    };
+    let expect: Vec<Option<LogonWindows>> = vec![
+        open(true, true, false),   // primary starts (EPs on OTP-C, CCEPs on OTP-CSC)
+        None,                      // primary ends: the failover phase starts then
+        None,                      // the failover step itself
+        open(false, false, false), // failover phase: nobody logs on
+        None,                      // failover phase ends: the backup phase starts then
+        open(true, true, false),   // backup starts
+        open(false, false, true),  // backup ends, nothing follows: closed, sessions logged out
+        None,                      // session end
+    ];
+    assert_eq!(
+        plan.iter().map(|(_, w)| w.clone()).collect::<Vec<_>>(),
+        expect,
+        "{plan:#?}"
+    );
+
+    // A gap between phases closes the windows; sessions already logged on stay (the service
+    // runs on). `logout_at_end = false` keeps them at the end too.
+    let gap = ps2_text()
+        .replace("end = \"10:00\"", "end = \"09:30\"")
+        .replacen("name =", "logout_at_end = false\nname =", 1);
+    let s = Session::parse("gap", &gap).unwrap();
+    assert!(!s.logout_at_end);
+    let c = Clock::new(&s, Timestamp::from_secs(1_000_000), 200);
+    let steps = c.steps(&s);
+    let ends: Vec<(String, Option<LogonWindows>)> = steps
+        .iter()
+        .filter(|st| matches!(st.kind, StepKind::PhaseEnd { .. }))
+        .map(|st| (format!("{:?}", st.kind), logon_windows(&s, st)))
+        .collect();
+    assert_eq!(ends[0].1, open(false, false, false), "{ends:#?}");
+    assert_eq!(ends[1].1, None, "{ends:#?}");
+    assert_eq!(ends[2].1, open(false, false, false), "{ends:#?}");
+}

@@ -185,6 +185,22 @@ impl FixServer {
         self.logons_allowed = allowed;
     }
 
+    /// Service shutdown: every established session is logged out (reference §1.7).
+    pub fn shutdown(&mut self, now: Timestamp) {
+        let up: Vec<ConnectionId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.up)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in up {
+            if let Some(s) = self.conns.get_mut(&id).and_then(|c| c.session.as_mut()) {
+                s.logout(now, "service shutdown");
+            }
+            self.pump(id, now);
+        }
+    }
+
     /// The durable session of a Comp ID, wherever it is held now.
     pub fn durable(&self, comp: &CompId) -> Option<&SessionState> {
         let slot = self.slots.get(comp)?;

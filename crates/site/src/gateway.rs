@@ -127,6 +127,9 @@ pub enum AdminCmd {
     LogonsAllowed(bool),
     /// Allow or refuse logons on one platform (OTP-C: binary and FIX gateways; OTP-CSC).
     LogonsAllowedOn { platform: Platform, allowed: bool },
+    /// Log out every live session (OTP-C binary and FIX, OTP-CSC) with Session Status 4:
+    /// the service shutdown at the end of a practice session (reference §1.7).
+    LogoutAll,
     /// Open or close the Lookup Service.
     LookupOpen(bool),
     /// Engine state hash and live order count (OTP-C and China Connect).
@@ -1207,6 +1210,13 @@ impl Core {
                         if platform == Platform::OtpC {
                             l.fix.set_logons_allowed(allowed);
                         }
+                    }
+                }
+                AdminCmd::LogoutAll => {
+                    if let Some(l) = self.live.as_mut() {
+                        l.server.shutdown(now);
+                        l.csc.shutdown(now);
+                        l.fix.shutdown(now);
                     }
                 }
                 AdminCmd::LookupOpen(b) => {
