@@ -43,6 +43,7 @@ fn register(firm: &str, broker: u32) -> Vec<Registration> {
             broker_ids: vec![broker],
             contact: "desk".into(),
             source_ips: vec![],
+            protocols: vec![],
         },
         Timestamp::from_hkt(2023, 11, 20, 9, 0, 0),
     )
