@@ -987,7 +987,17 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             let t0 = wall_clock();
             failover_at = Some(t0);
             log.failover_started(t0);
+            // The failover phase is under way from now (its schedule step may come after the
+            // failover's, and the failover holds this loop until the backup opens).
+            let failover_phase = session
+                .phases
+                .iter()
+                .find(|p| p.site == PhaseSite::None)
+                .map(|p| p.id.clone());
             console.update(|s| {
+                if failover_phase.is_some() {
+                    s.session.current_phase = failover_phase.clone();
+                }
                 s.failover.status = FailoverStatus::InProgress;
                 s.failover.mode = Some(if crash {
                     "crash".into()

@@ -8,7 +8,8 @@
 //!
 //! Skips, saying why, when node, playwright-core (`npm ci` in crates/console/e2e) or
 //! /usr/bin/chromium (`CHROMIUM=...` to use another) is missing. Artefacts land in
-//! target/console-e2e-demo/: final.png (failure.png and failure-viewer.png when it fails) and the
+//! target/console-e2e-demo/: final.png (failure.png and failure-viewer.png when it fails), what
+//! the demo and the browser script wrote (demo.log with the demo's stderr, browser.log), and the
 //! demo's output folder `demo/` (report.html, report.json, participants.csv, console.json).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -99,6 +100,19 @@ fn follow(
     })
 }
 
+/// Writes what the demo and the browser script said to files on every way out of the test
+/// (after the processes are killed: declared before them).
+struct SaveOnDrop(Vec<(Transcript, PathBuf)>);
+
+impl Drop for SaveOnDrop {
+    fn drop(&mut self) {
+        for (t, path) in &self.0 {
+            let text = t.lock().map(|t| t.join("\n")).unwrap_or_default();
+            let _ = std::fs::write(path, text + "\n");
+        }
+    }
+}
+
 fn tail(t: &Transcript, n: usize) -> String {
     let t = t.lock().unwrap();
     t[t.len().saturating_sub(n)..].join("\n")
@@ -121,6 +135,12 @@ fn console_of_a_running_demo_in_headless_chromium() {
         let _ = std::fs::remove_file(out.join(old));
     }
     std::fs::create_dir_all(&demo_out).unwrap();
+    let browser_log: Transcript = Default::default();
+    let demo_log: Transcript = Default::default();
+    let _save = SaveOnDrop(vec![
+        (demo_log.clone(), out.join("demo.log")),
+        (browser_log.clone(), out.join("browser.log")),
+    ]);
 
     // The browser first: it starts while the demo starts.
     let mut browser = Killed(
@@ -135,7 +155,6 @@ fn console_of_a_running_demo_in_headless_chromium() {
             .spawn()
             .expect("node starts"),
     );
-    let browser_log: Transcript = Default::default();
     let (tx, rx) = mpsc::channel();
     follow(
         browser.0.stdout.take().unwrap(),
@@ -173,7 +192,6 @@ fn console_of_a_running_demo_in_headless_chromium() {
             .spawn()
             .expect("twinsite demo starts"),
     );
-    let demo_log: Transcript = Default::default();
     follow(
         demo.0.stdout.take().unwrap(),
         "demo| ",
