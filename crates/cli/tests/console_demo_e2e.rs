@@ -1,6 +1,6 @@
 //! The operations console of a real compressed demo in a real browser: `twinsite demo` (three
-//! nodes, reference participants with two faulty, one information vendor, the PS2 schedule in
-//! ~40 s) with its console on 127.0.0.1 port 0, watched by
+//! nodes, four binary EPs with two faulty, one FIX EP, two CCEPs, one information vendor, the PS2
+//! schedule in ~40 s) with its console on 127.0.0.1 port 0, watched by
 //! `crates/console/e2e/console-demo.e2e.mjs` in Debian's headless Chromium (playwright-core): a
 //! viewer and an operator see the phase marker move, the failover happen with its RTO, the
 //! participants reconnect at the backup and their checks fill in, the report at the end, and
@@ -179,6 +179,8 @@ fn console_of_a_running_demo_in_headless_chromium() {
                 "40",
                 "--participants",
                 "4",
+                "--fix",
+                "1",
                 "--vendors",
                 "1",
             ])
