@@ -133,7 +133,7 @@ impl MarketImage {
                 Ok(())
             }
             Message::News(m) => {
-                self.news.push(m.clone());
+                self.news.push((**m).clone());
                 Ok(())
             }
             Message::SequenceReset(_)

@@ -797,12 +797,17 @@ fixed_message! {
 // The message enum.
 
 macro_rules! message_enum {
-    ($($variant:ident),* $(,)?) => {
-        /// Any message this crate understands.
+    (
+        inline: $($variant:ident),* $(,)?;
+        boxed: $($boxed:ident),* $(,)?
+    ) => {
+        /// Any message this crate understands. The large, rare ones (reference data, news,
+        /// index data) are boxed, so the enum stays small (56 bytes instead of 352): the
+        /// publishing path moves one per message.
         #[derive(Debug, Clone, PartialEq, Eq)]
-        #[allow(clippy::large_enum_variant)]
         pub enum Message {
             $( $variant($variant), )*
+            $( $boxed(Box<$boxed>), )*
         }
 
         impl Message {
@@ -810,6 +815,7 @@ macro_rules! message_enum {
             pub fn msg_type(&self) -> u16 {
                 match self {
                     $( Message::$variant(_) => $variant::MSG_TYPE, )*
+                    $( Message::$boxed(_) => $boxed::MSG_TYPE, )*
                 }
             }
 
@@ -817,6 +823,7 @@ macro_rules! message_enum {
             pub fn encode(&self, out: &mut Vec<u8>) {
                 match self {
                     $( Message::$variant(m) => m.encode(out), )*
+                    $( Message::$boxed(m) => m.encode(out), )*
                 }
             }
 
@@ -835,6 +842,7 @@ macro_rules! message_enum {
                 }
                 match u16_at(buf, 2) {
                     $( $variant::MSG_TYPE => $variant::decode(buf).map(Message::$variant), )*
+                    $( $boxed::MSG_TYPE => $boxed::decode(buf).map(|m| Message::$boxed(Box::new(m))), )*
                     msg_type => Err(DecodeError::UnknownType { msg_type }),
                 }
             }
@@ -847,10 +855,18 @@ macro_rules! message_enum {
                 }
             }
         )*
+        $(
+            impl From<$boxed> for Message {
+                fn from(m: $boxed) -> Message {
+                    Message::$boxed(Box::new(m))
+                }
+            }
+        )*
     };
 }
 
 message_enum!(
+    inline:
     SequenceReset,
     DisasterRecoverySignal,
     Logon,
@@ -859,13 +875,11 @@ message_enum!(
     RetransmissionResponse,
     RefreshComplete,
     MarketDefinition,
-    SecurityDefinition,
     LiquidityProvider,
     CurrencyRate,
     TradingSessionStatus,
     SecurityStatus,
     VcmTrigger,
-    News,
     AddOrder,
     ModifyOrder,
     DeleteOrder,
@@ -885,14 +899,17 @@ message_enum!(
     Statistics,
     MarketTurnover,
     IndexDefinition,
-    IndexData,
     StockConnectDailyQuotaBalance,
-    StockConnectMarketTurnover,
     CcMarketDefinition,
-    CcSecurityDefinition,
     CcSecurityStatus,
     CcTopOfBook,
-    CcStatistics,
+    CcStatistics;
+    boxed:
+    SecurityDefinition,
+    News,
+    IndexData,
+    StockConnectMarketTurnover,
+    CcSecurityDefinition,
 );
 
 impl Message {

@@ -299,8 +299,12 @@ struct SecurityTrades {
 #[derive(Debug, Clone)]
 pub struct ProductBuilder {
     product: Product,
-    books: BTreeMap<u32, SecurityBook>,
-    trades: BTreeMap<u32, SecurityTrades>,
+    /// `product.carries` of every MsgType below 1024, one bit each (looked up per message).
+    carried: [u64; 16],
+    /// The product carries Trade Ticker (52): only then are tickers kept.
+    keeps_tickers: bool,
+    books: IdHashMap<u32, SecurityBook>,
+    trades: IdHashMap<u32, SecurityTrades>,
     /// What clients have been told: aggregate levels and broker queues per security.
     published_aggregate: BTreeMap<u32, crate::image::AggregateBook>,
     published_queues: BTreeMap<(u32, usize), (Vec<BrokerQueueItem>, bool)>,
@@ -308,7 +312,7 @@ pub struct ProductBuilder {
     dirty_books: BTreeSet<u32>,
     dirty_stats: BTreeSet<u32>,
     /// Spread table per security, from Security Definitions (11) passed through.
-    spread_tables: BTreeMap<u32, SpreadTable>,
+    spread_tables: IdHashMap<u32, SpreadTable>,
     /// The product publishes price levels (aggregate book 53, broker queue 54, OMD-CC top of
     /// book 655), so the builder keeps each level's order queue and marks changed books. A
     /// FullTick channel needs only each order's side and price.
@@ -325,16 +329,33 @@ impl ProductBuilder {
             ]
             .into_iter()
             .any(|t| product.carries(t)),
+            carried: {
+                let mut bits = [0u64; 16];
+                for t in 0..1024u16 {
+                    if product.carries(t) {
+                        bits[t as usize / 64] |= 1 << (t % 64);
+                    }
+                }
+                bits
+            },
+            keeps_tickers: product.carries(TradeTicker::MSG_TYPE),
             product,
-            books: BTreeMap::new(),
-            trades: BTreeMap::new(),
+            books: IdHashMap::default(),
+            trades: IdHashMap::default(),
             published_aggregate: BTreeMap::new(),
             published_queues: BTreeMap::new(),
             published_top: BTreeMap::new(),
             dirty_books: BTreeSet::new(),
             dirty_stats: BTreeSet::new(),
-            spread_tables: BTreeMap::new(),
+            spread_tables: IdHashMap::default(),
         }
+    }
+
+    /// [`Product::carries`] of this builder's product, from the bitset.
+    #[inline]
+    fn carries(&self, msg_type: u16) -> bool {
+        let t = msg_type as usize;
+        t < 1024 && self.carried[t / 64] & (1 << (t % 64)) != 0
     }
 
     pub fn product(&self) -> Product {
@@ -354,10 +375,9 @@ impl ProductBuilder {
             return Err(e);
         }
         // Keep the product's types in order, without a temporary vector per event.
-        let product = self.product;
         let mut kept = start;
         for i in start..out.len() {
-            if product.carries(out[i].msg_type()) {
+            if self.carries(out[i].msg_type()) {
                 if kept != i {
                     out.swap(kept, i);
                 }
@@ -385,12 +405,14 @@ impl ProductBuilder {
                 self.emit_top_of_book(security, &mut emitted);
             }
         }
-        let pending: Vec<u32> = self
+        let mut pending: Vec<u32> = self
             .trades
             .iter()
             .filter(|(_, t)| t.pending_ticker.is_some())
             .map(|(s, _)| *s)
             .collect();
+        // In security order (the map's order is arbitrary).
+        pending.sort_unstable();
         for security in pending {
             self.flush_ticker(security, &mut emitted);
         }
@@ -402,11 +424,7 @@ impl ProductBuilder {
                 emitted.push(self.cc_statistics(security).into());
             }
         }
-        out.extend(
-            emitted
-                .into_iter()
-                .filter(|m| self.product.carries(m.msg_type())),
-        );
+        out.extend(emitted.into_iter().filter(|m| self.carries(m.msg_type())));
     }
 
     /// Re-send a security's aggregate book after a 74 Orderbook Clear (e.g. after a failover).
@@ -420,11 +438,7 @@ impl ProductBuilder {
         })];
         self.published_aggregate.remove(&security.0);
         self.emit_aggregate(security.0, &mut emitted);
-        out.extend(
-            emitted
-                .into_iter()
-                .filter(|m| self.product.carries(m.msg_type())),
-        );
+        out.extend(emitted.into_iter().filter(|m| self.carries(m.msg_type())));
     }
 
     fn build(&mut self, event: &MarketEvent, out: &mut Vec<Message>) -> Result<(), ProductError> {
@@ -731,7 +745,8 @@ impl ProductBuilder {
         let quantity = omd_qty(qty)?;
         // TradeTime has microsecond precision.
         let trade_time = time.0 - time.0 % 1_000;
-        let pending_matches = {
+        let keeps_tickers = self.keeps_tickers;
+        let pending_matches = keeps_tickers && {
             let trades = self.trades.entry(security.0).or_default();
             trades
                 .pending_ticker
@@ -745,6 +760,8 @@ impl ProductBuilder {
         trades.next_trade_id += 1;
         let trade_id = trades.next_trade_id;
         let ticker_id = match (pending_matches, trades.pending_ticker) {
+            // The product carries no tickers: none kept (ticker id 0 is never used).
+            _ if !keeps_tickers => 0,
             (true, Some(id)) => {
                 if let Some(ticker) = trades.tickers.get_mut(&id) {
                     ticker.aggregate_quantity += quantity as u64;
@@ -781,7 +798,9 @@ impl ProductBuilder {
             },
         );
         // Overseas trades (104) are excluded from statistics.
-        if trd_type != 104 {
+        let stats_carried =
+            self.carries(Statistics::MSG_TYPE) || self.carries(CcStatistics::MSG_TYPE);
+        if trd_type != 104 && stats_carried {
             self.dirty_stats.insert(security.0);
         }
         out.push(
@@ -830,8 +849,13 @@ impl ProductBuilder {
             ticker.trd_cancel_flag = AsciiStr::from_char(b'Y');
             out.push(ticker.clone().into());
         }
-        out.push(self.statistics(security.0).into());
-        out.push(self.cc_statistics(security.0).into());
+        // Statistics go over every trade of the security: computed only when carried.
+        if self.product.carries(Statistics::MSG_TYPE) {
+            out.push(self.statistics(security.0).into());
+        }
+        if self.product.carries(CcStatistics::MSG_TYPE) {
+            out.push(self.cc_statistics(security.0).into());
+        }
         Ok(())
     }
 
@@ -1197,7 +1221,7 @@ mod tests {
             def.fields.security_code = 700;
             def.fields.spread_table_code = AsciiStr::new(code);
             b.on_event(
-                &MarketEvent::PassThrough(Box::new(Message::SecurityDefinition(def))),
+                &MarketEvent::PassThrough(Box::new(Message::from(def))),
                 &mut out,
             )
             .unwrap();

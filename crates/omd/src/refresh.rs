@@ -50,8 +50,15 @@ impl RefreshService {
 
     /// Every message published on the real-time channel, in order, with its sequence number.
     pub fn on_realtime(&mut self, seq_num: u32, msg: &Message) {
-        if let Message::SequenceReset(_) = msg {
-            return self.realtime_sequence_reset();
+        match msg {
+            Message::SequenceReset(_) => return self.realtime_sequence_reset(),
+            // Snapshots carry no trade history (trades, trade cancels, tickers): the image
+            // does not keep it (it would only grow all day).
+            Message::Trade(_) | Message::TradeCancel(_) | Message::TradeTicker(_) => {
+                self.realtime_last_seq = seq_num;
+                return;
+            }
+            _ => {}
         }
         // The real-time stream is the publisher's own output: it cannot be inconsistent with
         // the image built from it, and a failure here would only affect the snapshot.

@@ -77,8 +77,82 @@ pub struct RetransmissionStore {
     channels: Vec<(u16, Kept)>,
 }
 
-/// One channel's retained messages: (sequence number, bytes), oldest first.
-type Kept = VecDeque<(u32, Vec<u8>)>;
+/// One channel's retained messages, oldest first, back to back in one byte buffer used as a
+/// ring: recording a message is a copy to the buffer's end (and, once the channel holds its
+/// capacity, forgetting the oldest is moving a start mark). The bytes of forgotten messages at
+/// the buffer's front are dropped (the live bytes moved down) once they outweigh the live ones,
+/// so the buffer stays under twice the retained bytes and never allocates once warm.
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    /// Sequence number of the oldest retained message (meaningless while `ends` is empty).
+    first_seq: u32,
+    /// Absolute byte position where the oldest retained message starts.
+    start: u64,
+    /// Absolute byte position just after each retained message, oldest first.
+    ends: VecDeque<u64>,
+    /// Absolute byte position of `data[0]`.
+    base: u64,
+    data: Vec<u8>,
+}
+
+impl Kept {
+    /// Forgotten bytes are dropped from the buffer's front once there are at least this many.
+    const COMPACT_MIN: u64 = 64 * 1024;
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn last_seq(&self) -> Option<u32> {
+        (!self.ends.is_empty()).then(|| self.first_seq.wrapping_add(self.ends.len() as u32 - 1))
+    }
+
+    fn clear(&mut self) {
+        self.ends.clear();
+        self.data.clear();
+        self.base = 0;
+        self.start = 0;
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some(end) = self.ends.pop_front() {
+            self.start = end;
+            self.first_seq = self.first_seq.wrapping_add(1);
+        }
+    }
+
+    fn push(&mut self, seq_num: u32, bytes: &[u8], capacity: usize) {
+        if self
+            .last_seq()
+            .is_some_and(|last| last.wrapping_add(1) != seq_num)
+        {
+            self.clear();
+        }
+        if self.ends.is_empty() {
+            self.first_seq = seq_num;
+        }
+        while self.ends.len() >= capacity {
+            self.forget_oldest();
+        }
+        let dead = self.start - self.base;
+        if dead >= Self::COMPACT_MIN && dead >= self.data.len() as u64 - dead {
+            self.data.drain(..dead as usize);
+            self.base = self.start;
+        }
+        self.data.extend_from_slice(bytes);
+        self.ends.push_back(self.base + self.data.len() as u64);
+    }
+
+    /// The bytes of the message at `index` (0 is the oldest retained).
+    fn get(&self, index: usize) -> &[u8] {
+        let from = match index {
+            0 => self.start,
+            i => self.ends[i - 1],
+        };
+        let to = self.ends[index];
+        &self.data[(from - self.base) as usize..(to - self.base) as usize]
+    }
+}
 
 impl RetransmissionStore {
     pub fn new(capacity: u32) -> Self {
@@ -99,7 +173,7 @@ impl RetransmissionStore {
         let at = match self.channels.iter().position(|(c, _)| *c == channel) {
             Some(at) => at,
             None => {
-                self.channels.push((channel, VecDeque::new()));
+                self.channels.push((channel, Kept::default()));
                 self.channels.len() - 1
             }
         };
@@ -109,42 +183,19 @@ impl RetransmissionStore {
     /// Keep a published message. Sequence numbers must increase by one; a jump (which only a
     /// caller bug produces) restarts the channel's store.
     pub fn record(&mut self, channel: u16, seq_num: u32, bytes: Vec<u8>) {
-        let capacity = self.capacity as usize;
-        let kept = self.kept_mut(channel);
-        if kept
-            .back()
-            .is_some_and(|(last, _)| last.wrapping_add(1) != seq_num)
-        {
-            kept.clear();
-        }
-        kept.push_back((seq_num, bytes));
-        while kept.len() > capacity {
-            kept.pop_front();
-        }
+        self.record_copy(channel, seq_num, &bytes);
     }
 
-    /// [`RetransmissionStore::record`] of a copy of `bytes`; once the channel holds its
-    /// capacity, the buffer of the message it forgets is reused (no allocation).
+    /// [`RetransmissionStore::record`] of a copy of `bytes` (a copy into the channel's ring;
+    /// no allocation once the ring is warm).
     pub fn record_copy(&mut self, channel: u16, seq_num: u32, bytes: &[u8]) {
         let capacity = self.capacity as usize;
-        let kept = self.kept_mut(channel);
-        if kept
-            .back()
-            .is_some_and(|(last, _)| last.wrapping_add(1) != seq_num)
-        {
-            kept.clear();
-        }
-        let mut buf = if kept.len() >= capacity {
-            kept.pop_front().map(|(_, b)| b).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        buf.clear();
-        buf.extend_from_slice(bytes);
-        kept.push_back((seq_num, buf));
-        while kept.len() > capacity {
-            kept.pop_front();
-        }
+        self.kept_mut(channel).push(seq_num, bytes, capacity);
+    }
+
+    /// Messages retained for `channel`.
+    pub fn retained(&self, channel: u16) -> usize {
+        self.kept(channel).map_or(0, Kept::len)
     }
 
     /// Forget a channel's messages (Sequence Reset).
@@ -155,16 +206,16 @@ impl RetransmissionStore {
     /// The messages `begin..=end`, if all are retained.
     pub fn range(&self, channel: u16, begin: u32, end: u32) -> Option<Vec<(u32, &[u8])>> {
         let kept = self.kept(channel)?;
-        let (first, _) = kept.front()?;
-        let (last, _) = kept.back()?;
-        if begin < *first || end > *last || begin > end {
+        let first = kept.first_seq;
+        let last = kept.last_seq()?;
+        if begin < first || end > last || begin > end {
             return None;
         }
         let start = (begin - first) as usize;
         let count = (end - begin) as usize + 1;
         Some(
-            kept.range(start..start + count)
-                .map(|(s, b)| (*s, b.as_slice()))
+            (start..start + count)
+                .map(|i| (first + i as u32, kept.get(i)))
                 .collect(),
         )
     }
@@ -1111,6 +1162,33 @@ mod tests {
         store.record_copy(2, 20, &[1]);
         assert!(store.range(2, 7, 7).is_none());
         assert_eq!(store.range(2, 20, 20).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_ring_serves_every_message_of_its_window_through_many_compactions() {
+        // Messages of varying sizes, many times the ring's compaction threshold.
+        let bytes_of = |seq: u32| vec![(seq % 251) as u8; 4 + (seq as usize * 7) % 300];
+        let mut store = RetransmissionStore::new(1_000);
+        for seq in 1..=20_000u32 {
+            store.record_copy(9, seq, &bytes_of(seq));
+            if seq % 997 == 0 || seq == 20_000 {
+                let first = seq.saturating_sub(999).max(1);
+                assert_eq!(store.retained(9), (seq - first + 1) as usize);
+                let kept = store.range(9, first, seq).unwrap();
+                assert_eq!(kept.len(), (seq - first + 1) as usize);
+                for (s, b) in kept {
+                    assert_eq!(b, &bytes_of(s)[..], "message {s} after {seq}");
+                }
+                if first > 1 {
+                    assert!(store.range(9, first - 1, seq).is_none());
+                }
+                assert!(store.range(9, first, seq + 1).is_none());
+            }
+        }
+        // The buffer holds under twice the retained bytes plus the compaction threshold.
+        let kept = store.kept(9).unwrap();
+        let live: usize = (19_001..=20_000).map(|s| bytes_of(s).len()).sum();
+        assert!(kept.data.len() <= 2 * live + Kept::COMPACT_MIN as usize);
     }
 
     impl NominalPrice {

@@ -15,6 +15,7 @@ use std::collections::BinaryHeap;
 use twinsite_core::time::NANOS_PER_MILLI;
 use twinsite_core::{BrokerId, OrderId, Price, Qty, SecurityCode, Side, Timestamp};
 use twinsite_omd::handler::{FeedHandler, HandlerConfig, HandlerEvent};
+use twinsite_omd::image::MarketImage;
 use twinsite_omd::products::{MarketEvent, Product, ProductBuilder};
 use twinsite_omd::publisher::{
     ChannelPublisher, DrChannelPublisher, DrStatus, Line, PublisherConfig,
@@ -55,6 +56,8 @@ struct Sim {
     builder: ProductBuilder,
     publisher: ChannelPublisher,
     refresh: RefreshService,
+    /// Everything published, applied in order (the refresh image keeps no trade history).
+    published: MarketImage,
     rts: RtsServer,
     rts_config: RtsServerConfig,
     dr: DrChannelPublisher,
@@ -128,6 +131,7 @@ impl Sim {
             builder: ProductBuilder::new(Product::Combined),
             publisher,
             refresh,
+            published: MarketImage::default(),
             rts,
             rts_config,
             dr,
@@ -252,6 +256,9 @@ impl Sim {
                 .store_mut()
                 .record(CHANNEL, published.seq_num, published.bytes);
             self.refresh.on_realtime(published.seq_num, msg);
+            self.published
+                .apply(msg)
+                .expect("the published stream is consistent");
         }
         self.publisher.flush(self.now);
     }
@@ -475,7 +482,11 @@ impl Sim {
         let with_trades = stats.refreshes == 0 && self.refreshed_at.iter().all(|&l| l == 0);
         channel
             .image()
-            .compare(self.refresh.image(), with_trades)
+            .compare(self.refresh.image(), false)
+            .map_err(|e| format!("{e}; {}", context()))?;
+        channel
+            .image()
+            .compare(&self.published, with_trades)
             .map_err(|e| format!("{e}; {}", context()))?;
         if self.seed % 4 < 1 && stats.retransmission_requests > 0 {
             return Err(format!("loss on one line needed the RTS; {}", context()));

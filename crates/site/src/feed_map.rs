@@ -8,13 +8,13 @@
 //! below (for the rest of the day); Market Turnover (81) NB carries Buy+Sell turnover (whole
 //! RMB) only once the mainland market has closed, Buy and Sell NULL.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use twinsite_core::{MarketSegment, Price, Qty, SecurityCode, Side, Timestamp};
 use twinsite_engine::china::CcPhase;
 use twinsite_engine::refdata::{Security, SpreadTable};
 use twinsite_engine::{Engine, Event, MatchKind, Phase};
 use twinsite_omd::message::*;
-use twinsite_omd::wire::{AsciiStr, Utf16Str};
+use twinsite_omd::wire::{AsciiStr, IdHashMap, Utf16Str};
 use twinsite_omd::MarketEvent;
 
 /// Where a market event goes.
@@ -106,8 +106,8 @@ struct SecInfo {
 /// Maps engine events to routed market events; keeps what the mapping needs across events.
 #[derive(Debug, Default)]
 pub struct FeedMap {
-    securities: HashMap<SecurityCode, SecInfo>,
-    trades: HashMap<SecurityCode, u32>,
+    securities: IdHashMap<SecurityCode, SecInfo>,
+    trades: IdHashMap<SecurityCode, u32>,
     daily_quota: i64,
     /// Markets whose quota balance went below 30 % today (the value is shown from then on).
     quota_shown: BTreeMap<MarketSegment, bool>,
