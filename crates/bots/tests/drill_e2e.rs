@@ -617,7 +617,15 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
                 .iter()
                 .any(|(site, _, n)| *site == Site::Backup && n.contains(what))
         };
-        if refused("SequenceTooLow") && refused("MsgSeqNum too low") {
+        let fix_refused = log
+            .observations(&by_firm(&regs, FIX_FIRMS[2].0).id())
+            .iter()
+            .any(|o| {
+                o.site == Site::Backup
+                    && matches!(&o.what, twinsite_drill::activity::What::LogonRefused { reason }
+                        if reason.contains("MsgSeqNum too low"))
+            });
+        if refused("SequenceTooLow") && fix_refused {
             break;
         }
         let (site, a) = tokio::time::timeout_at(deadline, rx.recv())
@@ -726,6 +734,12 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     assert!(!seq.passed, "{seq:?}");
     assert!(
         seq.detail.contains("no logon accepted at the backup site"),
+        "{seq:?}"
+    );
+    // The evidence says why: the Logon's MsgSeqNum 1 against the number the exchange expected.
+    assert!(
+        seq.detail.contains("FIX logon refused: MsgSeqNum too low")
+            && seq.detail.contains("received 1"),
         "{seq:?}"
     );
     for id in &cceps {

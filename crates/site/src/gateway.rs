@@ -1621,6 +1621,10 @@ impl Core {
                     tracing::info!(connection = connection.0, %reason, "FIX disconnect");
                     if reason.contains(crate::fix_gateway::LOGONS_NOT_ALLOWED_TEXT) {
                         self.refused_closed(connection, Platform::OtpC, now);
+                    } else if let Some(why) = reason.strip_prefix("logon refused: ") {
+                        // Refused at logon (sequence numbers, password): the Logon named its
+                        // Comp ID, so the refusal is that participant's evidence.
+                        self.refused_fix_logon(connection, why, now);
                     }
                     let _ = self.activity.send(Activity::Disconnected {
                         connection: connection.0,
@@ -1707,6 +1711,21 @@ impl Core {
             }
         }
         self.release();
+    }
+
+    /// A FIX logon refused by the session layer (e.g. "MsgSeqNum too low, expecting 13 but
+    /// received 1"): recorded with the SenderCompID the Logon named.
+    fn refused_fix_logon(&mut self, connection: ConnectionId, why: &str, now: Timestamp) {
+        let Some(c) = self.conns.get(&connection) else {
+            return;
+        };
+        let _ = self.activity.send(Activity::Refused {
+            comp_id: c.logon_comp.flatten(),
+            peer: c.peer,
+            platform: Platform::OtpC,
+            reason: format!("FIX logon refused: {why}"),
+            at: now,
+        });
     }
 
     /// A logon refused because its platform's logons are closed (Session Status 7): recorded
