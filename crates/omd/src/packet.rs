@@ -204,6 +204,35 @@ impl PacketBuilder {
         true
     }
 
+    /// The packet so far (header space included).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Append bytes to the packet without counting a message yet (the caller encodes a
+    /// message in place, then [`PacketBuilder::commit_open`]s or truncates it).
+    pub fn append_open(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.buf)
+    }
+
+    /// Drop the uncommitted bytes from `len` on.
+    pub fn truncate_open(&mut self, len: usize) {
+        self.buf.truncate(len.max(PacketHeader::LEN));
+    }
+
+    /// True if the `msg_len` uncommitted bytes at `start` may stay (size and count limits).
+    pub fn open_fits(&self, start: usize, msg_len: usize) -> bool {
+        self.msg_count < u8::MAX && start + msg_len <= self.max_payload
+    }
+
+    /// Count the uncommitted bytes as one message; `seq_num` is used if it is the first.
+    pub fn commit_open(&mut self, seq_num: u32) {
+        if self.msg_count == 0 {
+            self.seq_num = seq_num;
+        }
+        self.msg_count += 1;
+    }
+
     /// Finish the packet and reset the builder.
     pub fn finish(&mut self, send_time: Timestamp) -> Vec<u8> {
         self.finish_reusing(send_time, None)

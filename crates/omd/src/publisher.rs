@@ -144,9 +144,7 @@ impl ChannelPublisher {
 
     /// The SendTime for a packet sent at `now` (never before the floor), recorded.
     fn stamp(&mut self, now: Timestamp) -> Timestamp {
-        let at = Timestamp(crate::packet::send_time_ms(now.max(self.send_time_floor)));
-        self.last_send_time = self.last_send_time.max(at);
-        at
+        stamp(&mut self.last_send_time, self.send_time_floor, now)
     }
 
     pub fn channel_id(&self) -> u16 {
@@ -205,21 +203,96 @@ impl ChannelPublisher {
     ) -> Result<(u32, &[u8]), PublishError> {
         let mut bytes = std::mem::take(&mut self.scratch);
         bytes.clear();
-        msg.encode(&mut bytes);
-        let max = self.lines.iter().map(|l| l.packing.max_payload_bytes).min();
-        let max = max.unwrap_or(OMD_MAX_PAYLOAD).min(OMD_MAX_PAYLOAD);
-        if bytes.len() + PacketHeader::LEN > max {
-            let len = bytes.len();
-            self.scratch = bytes;
+        let seq_num = self.publish_with(msg, now, |_, encoded| bytes.extend_from_slice(encoded));
+        self.scratch = bytes;
+        Ok((seq_num?, &self.scratch))
+    }
+
+    /// The publishing path without any intermediate buffer: the message is encoded straight
+    /// into Line A's open packet (flushed first if the message does not fit), copied from
+    /// there into Line B's, and shown to `keep` (the retransmission store) with its sequence
+    /// number. The datagrams are exactly those of [`ChannelPublisher::publish`], in the same
+    /// order.
+    pub fn publish_with(
+        &mut self,
+        msg: &Message,
+        now: Timestamp,
+        keep: impl FnOnce(u32, &[u8]),
+    ) -> Result<u32, PublishError> {
+        let max = self.lines[0]
+            .packing
+            .max_payload_bytes
+            .min(self.lines[1].packing.max_payload_bytes)
+            .min(OMD_MAX_PAYLOAD);
+        let a = &mut self.lines[0].builder;
+        let start = a.len();
+        a.append_open(|buf| msg.encode(buf));
+        let len = a.len() - start;
+        if len + PacketHeader::LEN > max {
+            a.truncate_open(start);
             return Err(PublishError::TooLarge { len, max });
+        }
+        if !a.open_fits(start, len) {
+            // Line A's packet is full: it goes out without the message, which starts the next.
+            let mut moved = std::mem::take(&mut self.scratch);
+            moved.clear();
+            moved.extend_from_slice(&a.bytes()[start..]);
+            a.truncate_open(start);
+            self.flush_line(Line::A, now);
+            self.lines[0]
+                .builder
+                .append_open(|buf| buf.extend_from_slice(&moved));
+            self.scratch = moved;
         }
         let seq_num = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        for line in Line::BOTH {
-            self.push_on_line(line, seq_num, &bytes, now);
+        let a = &mut self.lines[0];
+        a.builder.commit_open(seq_num);
+        a.pending_since.get_or_insert(now);
+        if a.builder.msg_count() >= a.packing.max_messages {
+            // Line A is at its message limit: its packet goes out before Line B's (rare).
+            let mut moved = std::mem::take(&mut self.scratch);
+            moved.clear();
+            let bytes = a.builder.bytes();
+            moved.extend_from_slice(&bytes[bytes.len() - len..]);
+            self.flush_line(Line::A, now);
+            self.push_on_line_b(seq_num, &moved, now);
+            keep(seq_num, &moved);
+            self.scratch = moved;
+        } else {
+            let [a, b] = &mut self.lines;
+            let bytes = a.builder.bytes();
+            let encoded = &bytes[bytes.len() - len..];
+            if !b.builder.fits(len) {
+                let send_time = stamp(&mut self.last_send_time, self.send_time_floor, now);
+                flush_state(b, Line::B, send_time, now, &mut self.spare, &mut self.out);
+            }
+            let accepted = b.builder.push_raw(seq_num, encoded);
+            debug_assert!(
+                accepted,
+                "Invariant: a message that fits an empty packet is accepted"
+            );
+            b.pending_since.get_or_insert(now);
+            keep(seq_num, encoded);
         }
-        self.scratch = bytes;
-        Ok((seq_num, &self.scratch))
+        let b = &self.lines[1];
+        if b.builder.msg_count() >= b.packing.max_messages {
+            self.flush_line(Line::B, now);
+        }
+        Ok(seq_num)
+    }
+
+    fn push_on_line_b(&mut self, seq_num: u32, bytes: &[u8], now: Timestamp) {
+        if !self.lines[1].builder.fits(bytes.len()) {
+            self.flush_line(Line::B, now);
+        }
+        let state = &mut self.lines[1];
+        let accepted = state.builder.push_raw(seq_num, bytes);
+        debug_assert!(
+            accepted,
+            "Invariant: a message that fits an empty packet is accepted"
+        );
+        state.pending_since.get_or_insert(now);
     }
 
     /// Hand back the bytes of a sent datagram so the next packet reuses the buffer.
@@ -227,23 +300,6 @@ impl ChannelPublisher {
         if self.spare.len() < 64 && bytes.capacity() >= OMD_MAX_PAYLOAD {
             bytes.clear();
             self.spare.push(bytes);
-        }
-    }
-
-    fn push_on_line(&mut self, line: Line, seq_num: u32, bytes: &[u8], now: Timestamp) {
-        let state = &mut self.lines[line.index()];
-        if !state.builder.fits(bytes.len()) {
-            self.flush_line(line, now);
-        }
-        let state = &mut self.lines[line.index()];
-        let accepted = state.builder.push_raw(seq_num, bytes);
-        debug_assert!(
-            accepted,
-            "Invariant: a message that fits an empty packet is accepted"
-        );
-        state.pending_since.get_or_insert(now);
-        if state.builder.msg_count() >= state.packing.max_messages {
-            self.flush_line(line, now);
         }
     }
 
@@ -268,12 +324,8 @@ impl ChannelPublisher {
             return;
         }
         let send_time = self.stamp(now);
-        let next = self.spare.pop();
         let state = &mut self.lines[line.index()];
-        let bytes = state.builder.finish_reusing(send_time, next);
-        state.pending_since = None;
-        state.last_sent = now;
-        self.out.push_back(Datagram { line, bytes });
+        flush_state(state, line, send_time, now, &mut self.spare, &mut self.out);
     }
 
     /// Lingering packets whose time is up go out; idle lines send a heartbeat whose SeqNum is
@@ -314,6 +366,28 @@ impl ChannelPublisher {
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
         self.out.pop_front()
     }
+}
+
+/// The SendTime for a packet sent at `now` (never before `floor`), recorded in `last`.
+fn stamp(last: &mut Timestamp, floor: Timestamp, now: Timestamp) -> Timestamp {
+    let at = Timestamp(crate::packet::send_time_ms(now.max(floor)));
+    *last = (*last).max(at);
+    at
+}
+
+/// Finish a line's open (non-empty) packet into the output queue.
+fn flush_state(
+    state: &mut LineState,
+    line: Line,
+    send_time: Timestamp,
+    now: Timestamp,
+    spare: &mut Vec<Vec<u8>>,
+    out: &mut VecDeque<Datagram>,
+) {
+    let bytes = state.builder.finish_reusing(send_time, spare.pop());
+    state.pending_since = None;
+    state.last_sent = now;
+    out.push_back(Datagram { line, bytes });
 }
 
 /// DR status of the Disaster Recovery Signal (105).
@@ -495,6 +569,121 @@ mod tests {
         }
         assert!(a.len() > 50);
         assert_eq!(a, b);
+    }
+
+    /// The packetisation `publish_with` must reproduce: per message, Line A then Line B each
+    /// flush when the message does not fit, take it, and flush at their message limit.
+    fn reference_packets(
+        config: &PublisherConfig,
+        msgs: &[(Message, bool)],
+        t: Timestamp,
+    ) -> Vec<(Line, Vec<u8>)> {
+        let mut builders = [config.line_a, config.line_b]
+            .map(|p| (PacketBuilder::new(p.max_payload_bytes), p.max_messages));
+        let mut out = Vec::new();
+        for (seq, (msg, flush)) in (1u32..).zip(msgs) {
+            let bytes = msg.to_bytes();
+            for (i, line) in Line::BOTH.into_iter().enumerate() {
+                let (b, max) = &mut builders[i];
+                if !b.fits(bytes.len()) {
+                    out.push((line, b.finish(t)));
+                }
+                assert!(b.push_raw(seq, &bytes));
+                if b.msg_count() >= *max {
+                    out.push((line, b.finish(t)));
+                }
+            }
+            if *flush {
+                let (b, _) = &mut builders[0];
+                if !b.is_empty() {
+                    out.push((Line::A, b.finish(t)));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn in_place_encoding_gives_the_reference_packets_at_every_limit() {
+        let t = Timestamp::from_secs(1_000);
+        let mut config = PublisherConfig::new(7);
+        // Small limits so that every path is taken: A full by size and by count, B full by
+        // size and by count, in the same message.
+        config.line_a = LinePacking {
+            max_payload_bytes: 200,
+            max_messages: 5,
+            linger_ns: 0,
+        };
+        config.line_b = LinePacking {
+            max_payload_bytes: 150,
+            max_messages: 3,
+            linger_ns: NANOS_PER_SEC,
+        };
+        let mut msgs = Vec::new();
+        for i in 0..400u32 {
+            let msg: Message = match i % 3 {
+                0 => nominal(i),
+                1 => crate::message::LiquidityProvider {
+                    security_code: i,
+                    lp_broker_numbers: vec![1; (i % 40) as usize],
+                }
+                .into(),
+                _ => crate::message::Trade {
+                    security_code: i,
+                    trade_id: i,
+                    price: 10,
+                    quantity: 100,
+                    trd_type: 0,
+                    trade_time: 0,
+                }
+                .into(),
+            };
+            msgs.push((msg, i % 17 == 16));
+        }
+        let mut p = ChannelPublisher::new(config.clone(), t);
+        let mut kept = Vec::new();
+        for (msg, flush) in &msgs {
+            let seq = p
+                .publish_with(msg, t, |s, b| kept.push((s, b.to_vec())))
+                .unwrap();
+            assert_eq!(seq as usize, kept.len());
+            if *flush {
+                p.flush(t);
+            }
+            while let Some(d) = p.poll_transmit() {
+                p.recycle(d.bytes);
+            }
+        }
+        let mut p = ChannelPublisher::new(config.clone(), t);
+        let mut got = Vec::new();
+        for (msg, flush) in &msgs {
+            p.publish_with(msg, t, |_, _| {}).unwrap();
+            if *flush {
+                p.flush(t);
+            }
+            got.extend(drain(&mut p).into_iter().map(|d| (d.line, d.bytes)));
+        }
+        assert_eq!(got, reference_packets(&config, &msgs, t));
+        for (i, (seq, bytes)) in kept.iter().enumerate() {
+            assert_eq!(*seq, i as u32 + 1);
+            assert_eq!(bytes, &msgs[i].0.to_bytes());
+        }
+        // A message larger than a packet is refused and changes nothing.
+        let big: Message = crate::message::LiquidityProvider {
+            security_code: 1,
+            lp_broker_numbers: vec![1; 80],
+        }
+        .into();
+        let before = p.last_seq();
+        assert!(matches!(
+            p.publish_with(&big, t, |_, _| panic!("not kept")),
+            Err(PublishError::TooLarge { .. })
+        ));
+        assert_eq!(p.last_seq(), before);
+        p.flush_all(t);
+        for d in drain(&mut p) {
+            assert!(Packet::parse(&d.bytes).is_ok());
+        }
     }
 
     #[test]

@@ -374,10 +374,12 @@ impl FeedCore {
                 }
             }
             ch.builder.end_batch(&mut msgs);
+            let store = self.rts.store_mut();
             for msg in &msgs {
-                match ch.publisher.publish_encoded(msg, now) {
-                    Ok((seq_num, bytes)) => {
-                        self.rts.store_mut().record_copy(ch.id, seq_num, bytes);
+                let id = ch.id;
+                let kept = |seq_num, bytes: &[u8]| store.record_copy(id, seq_num, bytes);
+                match ch.publisher.publish_with(msg, now, kept) {
+                    Ok(seq_num) => {
                         if let Some(r) = &mut ch.refresh {
                             r.service.on_realtime(seq_num, msg);
                         }
