@@ -1,6 +1,6 @@
 //! The operations console of a real compressed demo in a real browser: `twinsite demo` (three
 //! nodes, four binary EPs with two faulty, one FIX EP, two CCEPs, one information vendor, the PS2
-//! schedule in ~40 s) with its console on 127.0.0.1 port 0, watched by
+//! schedule in ~50 s) with its console on 127.0.0.1 port 0, watched by
 //! `crates/console/e2e/console-demo.e2e.mjs` in Debian's headless Chromium (playwright-core): a
 //! viewer and an operator see the phase marker move, the failover happen with its RTO, the
 //! participants reconnect at the backup and their checks fill in, the report at the end, and
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 const EXE: &str = env!("CARGO_BIN_EXE_twinsite");
 /// Demo start-up (RSA key, three nodes electing a leader, participants) on a loaded box.
 const CONSOLE_UP: Duration = Duration::from_secs(90);
-/// The browser script: the whole session (~40 s) plus the report, with room for a loaded box.
+/// The browser script: the whole session (~50 s) plus the report, with room for a loaded box.
 const BROWSER_DONE: Duration = Duration::from_secs(180);
 
 fn missing(e2e: &Path, chromium: &Path) -> Option<String> {
@@ -176,7 +176,7 @@ fn console_of_a_running_demo_in_headless_chromium() {
             .args([
                 "demo",
                 "--seconds",
-                "40",
+                "50",
                 "--participants",
                 "4",
                 "--fix",
