@@ -222,7 +222,7 @@ fn skip_to_next_start(b: &[u8], from: usize) -> Step {
 
 /// FIX CheckSum: byte sum modulo 256.
 pub fn checksum(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0u32, |acc, &c| (acc + c as u32) & 0xff)
+    bytes.iter().fold(0u8, |acc, &c| acc.wrapping_add(c)) as u32
 }
 
 /// Why a framed message could not be split into fields.
@@ -296,25 +296,64 @@ fn parse_tag(bytes: &[u8]) -> Option<u32> {
 /// Encode a message: BeginString, computed BodyLength, `fields` in order, computed CheckSum.
 /// `fields` must not contain 8, 9 or 10.
 pub fn encode(begin_string: &str, fields: &[Field]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(fields.len() * 12);
-    for field in fields {
+    encode_fields(
+        begin_string,
+        fields.iter().map(|f| (f.tag, f.value.as_bytes())),
+    )
+}
+
+/// [`encode`] from (tag, value) pairs: one allocation, no intermediate field list.
+pub fn encode_fields<'a, I>(begin_string: &str, fields: I) -> Vec<u8>
+where
+    I: Iterator<Item = (u32, &'a [u8])> + Clone,
+{
+    let body_len: usize = fields
+        .clone()
+        .map(|(tag, v)| digits(tag as u64) + v.len() + 2)
+        .sum();
+    let mut out = Vec::with_capacity(body_len + begin_string.len() + 24);
+    push_field(&mut out, 8, begin_string.as_bytes());
+    push_field(&mut out, 9, decimal(body_len as u64, &mut [0; 20]));
+    for (tag, value) in fields {
         debug_assert!(
-            !matches!(field.tag, 8..=10),
+            !matches!(tag, 8..=10),
             "Invariant: framing tags are written by the encoder"
         );
-        push_field(&mut body, field.tag, field.value.as_bytes());
+        push_field(&mut out, tag, value);
     }
-    let mut out = Vec::with_capacity(body.len() + 32);
-    push_field(&mut out, 8, begin_string.as_bytes());
-    push_field(&mut out, 9, body.len().to_string().as_bytes());
-    out.extend_from_slice(&body);
-    let sum = checksum(&out);
-    push_field(&mut out, 10, format!("{sum:03}").as_bytes());
+    let sum = checksum(&out) as u8;
+    push_field(
+        &mut out,
+        10,
+        &[b'0' + sum / 100, b'0' + sum / 10 % 10, b'0' + sum % 10],
+    );
     out
 }
 
+fn digits(mut n: u64) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 fn push_field(out: &mut Vec<u8>, tag: u32, value: &[u8]) {
-    out.extend_from_slice(tag.to_string().as_bytes());
+    out.extend_from_slice(decimal(tag as u64, &mut [0; 20]));
     out.push(b'=');
     out.extend_from_slice(value);
     out.push(SOH);

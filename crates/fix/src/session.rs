@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use twinsite_core::Timestamp;
 
-use crate::codec::{encode, FrameSplitter, BEGIN_STRING};
+use crate::codec::{self, FrameSplitter, BEGIN_STRING};
 use crate::dictionary;
 use crate::message::{read_frame, Field, Message, Received, SessionRejectReason as R, Violation};
 use crate::password::{session_status, LogonCredentials, LogonDecision, LogonVerifier};
@@ -1178,23 +1178,39 @@ impl Session {
         message: &Message,
     ) -> Vec<u8> {
         let precision = self.config.time_precision;
-        let mut fields = Vec::with_capacity(message.body.len() + 8);
-        fields.push(Field::new(35, message.msg_type.clone()));
-        fields.push(Field::new(49, self.config.local_comp_id.clone()));
-        fields.push(Field::new(56, self.config.remote_comp_id.clone()));
-        fields.push(Field::new(34, seq.to_string()));
-        if orig_sending_time.is_some() {
-            fields.push(Field::new(43, "Y"));
+        let seq = seq.to_string();
+        let sending_time = format_utc_timestamp(now, precision);
+        let orig = orig_sending_time.map(|t| format_utc_timestamp(t, precision));
+        let mut header: [(u32, &[u8]); 8] = [(0, &[]); 8];
+        let mut n = 0;
+        macro_rules! put {
+            ($tag:expr, $v:expr) => {{
+                header[n] = ($tag, $v);
+                n += 1;
+            }};
+        }
+        put!(35, message.msg_type.as_bytes());
+        put!(49, self.config.local_comp_id.as_bytes());
+        put!(56, self.config.remote_comp_id.as_bytes());
+        put!(34, seq.as_bytes());
+        if orig.is_some() {
+            put!(43, b"Y");
         }
         if poss_resend {
-            fields.push(Field::new(97, "Y"));
+            put!(97, b"Y");
         }
-        fields.push(Field::new(52, format_utc_timestamp(now, precision)));
-        if let Some(orig) = orig_sending_time {
-            fields.push(Field::new(122, format_utc_timestamp(orig, precision)));
+        put!(52, sending_time.as_bytes());
+        if let Some(o) = &orig {
+            put!(122, o.as_bytes());
         }
-        fields.extend(message.body.iter().cloned());
-        encode(BEGIN_STRING, &fields)
+        let header = &header[..n];
+        codec::encode_fields(
+            BEGIN_STRING,
+            header
+                .iter()
+                .copied()
+                .chain(message.body.iter().map(|f| (f.tag, f.value.as_bytes()))),
+        )
     }
 }
 

@@ -138,26 +138,8 @@ pub enum AdminCmd {
     FeedImage(oneshot::Sender<Option<crate::feed_map::FeedImage>>),
 }
 
+/// What the core task acts on (connections call into the core directly, see [`connection`]).
 enum CoreMsg {
-    /// A connection to the FIX gateway.
-    FixAccepted {
-        conn: ConnectionId,
-        peer: SocketAddr,
-        tx: mpsc::UnboundedSender<Out>,
-    },
-    Accepted {
-        conn: ConnectionId,
-        peer: SocketAddr,
-        platform: Platform,
-        tx: mpsc::UnboundedSender<Out>,
-    },
-    Bytes {
-        conn: ConnectionId,
-        data: Vec<u8>,
-    },
-    Closed {
-        conn: ConnectionId,
-    },
     Admin(AdminCmd),
     /// Journal entries up to this ticket are committed.
     Committed {
@@ -173,6 +155,69 @@ enum CoreMsg {
 enum Out {
     Bytes(Vec<u8>),
     Close,
+}
+
+/// Output the core released for one connection, waiting for the connection's task to write it.
+#[derive(Default)]
+struct Outbox {
+    queue: Mutex<OutQueue>,
+    /// Woken when output was queued by anyone but the connection's own task.
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct OutQueue {
+    bytes: Vec<u8>,
+    /// Close after `bytes` (nothing queued after a close is written).
+    close: bool,
+}
+
+impl Outbox {
+    fn push(&self, out: Out) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.close {
+            return;
+        }
+        match out {
+            Out::Bytes(b) => {
+                if q.bytes.is_empty() {
+                    q.bytes = b;
+                } else {
+                    q.bytes.extend_from_slice(&b);
+                }
+            }
+            Out::Close => q.close = true,
+        }
+    }
+
+    /// Move the queued bytes to the end of `into`; true once a close is queued.
+    fn take(&self, into: &mut Vec<u8>) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if into.is_empty() {
+            std::mem::swap(into, &mut q.bytes);
+        } else {
+            into.extend_from_slice(&q.bytes);
+            q.bytes.clear();
+        }
+        q.close
+    }
+}
+
+/// The core, shared by the core task (timers, admin, journal commits, activation) and the
+/// connection tasks, which call into it under the lock and write their replies themselves.
+struct Shared {
+    core: Mutex<Core>,
+    /// Woken when a connection moved the core's earliest timer before the core task's wake-up.
+    rearm: tokio::sync::Notify,
+    /// Woken when an activation finished (connections accepted meanwhile wait for it).
+    activated: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
+        // A panic under the lock must not take every connection down with it.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A running site.
@@ -489,6 +534,8 @@ async fn start_inner(
             activity.clone(),
         )));
     }
+    // The gateway listeners, started once the core exists: (listener, name, platform).
+    let mut gateways = Vec::new();
     // OTP-CSC: its own lookup service and gateway pair, same framing and session rules.
     let mut csc_lookup = None;
     let mut csc_lookup_addrs = Vec::new();
@@ -520,16 +567,8 @@ async fn start_inner(
                 activity.clone(),
             )));
         }
-        for (l, name) in [(cp, "csc-primary"), (cm, "csc-mirror")] {
-            tasks.push(tokio::spawn(gateway_listener(
-                l,
-                name,
-                Platform::OtpCsc,
-                core_tx.clone(),
-                next_conn.clone(),
-                activity.clone(),
-            )));
-        }
+        gateways.push((cp, "csc-primary", Platform::OtpCsc));
+        gateways.push((cm, "csc-mirror", Platform::OtpCsc));
         csc_lookup = Some(svc);
     }
     let mut fix_gateway = None;
@@ -545,25 +584,10 @@ async fn start_inner(
         let h = cfg.site.advertise_host.unwrap_or(fa.ip()).to_string();
         lookup.lock().expect("lookup lock").fix_gateways =
             Some(((h.clone(), fa.port()), (h, fa.port())));
-        tasks.push(tokio::spawn(gateway_listener(
-            l,
-            "fix",
-            Platform::OtpC,
-            core_tx.clone(),
-            next_conn.clone(),
-            activity.clone(),
-        )));
+        gateways.push((l, "fix", Platform::OtpC));
     }
-    for (l, name) in [(gp, "primary"), (gm, "mirror")] {
-        tasks.push(tokio::spawn(gateway_listener(
-            l,
-            name,
-            Platform::OtpC,
-            core_tx.clone(),
-            next_conn.clone(),
-            activity.clone(),
-        )));
-    }
+    gateways.push((gp, "primary", Platform::OtpC));
+    gateways.push((gm, "mirror", Platform::OtpC));
     let (site, journal) = match node {
         Some((s, j)) => (s, Some(j)),
         None => (Site::Primary, None),
@@ -594,11 +618,33 @@ async fn start_inner(
         proposed: 0,
         committed: 0,
         proposer: prop_tx,
+        activating: false,
+        current: None,
+        armed: Timestamp(0),
     };
     if journal.is_none() {
-        core.become_active(wall_clock()).await;
+        let now = wall_clock();
+        if let Some(l) = load_config(&core.cfg, now) {
+            core.open(l, now);
+        }
+        core.finish(now);
     }
-    tasks.push(tokio::spawn(core.run(core_rx)));
+    let shared = Arc::new(Shared {
+        core: Mutex::new(core),
+        rearm: tokio::sync::Notify::new(),
+        activated: tokio::sync::Notify::new(),
+    });
+    for (l, name, platform) in gateways {
+        tasks.push(tokio::spawn(gateway_listener(
+            l,
+            name,
+            platform,
+            shared.clone(),
+            next_conn.clone(),
+            activity.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(core_task(shared, core_rx)));
     tracing::info!(site = %name, ?lookup_addrs, %gateway_primary, %gateway_mirror, "site started");
     Ok((
         SiteHandle {
@@ -813,7 +859,7 @@ async fn gateway_listener(
     l: TcpListener,
     name: &'static str,
     platform: Platform,
-    core: mpsc::UnboundedSender<CoreMsg>,
+    shared: Arc<Shared>,
     next: Arc<AtomicU64>,
     activity: broadcast::Sender<Activity>,
 ) {
@@ -829,82 +875,124 @@ async fn gateway_listener(
             gateway: name,
             at: wall_clock(),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (r, w) = s.into_split();
-        tokio::spawn(writer(w, rx));
-        let msg = if name == "fix" {
-            CoreMsg::FixAccepted { conn, peer, tx }
+        let kind = if name == "fix" {
+            ConnKind::Fix
         } else {
-            CoreMsg::Accepted {
-                conn,
-                peer,
-                platform,
-                tx,
-            }
+            ConnKind::Binary(platform)
         };
-        if core.send(msg).is_err() {
-            return;
-        }
-        tokio::spawn(reader(r, conn, core.clone()));
+        tokio::spawn(connection(s, conn, peer, kind, shared.clone()));
     }
 }
 
-async fn reader(
-    mut r: tokio::net::tcp::OwnedReadHalf,
+/// Which gateway a connection came in on.
+#[derive(Clone, Copy)]
+enum ConnKind {
+    /// OCG-C binary (OTP-C or OTP-CSC).
+    Binary(Platform),
+    Fix,
+}
+
+/// One gateway connection: a single task reads the socket, hands the bytes to the core under
+/// its lock (session rules, throttle, engine, journal batch), and writes the output the core
+/// released for it itself, with no task hop in between. Output produced for it by others (fills
+/// of another session's order, journal commits, timers) wakes it through its [`Outbox`].
+async fn connection(
+    mut s: TcpStream,
     conn: ConnectionId,
-    core: mpsc::UnboundedSender<CoreMsg>,
+    peer: SocketAddr,
+    kind: ConnKind,
+    shared: Arc<Shared>,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let outbox = Arc::new(Outbox::default());
     loop {
-        match r.read(&mut buf).await {
-            Ok(n) if n > 0 => {
-                if core
-                    .send(CoreMsg::Bytes {
-                        conn,
-                        data: buf[..n].to_vec(),
-                    })
-                    .is_err()
-                {
+        // An activation in progress: accept when it is done, as a queued accept would be.
+        let activated = shared.activated.notified();
+        tokio::pin!(activated);
+        activated.as_mut().enable();
+        {
+            let mut core = shared.lock();
+            if !core.activating {
+                let now = wall_clock();
+                core.current = Some(conn);
+                core.accept(conn, peer, kind, &outbox, now);
+                core.finish(now);
+                core.current = None;
+                break;
+            }
+        }
+        activated.await;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    // Bytes released for this connection and not yet written.
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut closing = false;
+    let mut write_open = true;
+    loop {
+        if write_open {
+            closing |= outbox.take(&mut out);
+            while !out.is_empty() {
+                match s.try_write(&out) {
+                    Ok(n) => {
+                        out.drain(..n);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        out.clear();
+                        write_open = false;
+                    }
+                }
+            }
+            if closing && out.is_empty() && write_open {
+                // As the exchange closes: the write side; the peer's close ends the task.
+                let _ = s.shutdown().await;
+                write_open = false;
+            }
+        }
+        let want_write = write_open && !out.is_empty();
+        tokio::select! {
+            biased;
+            r = s.readable() => {
+                let n = match r {
+                    Ok(()) => match s.try_read(&mut buf) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(_) => 0,
+                    },
+                    Err(_) => 0,
+                };
+                let rearm = {
+                    let mut core = shared.lock();
+                    let now = wall_clock();
+                    core.current = Some(conn);
+                    if n == 0 {
+                        core.on_closed(conn, now);
+                    } else {
+                        core.on_bytes(conn, &buf[..n], now);
+                    }
+                    core.finish(now);
+                    core.current = None;
+                    n > 0 && core.timers_moved_earlier()
+                };
+                if n == 0 {
+                    // What was released before the close still goes out.
+                    if write_open {
+                        outbox.take(&mut out);
+                        let _ = s.write_all(&out).await;
+                    }
                     return;
                 }
-            }
-            _ => {
-                let _ = core.send(CoreMsg::Closed { conn });
-                return;
-            }
-        }
-    }
-}
-
-async fn writer(mut w: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut batch = Vec::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
-        let mut close = false;
-        let mut next = Some(first);
-        // Coalesce everything already queued into one write.
-        while let Some(item) = next.take() {
-            match item {
-                Out::Bytes(b) => batch.extend_from_slice(&b),
-                Out::Close => {
-                    close = true;
-                    break;
+                if rearm {
+                    shared.rearm.notify_one();
                 }
             }
-            next = rx.try_recv().ok();
-        }
-        if !batch.is_empty() && w.write_all(&batch).await.is_err() {
-            return;
-        }
-        batch.clear();
-        if close {
-            let _ = w.shutdown().await;
-            return;
+            _ = outbox.wake.notified() => {}
+            _ = s.writable(), if want_write => {}
         }
     }
 }
 
 struct Conn {
-    tx: mpsc::UnboundedSender<Out>,
+    out: Arc<Outbox>,
     /// Bytes received that do not yet make a whole frame.
     pending: Vec<u8>,
     peer: SocketAddr,
@@ -1008,58 +1096,41 @@ struct Core {
     proposed: u64,
     committed: u64,
     proposer: mpsc::UnboundedSender<(u64, Vec<Entry>)>,
+    /// An activation is loading the replicated state (connections wait to be accepted).
+    activating: bool,
+    /// The connection whose task holds the lock (it writes its own output; others are woken).
+    current: Option<ConnectionId>,
+    /// When the core task wakes next at the latest (to notice a timer moved earlier).
+    armed: Timestamp,
 }
 
 impl Core {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
-        let tick = Duration::from_millis(50);
-        let mut next_tick = tokio::time::Instant::now() + tick;
-        loop {
-            let now = wall_clock();
-            let server_deadline = self
-                .live
-                .as_ref()
-                .and_then(|l| {
-                    [
-                        l.server.poll_timeout(),
-                        l.csc.poll_timeout(),
-                        l.fix.poll_timeout(),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                })
-                .map(|t| {
-                    tokio::time::Instant::now() + Duration::from_nanos(t.0.saturating_sub(now.0))
-                });
-            let deadline = server_deadline.map_or(next_tick, |d| d.min(next_tick));
-            tokio::select! {
-                m = rx.recv() => match m {
-                    None => return,
-                    Some(m) => {
-                        self.handle(m, wall_clock()).await;
-                        // Everything already queued goes into the same journal entry.
-                        while let Ok(m) = rx.try_recv() {
-                            self.handle(m, wall_clock()).await;
-                        }
-                    }
-                },
-                _ = tokio::time::sleep_until(deadline) => {
-                    let now = wall_clock();
-                    if let Some(l) = self.live.as_mut() {
-                        l.server.handle_timeout(now);
-                        l.csc.handle_timeout(now);
-                        l.fix.handle_timeout(now);
-                    }
-                    if tokio::time::Instant::now() >= next_tick {
-                        next_tick = tokio::time::Instant::now() + tick;
-                        self.engine_tick(now);
-                    }
-                    self.drain(now);
-                }
-            }
-            self.end_iteration(wall_clock());
-        }
+    /// The earliest timer of the sessions (heartbeats, logon waits, replays, cancel on
+    /// disconnect), if any.
+    fn timer_deadline(&self) -> Option<Timestamp> {
+        self.live.as_ref().and_then(|l| {
+            [
+                l.server.poll_timeout(),
+                l.csc.poll_timeout(),
+                l.fix.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+        })
+    }
+
+    /// Does the core task have to wake earlier than it planned (a connection's input set a
+    /// timer, e.g. a logon with a replay)?
+    fn timers_moved_earlier(&self) -> bool {
+        self.timer_deadline().is_some_and(|t| t < self.armed)
+    }
+
+    /// After each input: act on what the servers want, journal what was applied, release the
+    /// output that may go.
+    fn finish(&mut self, now: Timestamp) {
+        self.drain(now);
+        self.end_iteration(now);
     }
 
     fn engine_tick(&mut self, now: Timestamp) {
@@ -1075,118 +1146,134 @@ impl Core {
         }
     }
 
-    async fn handle(&mut self, m: CoreMsg, now: Timestamp) {
-        match m {
-            CoreMsg::FixAccepted { conn, peer, tx } => match self.live.as_mut() {
-                Some(l) => {
-                    self.conns.insert(
-                        conn,
-                        Conn {
-                            tx,
-                            pending: Vec::new(),
-                            peer,
-                            platform: Platform::OtpC,
-                            logon_comp: None,
-                        },
-                    );
-                    l.fix.handle_accept(conn, peer.ip(), now);
-                }
-                None => {
-                    let _ = tx.send(Out::Close);
-                }
-            },
-            CoreMsg::Bytes { conn, data }
-                if self.live.as_ref().is_some_and(|l| l.fix.owns(conn)) =>
-            {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    if c.logon_comp.is_none() {
-                        if let Some((sender, _)) = twinsite_fix::identify_logon(&data) {
-                            c.logon_comp = Some(CompId::new(&sender).ok());
-                        }
-                    }
-                }
-                if let Some(l) = self.live.as_mut() {
-                    l.fix.handle_bytes(conn, &data, now);
-                }
-            }
-            CoreMsg::Closed { conn } if self.live.as_ref().is_some_and(|l| l.fix.owns(conn)) => {
-                self.conns.remove(&conn);
-                if let Some(l) = self.live.as_mut() {
-                    l.fix.handle_closed(conn, now);
-                }
-            }
-            CoreMsg::Accepted {
-                conn,
+    /// A connection accepted by one of the gateways.
+    fn accept(
+        &mut self,
+        conn: ConnectionId,
+        peer: SocketAddr,
+        kind: ConnKind,
+        out: &Arc<Outbox>,
+        now: Timestamp,
+    ) {
+        let Some(l) = self.live.as_mut() else {
+            // A standby site's gateways refuse connections.
+            out.push(Out::Close);
+            return;
+        };
+        let platform = match kind {
+            ConnKind::Binary(p) => p,
+            ConnKind::Fix => Platform::OtpC,
+        };
+        self.conns.insert(
+            conn,
+            Conn {
+                out: out.clone(),
+                pending: Vec::new(),
                 peer,
                 platform,
-                tx,
-            } => match self.live.as_mut() {
-                Some(l) => {
-                    self.conns.insert(
-                        conn,
-                        Conn {
-                            tx,
-                            pending: Vec::new(),
+                logon_comp: None,
+            },
+        );
+        match kind {
+            ConnKind::Binary(p) => l.server(p).handle_accept(conn, peer.ip(), now),
+            ConnKind::Fix => l.fix.handle_accept(conn, peer.ip(), now),
+        }
+    }
+
+    /// Bytes read from a connection.
+    fn on_bytes(&mut self, conn: ConnectionId, data: &[u8], now: Timestamp) {
+        if self.live.as_ref().is_some_and(|l| l.fix.owns(conn)) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                if c.logon_comp.is_none() {
+                    if let Some((sender, _)) = twinsite_fix::identify_logon(data) {
+                        c.logon_comp = Some(CompId::new(&sender).ok());
+                    }
+                }
+            }
+            if let Some(l) = self.live.as_mut() {
+                l.fix.handle_bytes(conn, data, now);
+            }
+            return;
+        }
+        // Hand the server one whole frame at a time and act on it before the next, so replies
+        // go out in the order of the messages they answer. Whole frames are taken straight
+        // from the bytes read; only an incomplete tail is kept.
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut held = std::mem::take(&mut c.pending);
+        let input: &[u8] = if held.is_empty() {
+            data
+        } else {
+            held.extend_from_slice(data);
+            &held
+        };
+        let mut at = 0;
+        while let Some(c) = self.conns.get_mut(&conn) {
+            let n = next_frame_len(&input[at..]);
+            if n == 0 {
+                break;
+            }
+            let frame = &input[at..at + n];
+            at += n;
+            let platform = c.platform;
+            if c.logon_comp.is_none() {
+                // The first message names the Comp ID: one of another platform (or unknown)
+                // is refused by the server with a silent disconnect, as the reference says for
+                // an invalid Comp ID; record who and why.
+                let comp = decode_frame(frame, twinsite_ocg::frame::MAX_FRAME_LEN)
+                    .ok()
+                    .flatten()
+                    .map(|(f, _)| f.header.comp_id.as_str().to_string());
+                c.logon_comp = Some(comp.as_deref().and_then(|x| CompId::new(x).ok()));
+                let peer = c.peer;
+                if let Some(comp) = comp {
+                    if let Some(reason) = platform_refusal(&comp, &self.kinds, platform) {
+                        let _ = self.activity.send(Activity::Refused {
+                            comp_id: CompId::new(&comp).ok(),
                             peer,
                             platform,
-                            logon_comp: None,
-                        },
-                    );
-                    l.server(platform).handle_accept(conn, peer.ip(), now);
-                }
-                None => {
-                    // A standby site's gateways refuse connections.
-                    let _ = tx.send(Out::Close);
-                }
-            },
-            CoreMsg::Bytes { conn, data } => {
-                // Hand the server one whole frame at a time and act on it before the next, so
-                // replies go out in the order of the messages they answer.
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    return;
-                };
-                c.pending.extend_from_slice(&data);
-                while let Some(c) = self.conns.get_mut(&conn) {
-                    let n = next_frame_len(&c.pending);
-                    if n == 0 {
-                        break;
-                    }
-                    let frame: Vec<u8> = c.pending.drain(..n).collect();
-                    let platform = c.platform;
-                    if c.logon_comp.is_none() {
-                        // The first message names the Comp ID: one of another platform (or
-                        // unknown) is refused by the server with a silent disconnect, as the
-                        // reference says for an invalid Comp ID; record who and why.
-                        let comp = decode_frame(&frame, twinsite_ocg::frame::MAX_FRAME_LEN)
-                            .ok()
-                            .flatten()
-                            .map(|(f, _)| f.header.comp_id.as_str().to_string());
-                        c.logon_comp = Some(comp.as_deref().and_then(|x| CompId::new(x).ok()));
-                        let peer = c.peer;
-                        if let Some(comp) = comp {
-                            if let Some(reason) = platform_refusal(&comp, &self.kinds, platform) {
-                                let _ = self.activity.send(Activity::Refused {
-                                    comp_id: CompId::new(&comp).ok(),
-                                    peer,
-                                    platform,
-                                    reason,
-                                    at: now,
-                                });
-                            }
-                        }
-                    }
-                    let Some(l) = self.live.as_mut() else { break };
-                    l.server(platform).handle_bytes(conn, &frame, now);
-                    self.drain(now);
-                }
-            }
-            CoreMsg::Closed { conn } => {
-                if let Some(c) = self.conns.remove(&conn) {
-                    if let Some(l) = self.live.as_mut() {
-                        l.server(c.platform).handle_closed(conn, now);
+                            reason,
+                            at: now,
+                        });
                     }
                 }
             }
+            let Some(l) = self.live.as_mut() else { break };
+            l.server(platform).handle_bytes(conn, frame, now);
+            self.drain(now);
+        }
+        let rest = if held.is_empty() {
+            data[at..].to_vec()
+        } else {
+            held.drain(..at);
+            held
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.pending = rest;
+        }
+    }
+
+    /// The peer closed a connection (or reading it failed).
+    fn on_closed(&mut self, conn: ConnectionId, now: Timestamp) {
+        if self.live.as_ref().is_some_and(|l| l.fix.owns(conn)) {
+            self.conns.remove(&conn);
+            if let Some(l) = self.live.as_mut() {
+                l.fix.handle_closed(conn, now);
+            }
+            return;
+        }
+        if let Some(c) = self.conns.remove(&conn) {
+            if let Some(l) = self.live.as_mut() {
+                l.server(c.platform).handle_closed(conn, now);
+            }
+        }
+    }
+
+    /// A message to the core task (the activation, which waits for the journal, is done by
+    /// [`activate`]).
+    fn handle(&mut self, m: CoreMsg, now: Timestamp) {
+        match m {
             CoreMsg::Admin(a) => match a {
                 AdminCmd::Engine(cmd) => {
                     if let Some(l) = self.live.as_mut() {
@@ -1248,92 +1335,37 @@ impl Core {
                 self.committed = self.committed.max(ticket);
                 self.release();
             }
-            CoreMsg::CommitFailed { error } => {
-                if self.live.is_some() {
-                    tracing::warn!(site = ?self.site, %error, "journal proposal failed: this site stops serving");
-                    self.become_standby(now);
-                    // Still the leader (a slow commit, not a lost election): serve again from
-                    // the replicated state, which holds exactly what was committed.
-                    if self.journal.as_ref().is_some_and(|j| j.is_serving()) {
-                        self.become_active(wall_clock()).await;
-                    }
-                }
-            }
-            CoreMsg::Serving(true) => {
-                if self.live.is_none() {
-                    self.become_active(now).await;
-                }
-            }
+            CoreMsg::CommitFailed { .. } | CoreMsg::Serving(true) => {}
             CoreMsg::Serving(false) => {
                 if self.live.is_some() {
                     self.become_standby(now);
                 }
             }
         }
-        self.drain(now);
     }
 
-    /// Open for business: rebuild the serving state from the replicated state (or the config,
-    /// for a single site), open the lookup service.
-    async fn become_active(&mut self, now: Timestamp) {
-        // The exchange core and every Comp ID's durable session: from the replicated state, or
-        // from the config for a single site.
-        let (exchange, mut sessions, mut fix_states, failover, modes_due) = match &self.journal {
-            None => match build(&self.cfg, now) {
-                Ok((x, server, _)) => {
-                    let sessions = self
-                        .cfg
-                        .participants
-                        .iter()
-                        .filter_map(|p| p.comp().ok())
-                        .filter_map(|c| server.durable(&c).cloned().map(|d| (c, d)))
-                        .collect();
-                    (x, sessions, BTreeMap::new(), false, false)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot build the site");
-                    return;
-                }
-            },
-            Some(j) => {
-                // Everything in a new leader's log (the old term's tail and its own blank
-                // entry) commits before any new input can: wait until it is all applied, or
-                // the live state would miss entries committed after `serving` turned true.
-                // Bounded: if the log's tail does not apply in time, fall back to the commit
-                // index (a site that never opens is worse; see docs/operations.md).
-                let last = j.commit_index().max(j.status().last_log_index);
-                if j.wait_applied(last, Duration::from_secs(2)).await.is_err() {
-                    tracing::warn!(
-                        last,
-                        applied = j.applied_index(),
-                        "log tail not applied within 2 s; opening at the commit index"
-                    );
-                }
-                let commit = j.commit_index();
-                if let Err(e) = j.wait_applied(commit, Duration::from_secs(10)).await {
-                    tracing::error!(error = %e, "replica did not catch up; not serving");
-                    return;
-                }
-                let site = self.site;
-                let (snap, sessions, fix_states, failover, modes_due) = j.read(|r| {
-                    (
-                        r.exchange.snapshot(),
-                        r.sessions.clone(),
-                        r.fix_sessions.clone(),
-                        !r.activations.is_empty(),
-                        r.failover_modes_due(site),
-                    )
-                });
-                let exchange = match Exchange::restore(&snap) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::error!(error = %e, "replica state does not restore; not serving");
-                        return;
-                    }
-                };
-                (exchange, sessions, fix_states, failover, modes_due)
-            }
-        };
+    /// A journal proposal failed: stop serving; true if this node still leads (a slow commit,
+    /// not a lost election) and should serve again from the replicated state, which holds
+    /// exactly what was committed.
+    fn commit_failed(&mut self, error: &str, now: Timestamp) -> bool {
+        if self.live.is_none() {
+            return false;
+        }
+        tracing::warn!(site = ?self.site, %error, "journal proposal failed: this site stops serving");
+        self.become_standby(now);
+        self.journal.as_ref().is_some_and(|j| j.is_serving())
+    }
+
+    /// Open for business from a loaded state (see [`activate`]): rebuild the serving state,
+    /// open the lookup service.
+    fn open(&mut self, loaded: Loaded, now: Timestamp) {
+        let Loaded {
+            exchange,
+            mut sessions,
+            mut fix_states,
+            failover,
+            modes_due,
+        } = loaded;
         // Catastrophic mode, once after a failover: every session restarts at the agreed
         // number (the replicas do the same when they apply the FailoverModes entry).
         let modes = &self.cfg.failover;
@@ -1454,8 +1486,11 @@ impl Core {
         if let Some(c) = &self.csc_lookup {
             c.lock().expect("lookup lock").open = false;
         }
-        for (_, c) in std::mem::take(&mut self.conns) {
-            let _ = c.tx.send(Out::Close);
+        for (id, c) in std::mem::take(&mut self.conns) {
+            c.out.push(Out::Close);
+            if self.current != Some(id) {
+                c.out.wake.notify_one();
+            }
         }
         self.held.clear();
         self.batch.clear();
@@ -1576,24 +1611,9 @@ impl Core {
                     poss_resend,
                     message,
                 } => {
-                    let _ = self.activity.send(Activity::Inbound {
-                        comp_id,
-                        seq,
-                        msg_type: message.msg_type(),
-                        poss_resend,
-                        at: now,
-                    });
-                    let Some(l) = self.live.as_mut() else { break };
-                    let out = l.exchange.on_business(&comp_id, seq, &message, now);
-                    self.batch.push((
-                        now,
-                        Input::Business {
-                            comp: comp_id,
-                            seq,
-                            msg: Box::new(message),
-                        },
-                    ));
-                    self.deliver(out, now);
+                    if !self.apply_business(comp_id, seq, poss_resend, Box::new(message), now) {
+                        break;
+                    }
                 }
                 ServerAction::CancelOnDisconnect { comp_id } => {
                     let Some(l) = self.live.as_mut() else { break };
@@ -1608,6 +1628,39 @@ impl Core {
             // FIX input may have produced binary output (and the other way round).
             self.drain(now);
         }
+    }
+
+    /// A business message delivered in sequence by a binary or FIX session: to the exchange
+    /// core, into the journal batch, its replies to their sessions. False when not serving.
+    fn apply_business(
+        &mut self,
+        comp_id: CompId,
+        seq: u32,
+        poss_resend: bool,
+        message: Box<Message>,
+        now: Timestamp,
+    ) -> bool {
+        let _ = self.activity.send(Activity::Inbound {
+            comp_id,
+            seq,
+            msg_type: message.msg_type(),
+            poss_resend,
+            at: now,
+        });
+        let Some(l) = self.live.as_mut() else {
+            return false;
+        };
+        let out = l.exchange.on_business(&comp_id, seq, &message, now);
+        self.batch.push((
+            now,
+            Input::Business {
+                comp: comp_id,
+                seq,
+                msg: message,
+            },
+        ));
+        self.deliver(out, now);
+        true
     }
 
     /// Act on the FIX gateway's actions; true if there were any.
@@ -1664,24 +1717,9 @@ impl Core {
                     poss_resend,
                     message,
                 } => {
-                    let _ = self.activity.send(Activity::Inbound {
-                        comp_id,
-                        seq,
-                        msg_type: message.msg_type(),
-                        poss_resend,
-                        at: now,
-                    });
-                    let Some(l) = self.live.as_mut() else { break };
-                    let out = l.exchange.on_business(&comp_id, seq, &message, now);
-                    self.batch.push((
-                        now,
-                        Input::Business {
-                            comp: comp_id,
-                            seq,
-                            msg: message,
-                        },
-                    ));
-                    self.deliver(out, now);
+                    if !self.apply_business(comp_id, seq, poss_resend, message, now) {
+                        break;
+                    }
                 }
             }
         }
@@ -1795,11 +1833,192 @@ impl Core {
             };
             let close = matches!(out, Out::Close);
             if let Some(c) = self.conns.get(&conn) {
-                let _ = c.tx.send(out);
+                c.out.push(out);
+                // The connection's own task writes after it leaves the core; others are woken.
+                if self.current != Some(conn) {
+                    c.out.wake.notify_one();
+                }
             }
             if close {
                 self.conns.remove(&conn);
             }
+        }
+    }
+}
+
+/// The exchange core and every Comp ID's durable session a site opens with.
+struct Loaded {
+    exchange: Exchange,
+    sessions: BTreeMap<CompId, DurableSession>,
+    fix_states: BTreeMap<CompId, twinsite_fix::SessionState>,
+    failover: bool,
+    modes_due: bool,
+}
+
+/// A single site opens from its config.
+fn load_config(cfg: &SiteConfig, now: Timestamp) -> Option<Loaded> {
+    match build(cfg, now) {
+        Ok((exchange, server, _)) => {
+            let sessions = cfg
+                .participants
+                .iter()
+                .filter_map(|p| p.comp().ok())
+                .filter_map(|c| server.durable(&c).cloned().map(|d| (c, d)))
+                .collect();
+            Some(Loaded {
+                exchange,
+                sessions,
+                fix_states: BTreeMap::new(),
+                failover: false,
+                modes_due: false,
+            })
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the site");
+            None
+        }
+    }
+}
+
+/// A node opens from the replicated state, once its replica applied everything committed
+/// (None: it does not serve).
+async fn load_replicated(j: &Journal<Replica>, site: Site) -> Option<Loaded> {
+    // Everything in a new leader's log (the old term's tail and its own blank entry) commits
+    // before any new input can: wait until it is all applied, or the live state would miss
+    // entries committed after `serving` turned true. Bounded: if the log's tail does not apply
+    // in time, fall back to the commit index (a site that never opens is worse; see
+    // docs/operations.md).
+    let last = j.commit_index().max(j.status().last_log_index);
+    if j.wait_applied(last, Duration::from_secs(2)).await.is_err() {
+        tracing::warn!(
+            last,
+            applied = j.applied_index(),
+            "log tail not applied within 2 s; opening at the commit index"
+        );
+    }
+    let commit = j.commit_index();
+    if let Err(e) = j.wait_applied(commit, Duration::from_secs(10)).await {
+        tracing::error!(error = %e, "replica did not catch up; not serving");
+        return None;
+    }
+    let (snap, sessions, fix_states, failover, modes_due) = j.read(|r| {
+        (
+            r.exchange.snapshot(),
+            r.sessions.clone(),
+            r.fix_sessions.clone(),
+            !r.activations.is_empty(),
+            r.failover_modes_due(site),
+        )
+    });
+    match Exchange::restore(&snap) {
+        Ok(exchange) => Some(Loaded {
+            exchange,
+            sessions,
+            fix_states,
+            failover,
+            modes_due,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "replica state does not restore; not serving");
+            None
+        }
+    }
+}
+
+/// Open for business, if not serving yet: load the state (waiting for the journal without
+/// holding the core's lock; connections accepted meanwhile wait), then open.
+async fn activate(shared: &Shared) {
+    let (journal, site) = {
+        let mut core = shared.lock();
+        if core.live.is_some() {
+            return;
+        }
+        core.activating = true;
+        (core.journal.clone(), core.site)
+    };
+    let loaded = match &journal {
+        Some(j) => load_replicated(j, site).await,
+        None => None,
+    };
+    {
+        let mut core = shared.lock();
+        let now = wall_clock();
+        let loaded = match journal {
+            Some(_) => loaded,
+            None => load_config(&core.cfg, now),
+        };
+        if let Some(l) = loaded {
+            core.open(l, now);
+        }
+        core.activating = false;
+        core.finish(now);
+    }
+    shared.activated.notify_waiters();
+}
+
+/// The core task: session timers, the engine's clock tick, operations commands, journal
+/// commits and activations. Connections call into the core themselves.
+async fn core_task(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
+    let tick = Duration::from_millis(50);
+    let mut next_tick = tokio::time::Instant::now() + tick;
+    loop {
+        let deadline = {
+            let mut core = shared.lock();
+            let now = wall_clock();
+            let at = tokio::time::Instant::now();
+            let timer = core
+                .timer_deadline()
+                .map(|t| at + Duration::from_nanos(t.0.saturating_sub(now.0)));
+            let deadline = timer.map_or(next_tick, |d| d.min(next_tick));
+            core.armed = now.plus_nanos(deadline.saturating_duration_since(at).as_nanos() as u64);
+            deadline
+        };
+        tokio::select! {
+            m = rx.recv() => {
+                let Some(mut m) = m else { return };
+                loop {
+                    match m {
+                        CoreMsg::Serving(true) => activate(&shared).await,
+                        CoreMsg::CommitFailed { error } => {
+                            let again = {
+                                let mut core = shared.lock();
+                                let now = wall_clock();
+                                let again = core.commit_failed(&error, now);
+                                core.finish(now);
+                                again
+                            };
+                            if again {
+                                activate(&shared).await;
+                            }
+                        }
+                        other => {
+                            let mut core = shared.lock();
+                            let now = wall_clock();
+                            core.handle(other, now);
+                            core.finish(now);
+                        }
+                    }
+                    match rx.try_recv() {
+                        Ok(next) => m = next,
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let mut core = shared.lock();
+                let now = wall_clock();
+                if let Some(l) = core.live.as_mut() {
+                    l.server.handle_timeout(now);
+                    l.csc.handle_timeout(now);
+                    l.fix.handle_timeout(now);
+                }
+                if tokio::time::Instant::now() >= next_tick {
+                    next_tick = tokio::time::Instant::now() + tick;
+                    core.engine_tick(now);
+                }
+                core.finish(now);
+            }
+            _ = shared.rearm.notified() => {}
         }
     }
 }
