@@ -330,11 +330,23 @@ impl<S: StateMachine> Journal<S> {
         let timeout_ms = timeout.as_millis() as u64;
         let command = Command(cmd);
         loop {
-            let metrics = inner.raft.metrics().borrow_watched().clone();
-            if metrics.state != ServerState::Leader {
+            // Only what this loop needs, read under the borrow (not a clone of the whole
+            // metrics, with its membership and replication maps, on every proposal).
+            let (state, leader, term, acked, since_ack) = {
+                let m = inner.raft.metrics();
+                let m = m.borrow_watched();
+                (
+                    m.state,
+                    m.current_leader,
+                    m.current_term,
+                    m.last_quorum_acked,
+                    millis_since_quorum_ack(&m),
+                )
+            };
+            if state != ServerState::Leader {
                 return Err(JournalError::NotLeader {
                     role: inner.role,
-                    leader: metrics.current_leader.and_then(role_of),
+                    leader: leader.and_then(role_of),
                 });
             }
             let write = inner.raft.client_write(command.clone());
@@ -355,7 +367,6 @@ impl<S: StateMachine> Journal<S> {
             // changes, until the deadline. (Not on any metrics change: the rejected write
             // itself changes metrics, and retrying on that would spin.)
             let mut changes = inner.raft.metrics();
-            let (term, acked) = (metrics.current_term, metrics.last_quorum_acked);
             let wait = async {
                 loop {
                     if changes.changed().await.is_err() {
@@ -372,8 +383,7 @@ impl<S: StateMachine> Journal<S> {
             };
             if tokio::time::timeout_at(deadline, wait).await.is_err() {
                 return Err(JournalError::QuorumLost {
-                    millis_since_quorum_ack: millis_since_quorum_ack(&metrics)
-                        .unwrap_or(timeout_ms),
+                    millis_since_quorum_ack: since_ack.unwrap_or(timeout_ms),
                 });
             }
         }

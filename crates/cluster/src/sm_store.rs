@@ -306,28 +306,31 @@ impl<S: StateMachine> RaftStateMachine<C> for SmStore<S> {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let index = entry.log_id.index;
-            let reply = {
-                let mut state = self.shared.lock();
-                if let Some(last) = state.last_applied {
-                    assert!(index > last.index, "entries apply in order, once");
+            let mut state = self.shared.lock();
+            if let Some(last) = state.last_applied {
+                assert!(index > last.index, "entries apply in order, once");
+            }
+            let reply = match &entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(command) => state.sm.apply(index, &command.0),
+                EntryPayload::Membership(membership) => {
+                    state.membership =
+                        StoredMembership::new(Some(entry.log_id), membership.clone());
+                    Vec::new()
                 }
-                let reply = match &entry.payload {
-                    EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(command) => state.sm.apply(index, &command.0),
-                    EntryPayload::Membership(membership) => {
-                        state.membership =
-                            StoredMembership::new(Some(entry.log_id), membership.clone());
-                        Vec::new()
-                    }
-                };
-                state.last_applied = Some(entry.log_id);
-                self.record_hash(&mut state, index);
-                reply
             };
-            last_index = Some(index);
+            state.last_applied = Some(entry.log_id);
+            // Answer the proposer first: the state hash covers the whole state and is not part
+            // of the reply, so the proposer need not wait for it. It is recorded under the same
+            // lock, before the next entry is applied and before `subscribe_applied` announces
+            // this index, so `state_hash_at(i)` is there for anyone who waited for `i` to be
+            // applied.
             if let Some(responder) = responder {
                 responder.send(Reply(reply));
             }
+            self.record_hash(&mut state, index);
+            drop(state);
+            last_index = Some(index);
         }
         if let Some(index) = last_index {
             self.shared.applied_tx.send_replace(index);
