@@ -6,7 +6,10 @@
 //! the RTS. So the bot behaves as a vendor testing its recovery would: every
 //! [`VendorConfig::gap_every`] it drops one data packet of a real-time channel on both lines
 //! (a simulated network loss, chosen by time, not at random), and its handler recovers it
-//! through the RTS of the site it believes active.
+//! through the RTS of the site it believes active. After the DR signal it also checks the
+//! backup site's RTS on purpose (the last few messages of each channel, once its image is
+//! rebuilt): a quiet backup site publishes no data packet the bot could lose, and the exchange
+//! judges a vendor by its use of the backup site's RTS.
 //!
 //! [`VendorFault::IgnoreDrSignal`]: the vendor drops the DR channel, so it never learns that the
 //! backup site took over and keeps asking the primary site's RTS (its image still rebuilds from
@@ -87,6 +90,9 @@ pub struct VendorCounters {
     pub rts_site: usize,
     /// Wall time the vendor switched to the backup site's RTS.
     pub switched_at: Option<twinsite_core::Timestamp>,
+    /// Real-time channels whose last messages the backup site's RTS retransmitted on the
+    /// vendor's deliberate request after the DR signal (see [`spawn_vendor`]).
+    pub backup_rts_checked: Vec<u16>,
     pub stopped: bool,
 }
 
@@ -188,6 +194,74 @@ impl GapMaker {
     }
 }
 
+/// After the DR signal the vendor checks the backup site's RTS on purpose: for each real-time
+/// channel, once its image is rebuilt (live again after DR completed), it asks for the last
+/// few messages it holds, one request at a time, until the backup site has served one per
+/// channel. Its simulated losses alone cannot be relied on for that: they need data packets,
+/// and a quiet backup site (no trading yet, the OMD-CC channels) publishes only heartbeats, so
+/// a vendor that logged on there could go the whole phase without asking for anything.
+struct BackupCheck {
+    /// Channels the backup site's RTS served a deliberate request for.
+    checked: std::collections::BTreeSet<u16>,
+    /// The DR events seen when `checked` was started (a new DR signal starts it again).
+    dr_seen: u64,
+    /// The request outstanding: channel, completions and problems counted before it, when.
+    pending: Option<(u16, u64, u64, tokio::time::Instant)>,
+}
+
+/// How many of the last messages a deliberate check asks for.
+const CHECK_MESSAGES: u32 = 10;
+
+impl BackupCheck {
+    fn step(&mut self, client: &mut FeedClient, channels: &[u16], dr: u64) {
+        if dr != self.dr_seen {
+            self.dr_seen = dr;
+            self.checked.clear();
+            self.pending = None;
+        }
+        let count = |c: &FeedClient, k: &str| c.events.get(k).copied().unwrap_or(0);
+        let (complete, problems) = (
+            count(client, "retransmission complete"),
+            count(client, "problem"),
+        );
+        if let Some((channel, c0, p0, at)) = self.pending {
+            if complete > c0 {
+                self.checked.insert(channel);
+                self.pending = None;
+            } else if problems > p0 || at.elapsed() > Duration::from_secs(6) {
+                // Refused, failed or unanswered: try again.
+                self.pending = None;
+            }
+        }
+        if self.pending.is_some() {
+            return;
+        }
+        let next = channels.iter().copied().find(|&c| {
+            !self.checked.contains(&c)
+                && client
+                    .handler
+                    .channel(c)
+                    .is_some_and(|h| h.is_live() && h.expected_seq() > 1)
+        });
+        let Some(channel) = next else {
+            return;
+        };
+        let end = client
+            .handler
+            .channel(channel)
+            .map_or(1, |h| h.expected_seq())
+            - 1;
+        let begin = end.saturating_sub(CHECK_MESSAGES - 1).max(1);
+        let now = twinsite_site::gateway::wall_clock();
+        if let Ok(true) = client
+            .handler
+            .request_retransmission(channel, begin, end, now)
+        {
+            self.pending = Some((channel, complete, problems, tokio::time::Instant::now()));
+        }
+    }
+}
+
 /// Start a vendor: join the groups now (inside a tokio runtime) and run its handler.
 pub async fn spawn_vendor(cfg: VendorConfig) -> anyhow::Result<VendorHandle> {
     anyhow::ensure!(
@@ -216,6 +290,11 @@ pub async fn spawn_vendor(cfg: VendorConfig) -> anyhow::Result<VendorHandle> {
         let mut dr_seen = 0u64;
         let mut rts_site = 0usize;
         let mut switched_at = None;
+        let mut check = BackupCheck {
+            checked: Default::default(),
+            dr_seen: 0,
+            pending: None,
+        };
         loop {
             if stop_rx.try_recv().is_ok() {
                 break;
@@ -236,6 +315,9 @@ pub async fn spawn_vendor(cfg: VendorConfig) -> anyhow::Result<VendorHandle> {
                     switched_at = Some(twinsite_site::gateway::wall_clock());
                 }
             }
+            if rts_site == 1 {
+                check.step(&mut client, &channels, dr);
+            }
             let live: Vec<u16> = channels
                 .iter()
                 .copied()
@@ -255,6 +337,7 @@ pub async fn spawn_vendor(cfg: VendorConfig) -> anyhow::Result<VendorHandle> {
                     live,
                     rts_site,
                     switched_at,
+                    backup_rts_checked: check.checked.iter().copied().collect(),
                     stopped: false,
                 };
                 if *c != n {

@@ -105,6 +105,18 @@ pub struct Observation {
     pub what: What,
 }
 
+/// RetransStatus of a Retransmission Response (OMD §3.2), in words.
+fn retrans_status_text(status: u8) -> &'static str {
+    match status {
+        0 => "accepted",
+        1 => "unknown channel",
+        2 => "messages not available",
+        100 => "exceeds the range a request may ask for",
+        101 => "exceeds the requests allowed per day",
+        _ => "refused",
+    }
+}
+
 /// Sequence numbers presented at a logon, as the gateway saw them. The `Activity` stream does not
 /// carry these yet; a runtime that knows them feeds them here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -917,8 +929,35 @@ impl ActivityLog {
                         Some(t) => format!(
                             "no recovery of the market image seen at the backup site after the DR signal at {}: {}{}",
                             self.label(t),
-                            if lb.is_some() {
-                                format!("{bl_n} RTS logons but no retransmission request served at the backup site")
+                            if let Some(first) = lb {
+                                // What the backup site's RTS saw of it: refused requests (with
+                                // their RetransStatus), or none at all.
+                                let refused: Vec<String> = at_site(Site::Backup)
+                                    .filter(after_dr)
+                                    .filter_map(|o| match o.what {
+                                        What::RtsRequest { channel, begin, end, status } if status != 0 => Some(format!(
+                                            "channel {channel} {begin}-{end} at {}: RetransStatus {status} ({})",
+                                            self.label(o.at),
+                                            retrans_status_text(status)
+                                        )),
+                                        _ => None,
+                                    })
+                                    .collect();
+                                let asked = if refused.is_empty() {
+                                    "it asked for no retransmission there (a vendor must use the backup site's RTS after the DR signal, e.g. for the last messages it holds)".to_string()
+                                } else {
+                                    format!(
+                                        "{} requests refused: {}{}",
+                                        refused.len(),
+                                        refused.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
+                                        if refused.len() > 5 { "; ..." } else { "" }
+                                    )
+                                };
+                                format!(
+                                    "{bl_n} RTS logons at the backup site (the first at {}{}) but no retransmission request served there: {asked}",
+                                    self.label(first.at),
+                                    after_label(first.at)
+                                )
                             } else {
                                 "no RTS logon at the backup site".into()
                             },

@@ -475,3 +475,69 @@ fn a_refused_logon_is_the_participants_evidence_and_an_otp_csc_logon_counts_like
     assert!(p.check("logged_in", "primary").unwrap().passed);
     assert!(p.check("traded", "primary").unwrap().passed);
 }
+
+/// A vendor that logged on to the backup site's RTS but was served nothing: the evidence says
+/// whether its requests were refused (and why) or whether it asked for nothing.
+#[test]
+fn a_vendor_logged_on_at_the_backup_but_served_nothing_is_told_why() {
+    let s = session();
+    let clock = Clock::new(&s, t(0, 0), 200);
+    let mut log = ActivityLog::new(&s, clock, participants());
+    let b = Site::Backup;
+    log.failover_started(t(36, 0));
+    log.backup_opened(t(40, 0));
+    log.dr_signal_sent(t(40, 0));
+    let logon = |log: &mut ActivityLog, user: &str, conn: u64, at: Timestamp| {
+        log.record_feed(
+            b,
+            &FeedActivity::RtsLogon {
+                connection: conn,
+                peer: peer(),
+                user: Some(user.into()),
+                status: 0,
+                at,
+            },
+        )
+    };
+    // IV0005 asks for messages the backup site does not hold (RetransStatus 2).
+    logon(&mut log, "IV0005", 40, t(40, 500));
+    log.record_feed(
+        b,
+        &FeedActivity::RtsRequest {
+            connection: 40,
+            user: Some("IV0005".into()),
+            channel: 1,
+            begin: 9000,
+            end: 9004,
+            status: 2,
+            at: t(41, 0),
+        },
+    );
+    // IV0006 logs on and asks for nothing.
+    logon(&mut log, "IV0006", 41, t(40, 250));
+    let r = log.report(&exchange());
+    let refused = r.participant("IV0005").unwrap();
+    let img = refused.check("market_image_recovered", "backup").unwrap();
+    assert!(!img.passed);
+    assert!(
+        img.detail.contains("1 RTS logons at the backup site")
+            && img.detail.contains("500 ms after the DR signal")
+            && img
+                .detail
+                .contains("1 requests refused: channel 1 9000-9004")
+            && img
+                .detail
+                .contains("RetransStatus 2 (messages not available)"),
+        "{}",
+        img.detail
+    );
+    let idle = r.participant("IV0006").unwrap();
+    let img = idle.check("market_image_recovered", "backup").unwrap();
+    assert!(!img.passed);
+    assert!(
+        img.detail.contains("250 ms after the DR signal")
+            && img.detail.contains("it asked for no retransmission there"),
+        "{}",
+        img.detail
+    );
+}

@@ -702,6 +702,9 @@ pub struct FeedHandler {
     rts: RtsClient,
     /// The channel whose request is outstanding at the RTS (requests are serial).
     rts_channel: Option<u16>,
+    /// The outstanding request was asked for on purpose ([`FeedHandler::request_retransmission`]),
+    /// not by the channel's own gap.
+    rts_deliberate: bool,
     dr_status: Option<DrStatus>,
     events: VecDeque<HandlerEvent>,
 }
@@ -715,6 +718,7 @@ impl FeedHandler {
                 .collect(),
             rts: RtsClient::new(rts),
             rts_channel: None,
+            rts_deliberate: false,
             dr_status: None,
             events: VecDeque::new(),
         }
@@ -722,6 +726,43 @@ impl FeedHandler {
 
     pub fn channel(&self, channel: u16) -> Option<&ChannelHandler> {
         self.channels.get(&channel)
+    }
+
+    /// Is the retransmission session logged on?
+    pub fn rts_logged_on(&self) -> bool {
+        self.rts.is_logged_on()
+    }
+
+    /// Ask the RTS for `begin..=end` of `channel` on purpose, not because of a gap: a vendor
+    /// checking the service, e.g. of the backup site after the DR signal. The messages are
+    /// handled like any retransmission (those the channel already applied are duplicates and
+    /// ignored); the outcome is reported as `RetransmissionComplete` or a `RetransmissionFailed`
+    /// problem for `channel`. Refused (Ok(false)) while another request is outstanding or
+    /// wanted, or the session is not logged on.
+    pub fn request_retransmission(
+        &mut self,
+        channel: u16,
+        begin: u32,
+        end: u32,
+        now: Timestamp,
+    ) -> Result<bool, crate::rts::RtsClientError> {
+        if self.rts_channel.is_some()
+            || !self.rts.is_logged_on()
+            || !self.channels.contains_key(&channel)
+        {
+            return Ok(false);
+        }
+        self.rts.request(channel, begin, end, now)?;
+        self.rts_channel = Some(channel);
+        self.rts_deliberate = true;
+        self.events
+            .push_back(HandlerEvent::RetransmissionRequested {
+                channel,
+                begin,
+                end,
+            });
+        self.route(now);
+        Ok(true)
     }
 
     /// A real-time datagram.
@@ -769,6 +810,7 @@ impl FeedHandler {
                 // The RTS endpoints change with the site: drop the session.
                 self.rts.handle_closed();
                 self.rts_channel = None;
+                self.rts_deliberate = false;
             }
         }
         self.route(now);
@@ -861,7 +903,10 @@ impl FeedHandler {
             }
             RtsClientEvent::Complete { channel, .. } => {
                 self.rts_channel = None;
-                if let Some(h) = self.channels.get_mut(&channel) {
+                if std::mem::take(&mut self.rts_deliberate) {
+                    self.events
+                        .push_back(HandlerEvent::RetransmissionComplete { channel });
+                } else if let Some(h) = self.channels.get_mut(&channel) {
                     h.handle_retransmission_complete(now);
                 }
             }
@@ -869,8 +914,11 @@ impl FeedHandler {
                 channel, status, ..
             } if status != 0 => {
                 self.rts_channel = None;
-                if let Some(h) = self.channels.get_mut(&channel) {
-                    h.handle_retransmission_failed(format!("RetransStatus {status}"));
+                let reason = format!("RetransStatus {status}");
+                if std::mem::take(&mut self.rts_deliberate) {
+                    self.deliberate_failed(channel, reason);
+                } else if let Some(h) = self.channels.get_mut(&channel) {
+                    h.handle_retransmission_failed(reason);
                 }
             }
             RtsClientEvent::Failed { reason, .. } => self.rts_session_failed(reason),
@@ -881,7 +929,20 @@ impl FeedHandler {
         }
     }
 
+    fn deliberate_failed(&mut self, channel: u16, reason: String) {
+        self.events.push_back(HandlerEvent::Problem {
+            channel,
+            problem: Problem::RetransmissionFailed { reason },
+        });
+    }
+
     fn rts_session_failed(&mut self, reason: String) {
+        if std::mem::take(&mut self.rts_deliberate) {
+            if let Some(channel) = self.rts_channel.take() {
+                self.deliberate_failed(channel, reason);
+            }
+            return;
+        }
         if let Some(h) = self
             .rts_channel
             .take()
