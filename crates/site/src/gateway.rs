@@ -1,5 +1,12 @@
-//! The site runtime: Lookup Service and OCG-C gateway listeners, one core task that owns the
-//! sans-IO OCG-C server and the exchange core, and a task per connection for reading and writing.
+//! The site runtime: Lookup Service and OCG-C / FIX gateway listeners, the core (the sans-IO
+//! OCG-C and FIX servers and the exchange core) behind one lock, and one task per connection.
+//!
+//! A connection's task reads its socket, calls into the core under the lock (session rules,
+//! throttle, engine, journal batch) and writes the output released for it itself: a new order's
+//! Execution Report goes out from the task that read the order, with no hop through other tasks.
+//! Output for other connections (the counterparty's fill, output held until its journal entry
+//! commits, timers) is queued in their [`Outbox`] and wakes their task. The core task runs the
+//! session timers, the engine tick, operations commands, journal commits and activations.
 
 use crate::config::{platform_name, platform_of, SiteConfig};
 use crate::exchange::{Exchange, SessionProfile};
