@@ -557,7 +557,7 @@ fn ack_of(a: &Activity) -> Option<(String, String)> {
     }
 }
 
-/// Orders acknowledged in the backup's replicated outbound logs.
+/// Orders acknowledged in the backup's replicated outbound logs (binary and FIX sessions).
 fn acks_in_replica(r: &twinsite_site::replica::Replica) -> BTreeSet<(String, String)> {
     let mut v = BTreeSet::new();
     for (comp, d) in &r.sessions {
@@ -567,6 +567,16 @@ fn acks_in_replica(r: &twinsite_site::replica::Replica) -> BTreeSet<(String, Str
                     if let Some(id) = er.order_id {
                         v.insert((comp.to_string(), id.as_str().to_string()));
                     }
+                }
+            }
+        }
+    }
+    // FIX Comp IDs: their Execution Reports (35=8, ExecType 150=0) keep the OrderID (37).
+    for (comp, s) in r.fix_sessions() {
+        for m in &s.outbound {
+            if m.message.msg_type == "8" && m.message.get(150) == Some("0") {
+                if let Some(id) = m.message.get(37) {
+                    v.insert((comp.to_string(), id.to_string()));
                 }
             }
         }
