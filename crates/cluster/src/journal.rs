@@ -216,6 +216,7 @@ impl<S: StateMachine> Journal<S> {
             faults: faults.clone(),
             addresses: Arc::new(addresses.clone()),
             self_id: id,
+            append_timeout_floor: config.election_timeout_min,
             sim: match &wiring {
                 Wiring::Tcp(_) => None,
                 Wiring::Sim(net, _) => Some(net.clone()),

@@ -275,6 +275,13 @@ pub(crate) struct NetworkFactory {
     pub(crate) addresses: Arc<BTreeMap<u64, SocketAddr>>,
     /// This node's id, and the simulated network if RPCs do not go over TCP.
     pub(crate) self_id: u64,
+    /// The shortest time an AppendEntries over TCP may take before it counts as failed. openraft
+    /// allows about one heartbeat interval (22.5 ms for the demo's 30 ms), but the follower
+    /// writes and fdatasyncs the entries before it answers: on a loaded machine that takes
+    /// longer, and an exchange cut short is a dropped connection and a retry that is cut short
+    /// again, so replication (and every commit) stalls. A leader need not give up on a follower
+    /// sooner than a follower gives up on its leader: the election timeout's minimum.
+    pub(crate) append_timeout_floor: Duration,
     pub(crate) sim: Option<SimNetwork>,
 }
 
@@ -293,6 +300,7 @@ impl RaftNetworkFactory<C> for NetworkFactory {
             stream: None,
             faults: self.faults.clone(),
             self_id: self.self_id,
+            append_timeout_floor: self.append_timeout_floor,
             sim: self.sim.clone(),
         }
     }
@@ -305,6 +313,7 @@ pub(crate) struct PeerClient {
     stream: Option<TcpStream>,
     faults: Arc<Faults>,
     self_id: u64,
+    append_timeout_floor: Duration,
     sim: Option<SimNetwork>,
 }
 
@@ -395,7 +404,14 @@ impl RaftNetworkV2<C> for PeerClient {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        match self.call(Request::Append(rpc), option.soft_ttl()).await {
+        // Over TCP at least `append_timeout_floor` (see `NetworkFactory`); the simulation keeps
+        // openraft's own timing.
+        let timeout = if self.sim.is_some() {
+            option.soft_ttl()
+        } else {
+            option.soft_ttl().max(self.append_timeout_floor)
+        };
+        match self.call(Request::Append(rpc), timeout).await {
             Ok(Response::Append(r)) => Ok(r),
             Ok(_) => Err(rpc_error(unexpected("append"))),
             Err(e) => Err(rpc_error(e)),
