@@ -319,7 +319,14 @@ impl OcgServer {
 
     /// Register a Comp ID with its durable state (fresh for the day, or taken over from the
     /// other site).
-    pub fn add_participant(&mut self, config: ParticipantConfig, durable: DurableSession) {
+    pub fn add_participant(&mut self, config: ParticipantConfig, mut durable: DurableSession) {
+        // A state whose stored messages run past its next outbound number cannot come from this
+        // server (numbers only grow): the participant may have seen those messages, so numbering
+        // continues after them rather than reusing their numbers (and the outbound log's
+        // ascending order holds).
+        if let Some(last) = durable.outbound.iter().last().map(|m| m.seq) {
+            durable.out_next = durable.out_next.max(last.saturating_add(1));
+        }
         assert_eq!(
             config.comp_id, durable.comp_id,
             "Condition failed: state of another comp id"

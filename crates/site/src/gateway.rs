@@ -735,6 +735,10 @@ async fn leadership_watch(journal: Journal<Replica>, core: mpsc::UnboundedSender
 /// How often a leading node re-tries opening its site after an activation gave up.
 const ACTIVATION_RETRY: Duration = Duration::from_millis(500);
 
+/// How long one activation waits for the new leader's log to be applied before it gives up
+/// (and is retried after `ACTIVATION_RETRY`).
+const LOG_TAIL_WAIT: Duration = Duration::from_secs(5);
+
 /// A platform's lookup service: it hands out the platform's gateways and knows only the Comp
 /// IDs that may log in to the platform (closed until the site becomes active).
 fn platform_lookup(
@@ -1892,20 +1896,19 @@ fn load_config(cfg: &SiteConfig, now: Timestamp) -> Option<Loaded> {
 async fn load_replicated(j: &Journal<Replica>, site: Site) -> Option<Loaded> {
     // Everything in a new leader's log (the old term's tail and its own blank entry) commits
     // before any new input can: wait until it is all applied, or the live state would miss
-    // entries committed after `serving` turned true. Bounded: if the log's tail does not apply
-    // in time, fall back to the commit index (a site that never opens is worse; see
-    // docs/operations.md).
+    // entries committed after `serving` turned true (the old primary's last acknowledged
+    // orders and the Execution Reports its participants already hold: opening without them
+    // loses acknowledged orders and numbers new messages over ones already sent). Never open
+    // short of the tail: if it does not apply in time, this activation gives up and the
+    // leadership watch retries it every `ACTIVATION_RETRY` while this node leads.
     let last = j.commit_index().max(j.status().last_log_index);
-    if j.wait_applied(last, Duration::from_secs(2)).await.is_err() {
+    if let Err(e) = j.wait_applied(last, LOG_TAIL_WAIT).await {
         tracing::warn!(
             last,
             applied = j.applied_index(),
-            "log tail not applied within 2 s; opening at the commit index"
+            error = %e,
+            "log tail not applied yet; not serving (retried while this node leads)"
         );
-    }
-    let commit = j.commit_index();
-    if let Err(e) = j.wait_applied(commit, Duration::from_secs(10)).await {
-        tracing::error!(error = %e, "replica did not catch up; not serving");
         return None;
     }
     let (snap, sessions, fix_states, failover, modes_due) = j.read(|r| {
