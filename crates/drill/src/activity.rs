@@ -396,6 +396,7 @@ impl ActivityLog {
             Activity::SessionUp {
                 comp_id,
                 connection,
+                sequences,
                 at,
             } => {
                 if let Some(i) = self.comp(comp_id.as_str()) {
@@ -412,6 +413,20 @@ impl ActivityLog {
                             connection: *connection,
                         },
                     );
+                    if let Some(q) = sequences {
+                        self.push(
+                            i,
+                            site,
+                            *at,
+                            What::LogonSequences {
+                                logon_seq: q.logon_seq,
+                                next_expected: q.next_expected,
+                                exchange_in_next: q.exchange_in_next,
+                                exchange_out_next: q.exchange_out_next,
+                                accepted: true,
+                            },
+                        );
+                    }
                 }
             }
             Activity::SessionDown {

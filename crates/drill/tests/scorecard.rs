@@ -46,6 +46,7 @@ fn up(c: &str, conn: u64, at: Timestamp) -> Activity {
     Activity::SessionUp {
         comp_id: comp(c),
         connection: conn,
+        sequences: None,
         at,
     }
 }

@@ -43,8 +43,8 @@ pub use client::{
 };
 pub use lookup::{LookupOutcome, LookupService};
 pub use server::{
-    ConnectionId, DisconnectReason, DurableSession, OcgServer, ParticipantConfig, ServerAction,
-    ServerConfig, ServerError,
+    ConnectionId, DisconnectReason, DurableSession, LogonSequences, OcgServer, ParticipantConfig,
+    ServerAction, ServerConfig, ServerError,
 };
 #[cfg(test)]
 mod client_tests;

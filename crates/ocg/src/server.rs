@@ -185,6 +185,19 @@ pub enum DisconnectReason {
     ExchangeOutage,
 }
 
+/// The sequence numbers of an accepted Logon (what the participant presented, and the
+/// exchange's next expected inbound and next outbound numbers before the Logon was taken), for
+/// activity tracking after a failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogonSequences {
+    /// The Logon's own sequence number.
+    pub logon_seq: u32,
+    /// The Logon's Next Expected Sequence Number (what the participant has received).
+    pub next_expected: u32,
+    pub exchange_in_next: u32,
+    pub exchange_out_next: u32,
+}
+
 /// What the runtime must do.
 // Deliver carries a whole message; boxing it would cost an allocation per order for nothing.
 #[allow(clippy::large_enum_variant)]
@@ -205,6 +218,8 @@ pub enum ServerAction {
     SessionUp {
         comp_id: CompId,
         connection: ConnectionId,
+        /// The sequence numbers the Logon presented and the exchange's own at that moment.
+        sequences: LogonSequences,
     },
     SessionDown {
         comp_id: CompId,
@@ -1105,6 +1120,12 @@ impl OcgServer {
         let conn = self.connections.get_mut(&id).expect("open");
         let d = &mut part.durable;
         let seq = frame.header.seq;
+        let sequences = LogonSequences {
+            logon_seq: seq,
+            next_expected: logon.next_expected_sequence,
+            exchange_in_next: d.in_next,
+            exchange_out_next: d.out_next,
+        };
         if seq == d.in_next {
             d.in_next = seq + 1;
         } else if seq > d.in_next {
@@ -1142,6 +1163,7 @@ impl OcgServer {
         self.actions.push_back(ServerAction::SessionUp {
             comp_id: comp,
             connection: id,
+            sequences,
         });
         pump(id, conn, part, &self.config, &mut self.actions, now);
     }

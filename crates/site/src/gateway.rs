@@ -80,6 +80,8 @@ pub enum Activity {
     SessionUp {
         comp_id: CompId,
         connection: u64,
+        /// The sequence numbers the Logon presented (OCG-C binary; None for FIX).
+        sequences: Option<twinsite_ocg::LogonSequences>,
         at: Timestamp,
     },
     SessionDown {
@@ -1595,11 +1597,13 @@ impl Core {
                 ServerAction::SessionUp {
                     comp_id,
                     connection,
+                    sequences,
                 } => {
                     tracing::info!(%comp_id, connection = connection.0, "session up");
                     let _ = self.activity.send(Activity::SessionUp {
                         comp_id,
                         connection: connection.0,
+                        sequences: Some(sequences),
                         at: now,
                     });
                 }
@@ -1706,6 +1710,7 @@ impl Core {
                     let _ = self.activity.send(Activity::SessionUp {
                         comp_id,
                         connection: connection.0,
+                        sequences: None,
                         at: now,
                     });
                 }
