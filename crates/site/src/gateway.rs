@@ -876,8 +876,16 @@ async fn gateway_listener(
     next: Arc<AtomicU64>,
     activity: broadcast::Sender<Activity>,
 ) {
+    // The connections belong to the listener: when the site stops (its tasks aborted, as a
+    // crash or a shutdown does) the set is dropped and every connection task is aborted with
+    // it, so participants see their sessions drop as they would at a dead site.
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let Ok((s, peer)) = l.accept().await else {
+        let accepted = tokio::select! {
+            a = l.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let Ok((s, peer)) = accepted else {
             continue;
         };
         let _ = s.set_nodelay(true);
@@ -893,7 +901,7 @@ async fn gateway_listener(
         } else {
             ConnKind::Binary(platform)
         };
-        tokio::spawn(connection(s, conn, peer, kind, shared.clone()));
+        conns.spawn(connection(s, conn, peer, kind, shared.clone()));
     }
 }
 
