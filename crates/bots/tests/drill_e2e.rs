@@ -716,6 +716,11 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     let fm = r.participant(&by_firm(&regs, FIX_FIRMS[0].0).id()).unwrap();
     assert!(fm.id.starts_with("CF"), "{}", fm.id);
     assert!(fm.primary.orders > 0 && fm.backup.orders > 0 && fm.primary.fills > 0);
+    // Both transports' logons at the backup are recorded with the sequence numbers presented.
+    for p in [fm, r.participant(&regs[0].id()).unwrap()] {
+        let seq = p.check("sequence_numbers", "backup").unwrap();
+        assert!(seq.detail.contains("logon sequence "), "{seq:?}");
+    }
     assert!(
         fm.check("lookup_after_failover", "failover")
             .unwrap()

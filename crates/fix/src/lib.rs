@@ -30,7 +30,8 @@ pub use codec::{FrameError, FrameSplitter};
 pub use message::{Field, Message, SessionRejectReason, Violation};
 pub use password::{LogonCredentials, LogonDecision, LogonVerifier, RsaLogonVerifier};
 pub use session::{
-    identify_logon, Action, DisconnectReason, Inbound, Session, SessionConfig, SessionState,
+    identify_logon, Action, DisconnectReason, Inbound, LogonSeqNums, Session, SessionConfig,
+    SessionState,
 };
 
 #[cfg(test)]

@@ -277,6 +277,19 @@ pub struct Session {
     resend_request: Option<ResendRequestSent>,
     queued: BTreeMap<u64, Queued>,
     stats: SessionStats,
+    /// The sequence numbers of the Logon that established this session.
+    logon: Option<LogonSeqNums>,
+}
+
+/// The sequence numbers of the Logon that established a session: what the counterparty
+/// presented (MsgSeqNum 34, NextExpectedMsgSeqNum 789) and ours at that moment, before the
+/// Logon was taken (for activity tracking after a failover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogonSeqNums {
+    pub msg_seq_num: u64,
+    pub next_expected: u64,
+    pub our_next_inbound: u64,
+    pub our_next_outbound: u64,
 }
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -355,6 +368,7 @@ impl Session {
             resend_request: None,
             queued: BTreeMap::new(),
             stats: SessionStats::default(),
+            logon: None,
         }
     }
 
@@ -376,6 +390,11 @@ impl Session {
 
     pub fn stats(&self) -> SessionStats {
         self.stats
+    }
+
+    /// The sequence numbers of the Logon that established the session (None before it).
+    pub fn logon_seq_nums(&self) -> Option<LogonSeqNums> {
+        self.logon
     }
 
     pub fn heartbeat_interval_secs(&self) -> u64 {
@@ -1031,6 +1050,12 @@ impl Session {
                 }
             }
         }
+        self.logon = Some(LogonSeqNums {
+            msg_seq_num: seq,
+            next_expected,
+            our_next_inbound: self.state.next_inbound_seq,
+            our_next_outbound: self.state.next_outbound_seq,
+        });
         if seq == self.state.next_inbound_seq {
             self.state.next_inbound_seq += 1;
         }

@@ -67,6 +67,8 @@ pub enum FixAction {
     SessionUp {
         comp_id: CompId,
         connection: ConnectionId,
+        /// The Logon's sequence numbers and ours before it was taken.
+        sequences: Option<twinsite_ocg::LogonSequences>,
     },
     SessionDown {
         comp_id: CompId,
@@ -408,9 +410,21 @@ impl FixServer {
                 }),
                 Action::Established => {
                     c.up = true;
+                    let n = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+                    let sequences = c
+                        .session
+                        .as_ref()
+                        .and_then(|s| s.logon_seq_nums())
+                        .map(|l| twinsite_ocg::LogonSequences {
+                            logon_seq: n(l.msg_seq_num),
+                            next_expected: n(l.next_expected),
+                            exchange_in_next: n(l.our_next_inbound),
+                            exchange_out_next: n(l.our_next_outbound),
+                        });
                     self.actions.push_back(FixAction::SessionUp {
                         comp_id: comp,
                         connection: conn,
+                        sequences,
                     });
                 }
                 Action::Deliver(inbound) => self.on_app(conn, comp, inbound, now),

@@ -80,7 +80,7 @@ pub enum Activity {
     SessionUp {
         comp_id: CompId,
         connection: u64,
-        /// The sequence numbers the Logon presented (OCG-C binary; None for FIX).
+        /// The sequence numbers the Logon presented (OCG-C and FIX).
         sequences: Option<twinsite_ocg::LogonSequences>,
         at: Timestamp,
     },
@@ -1713,12 +1713,13 @@ impl Core {
                 FixAction::SessionUp {
                     comp_id,
                     connection,
+                    sequences,
                 } => {
                     tracing::info!(%comp_id, connection = connection.0, "FIX session up");
                     let _ = self.activity.send(Activity::SessionUp {
                         comp_id,
                         connection: connection.0,
-                        sequences: None,
+                        sequences,
                         at: now,
                     });
                 }
