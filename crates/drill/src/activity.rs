@@ -87,6 +87,11 @@ pub enum What {
     RtsLogon {
         status: u8,
     },
+    /// A ResendRequest the participant sent (FIX; BeginSeqNo, EndSeqNo with 0 = infinity).
+    ResendRequest {
+        begin: u64,
+        end: u64,
+    },
     /// A Retransmission Request the RTS answered (status 0 = served).
     RtsRequest {
         channel: u16,
@@ -535,6 +540,24 @@ impl ActivityLog {
                     self.push(i, site, *at, what);
                 }
             }
+            Activity::ResendRequest {
+                comp_id,
+                begin,
+                end,
+                at,
+            } => {
+                if let Some(i) = self.comp(comp_id.as_str()) {
+                    self.push(
+                        i,
+                        site,
+                        *at,
+                        What::ResendRequest {
+                            begin: *begin,
+                            end: *end,
+                        },
+                    );
+                }
+            }
             // Connections before logon, engine phases, site state changes (the runtime calls
             // `failover_started` / `backup_opened`): not scored.
             _ => {}
@@ -829,6 +852,7 @@ impl ActivityLog {
             rejects: count(site, |w| matches!(w, What::Rejected { .. })),
             rts_logons: count(site, |w| matches!(w, What::RtsLogon { status: 0 })),
             rts_requests: count(site, |w| matches!(w, What::RtsRequest { status: 0, .. })),
+            resend_requests: count(site, |w| matches!(w, What::ResendRequest { .. })),
         };
         let primary = counters(Site::Primary);
         let backup = counters(Site::Backup);
@@ -1182,6 +1206,22 @@ impl ActivityLog {
                         missed.len()
                     ),
                 ),
+            };
+            // FIX participants may also ask for gaps with ResendRequests: the evidence lists them.
+            let resends: Vec<String> = at_site(Site::Backup)
+                .filter_map(|o| match o.what {
+                    What::ResendRequest { begin, end: 0 } => Some(format!("{begin}-")),
+                    What::ResendRequest { begin, end } => Some(format!("{begin}-{end}")),
+                    _ => None,
+                })
+                .collect();
+            let detail = if resends.is_empty() {
+                detail
+            } else {
+                format!(
+                    "{detail}; ResendRequests at the backup site: {}",
+                    resends.join(", ")
+                )
             };
             check("recovered_missed_messages", &backup_phase, ok, detail);
             // 6. Traded at the backup site.

@@ -77,6 +77,8 @@ pub struct SiteCounters {
     /// Retransmission service: logons accepted and requests served (status 0).
     pub rts_logons: usize,
     pub rts_requests: usize,
+    /// ResendRequests the participant sent (FIX).
+    pub resend_requests: usize,
 }
 
 /// Wall times (ms since the epoch) of a participant's milestones, for the timeline.

@@ -279,6 +279,9 @@ pub struct Session {
     stats: SessionStats,
     /// The sequence numbers of the Logon that established this session.
     logon: Option<LogonSeqNums>,
+    /// ResendRequests (BeginSeqNo, EndSeqNo) the counterparty sent and we answered, not yet
+    /// taken by the runtime (activity tracking).
+    resend_requests: Vec<(u64, u64)>,
 }
 
 /// The sequence numbers of the Logon that established a session: what the counterparty
@@ -369,6 +372,7 @@ impl Session {
             queued: BTreeMap::new(),
             stats: SessionStats::default(),
             logon: None,
+            resend_requests: Vec::new(),
         }
     }
 
@@ -395,6 +399,12 @@ impl Session {
     /// The sequence numbers of the Logon that established the session (None before it).
     pub fn logon_seq_nums(&self) -> Option<LogonSeqNums> {
         self.logon
+    }
+
+    /// The ResendRequests (BeginSeqNo, EndSeqNo; 0 = infinity) the counterparty sent and this
+    /// session answered since the last call.
+    pub fn take_resend_requests(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.resend_requests)
     }
 
     pub fn heartbeat_interval_secs(&self) -> u64 {
@@ -952,6 +962,7 @@ impl Session {
             self.reject(now, seq, "2", &v);
             return;
         }
+        self.resend_requests.push((begin, end));
         self.replay(now, begin, end);
     }
 

@@ -175,6 +175,17 @@ fn logon_exchange_establishes_both_sides() {
     assert_eq!(reply.message.get(1409), Some("0"));
     assert_eq!(pair.exchange.state().next_inbound_seq, 2);
     assert_eq!(pair.broker.state().next_inbound_seq, 2);
+    // The Logon's numbers and ours before it, for activity tracking.
+    let l = pair.exchange.logon_seq_nums().unwrap();
+    assert_eq!(
+        (
+            l.msg_seq_num,
+            l.next_expected,
+            l.our_next_inbound,
+            l.our_next_outbound
+        ),
+        (1, 1, 1, 1)
+    );
 }
 
 #[test]
@@ -872,6 +883,9 @@ fn resend_request_replays_business_and_gap_fills_admin() {
         5,
         "a resend consumes no new numbers"
     );
+    // The runtime is told of the request once (activity tracking).
+    assert_eq!(s.take_resend_requests(), vec![(1, 0)]);
+    assert!(s.take_resend_requests().is_empty());
 }
 
 #[test]

@@ -75,6 +75,12 @@ pub enum FixAction {
         connection: ConnectionId,
         cause: String,
     },
+    /// The participant sent a ResendRequest (answered by the session layer).
+    ResendRequest {
+        comp_id: CompId,
+        begin: u64,
+        end: u64,
+    },
     /// A business message for the exchange core, mapped to its OCG-C form.
     Deliver {
         comp_id: CompId,
@@ -400,6 +406,15 @@ impl FixServer {
                 return;
             };
             let Some(comp) = c.comp else { return };
+            if let Some(s) = c.session.as_mut() {
+                for (begin, end) in s.take_resend_requests() {
+                    self.actions.push_back(FixAction::ResendRequest {
+                        comp_id: comp,
+                        begin,
+                        end,
+                    });
+                }
+            }
             let Some(a) = c.session.as_mut().and_then(|s| s.poll_action()) else {
                 return;
             };

@@ -111,6 +111,14 @@ pub enum Activity {
         message: Box<Message>,
         at: Timestamp,
     },
+    /// A FIX participant's ResendRequest (BeginSeqNo, EndSeqNo; 0 = infinity), answered by
+    /// the session layer with the stored messages and gap fills.
+    ResendRequest {
+        comp_id: CompId,
+        begin: u64,
+        end: u64,
+        at: Timestamp,
+    },
     PhaseChanged {
         phase: Phase,
         at: Timestamp,
@@ -1720,6 +1728,19 @@ impl Core {
                         comp_id,
                         connection: connection.0,
                         sequences,
+                        at: now,
+                    });
+                }
+                FixAction::ResendRequest {
+                    comp_id,
+                    begin,
+                    end,
+                } => {
+                    tracing::info!(%comp_id, begin, end, "FIX ResendRequest answered");
+                    let _ = self.activity.send(Activity::ResendRequest {
+                        comp_id,
+                        begin,
+                        end,
                         at: now,
                     });
                 }
