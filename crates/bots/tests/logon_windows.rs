@@ -2,81 +2,19 @@
 //! session is logged out (the service shutdown) and its next logon is refused with Session
 //! Status 7, which the activity log keeps as the participant's `LogonRefused` evidence.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use twinsite_bots::*;
-use twinsite_core::{Site, Timestamp};
+use twinsite_core::Site;
 use twinsite_drill::activity::What;
-use twinsite_drill::registry::{participant_entries, Registration, RegistrationRequest, Registry};
-use twinsite_drill::session::Session;
+use twinsite_drill::registry::participant_entries;
 use twinsite_drill::{logon_windows, ActivityLog, Clock, LogonWindows, Participant, StepKind};
-use twinsite_site::config::*;
 use twinsite_site::gateway::{self, load_key, Activity, AdminCmd, SiteHandle};
 
+mod common;
+use common::*;
+
 const T: Duration = Duration::from_secs(20);
-
-fn key_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../site/tests/data/test-key.pem")
-}
-
-fn session() -> Session {
-    Session::load(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sessions/ps2-2023-11-25.toml"),
-    )
-    .unwrap()
-}
-
-fn register(firm: &str, broker: u32) -> Vec<Registration> {
-    let dir = std::env::temp_dir().join(format!(
-        "twinsite-windows-{}-{}",
-        std::process::id(),
-        gateway::wall_clock().0
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut r = Registry::open(&dir.join("reg.jsonl"), &session()).unwrap();
-    r.register(
-        RegistrationRequest {
-            firm: firm.into(),
-            kind: "EP".into(),
-            broker_ids: vec![broker],
-            contact: "desk".into(),
-            source_ips: vec![],
-            protocols: vec![],
-        },
-        Timestamp::from_hkt(2023, 11, 20, 9, 0, 0),
-    )
-    .unwrap();
-    r.registrations().to_vec()
-}
-
-fn site_config(participants: Vec<ParticipantEntry>) -> SiteConfig {
-    let mut cfg: SiteConfig = toml::from_str(&format!(
-        r#"
-        [site]
-        name = "backup"
-        lookup = ["127.0.0.1:0", "127.0.0.1:0"]
-        gateway_primary = "127.0.0.1:0"
-        gateway_mirror = "127.0.0.1:0"
-        keys = [{key:?}]
-
-        [session]
-        heartbeat_ms = 1000
-        password_tolerance_secs = 120
-        throttle = true
-        "#,
-        key = key_path().display().to_string()
-    ))
-    .unwrap();
-    cfg.participants = participants;
-    cfg
-}
-
-async fn closed_port() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
-}
 
 /// What the runtime does with a step's windows (as `twinsite run` / `demo` do).
 fn apply(site: &SiteHandle, w: &LogonWindows) {
@@ -116,9 +54,9 @@ async fn record_until(
 #[tokio::test]
 async fn after_the_last_phase_ends_a_logon_is_refused_with_status_7() {
     let s = session();
-    let regs = register("Late Securities", 1101);
+    let regs = register(&[("Late Securities", 1101)]);
     let comp = regs[0].id();
-    let (site, _feed) = gateway::start(site_config(participant_entries(&regs)))
+    let (site, _feed) = gateway::start(site_config("backup", participant_entries(&regs)))
         .await
         .unwrap();
     let mut rx = site.subscribe();

@@ -7,12 +7,10 @@
 //! the backup site publishes no data after its image.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use twinsite_bots::{spawn_vendor, VendorConfig};
 use twinsite_core::{ParticipantKind, Site};
-use twinsite_drill::session::Session;
 use twinsite_drill::{ActivityLog, Clock, ExchangeChecks, Participant};
 use twinsite_site::config::{ChannelEntry, MarketDataSection, SiteConfig};
 use twinsite_site::feed::{self, FeedActivity, FeedInput};
@@ -21,19 +19,11 @@ use twinsite_site::gateway::{self, wall_clock};
 const T: Duration = Duration::from_secs(30);
 const USER: &str = "IV0001";
 
-fn key_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../site/tests/data/test-key.pem")
-}
-
-fn session() -> Session {
-    Session::load(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sessions/ps2-2023-11-25.toml"),
-    )
-    .unwrap()
-}
-
 /// OMD-C standard with refresh, OMD-CC SSE with refresh, the DR channel: groups of this
 /// process on a free port.
+mod common;
+use common::*;
+
 fn market_data() -> MarketDataSection {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()

@@ -814,24 +814,13 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         (Site::Primary, nodes.primary.as_ref().expect("primary")),
         (Site::Backup, &nodes.backup),
     ] {
-        let mut rx = h.subscribe();
-        let tx = act_tx.clone();
-        let lag = lag_tx.clone();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(a) => {
-                        if tx.send((site, a)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = lag.send((site, "activity", n));
-                    }
-                    Err(_) => return,
-                }
-            }
-        });
+        forward(
+            site,
+            h.subscribe(),
+            act_tx.clone(),
+            lag_tx.clone(),
+            "activity",
+        );
     }
 
     // The feeds' own record: RTS logons and requests, DR signals.
@@ -841,24 +830,13 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         (Site::Backup, &nodes.backup_feed),
     ] {
         let Some(f) = f else { continue };
-        let mut rx = f.subscribe();
-        let tx = feed_tx.clone();
-        let lag = lag_tx.clone();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(a) => {
-                        if tx.send((site, a)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = lag.send((site, "market-data", n));
-                    }
-                    Err(_) => return,
-                }
-            }
-        });
+        forward(
+            site,
+            f.subscribe(),
+            feed_tx.clone(),
+            lag_tx.clone(),
+            "market-data",
+        );
     }
 
     // Reference participants.
@@ -1465,4 +1443,31 @@ fn summary(json: &str) -> String {
         }
     }
     s
+}
+
+/// Forward a site's broadcast stream (`what`: "activity" or "market-data") into the collector's
+/// channel; records lost because the forwarder fell behind are counted on `lag`, never dropped
+/// silently.
+fn forward<T: Clone + Send + 'static>(
+    site: Site,
+    mut rx: tokio::sync::broadcast::Receiver<T>,
+    tx: mpsc::UnboundedSender<(Site, T)>,
+    lag: mpsc::UnboundedSender<(Site, &'static str, u64)>,
+    what: &'static str,
+) {
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(a) => {
+                    if tx.send((site, a)).is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = lag.send((site, what, n));
+                }
+                Err(_) => return,
+            }
+        }
+    });
 }
