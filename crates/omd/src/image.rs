@@ -281,6 +281,13 @@ impl MarketImage {
 
     /// Messages that rebuild this image (§3.3 snapshot content; no trades or tickers).
     pub fn snapshot_messages(&self) -> Vec<Message> {
+        self.snapshot_messages_with(None)
+    }
+
+    /// [`MarketImage::snapshot_messages`] with the board-lot orders (Add Order messages in
+    /// time priority) given by the caller instead of taken from this image (`None`: from the
+    /// image).
+    pub fn snapshot_messages_with(&self, board_lot_orders: Option<Vec<Message>>) -> Vec<Message> {
         let mut out: Vec<Message> = Vec::new();
         let reference_first = |t: u16| matches!(t, 10 | 14 | 610);
         out.extend(
@@ -301,6 +308,17 @@ impl MarketImage {
                 .filter(|((t, _), _)| !reference_first(*t))
                 .map(|(_, m)| m.clone()),
         );
+        if let Some(orders) = board_lot_orders {
+            out.extend(orders);
+        } else {
+            self.push_orders(&mut out);
+        }
+        self.push_rest(&mut out);
+        out
+    }
+
+    /// The board-lot orders as Add Order messages, in time priority.
+    fn push_orders(&self, out: &mut Vec<Message>) {
         let mut orders: Vec<_> = self.orders.iter().collect();
         orders.sort_by_key(|(_, o)| o.arrival);
         for (&(security_code, order_id), o) in orders {
@@ -317,6 +335,11 @@ impl MarketImage {
                 .into(),
             );
         }
+    }
+
+    /// The snapshot after the board-lot orders: odd lots, aggregate books, broker queues, the
+    /// latest values, news.
+    fn push_rest(&self, out: &mut Vec<Message>) {
         out.extend(self.odd_lots.values().map(|m| m.clone().into()));
         for (&security_code, book) in &self.aggregate {
             let mut entries = Vec::new();
@@ -353,7 +376,6 @@ impl MarketImage {
                 .map(|(_, m)| m.clone()),
         );
         out.extend(self.news.iter().map(|m| m.clone().into()));
-        out
     }
 
     /// `Ok` if the market state (books, queues, latest values, and trades if `with_trades`)

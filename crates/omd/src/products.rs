@@ -195,6 +195,8 @@ struct BookOrder {
     price: i32,
     qty: u32,
     broker: u16,
+    /// Arrival rank among the builder's board-lot orders (time priority of snapshots).
+    arrival: u64,
 }
 
 /// The full board-lot book of one security, as the builder tracks it.
@@ -288,11 +290,41 @@ struct TradeInfo {
 struct SecurityTrades {
     next_trade_id: u32,
     next_ticker_id: u32,
-    by_exec: IdHashMap<u64, TradeInfo>,
+    /// Every trade of the day by execution id, in increasing execution id (the engine numbers
+    /// executions in order, so recording is a push; a lookup is a binary search).
+    by_exec: Vec<(u64, TradeInfo)>,
     /// Ticker id -> (ticker as last sent or pending, remaining quantity).
     tickers: BTreeMap<u32, TradeTicker>,
     pending_ticker: Option<u32>,
     short_sell: (u32, i64),
+}
+
+impl SecurityTrades {
+    fn record(&mut self, exec_id: u64, info: TradeInfo) {
+        match self.by_exec.last() {
+            Some(&(last, _)) if last >= exec_id => match self.find(exec_id) {
+                Ok(at) => self.by_exec[at].1 = info,
+                Err(at) => self.by_exec.insert(at, (exec_id, info)),
+            },
+            _ => self.by_exec.push((exec_id, info)),
+        }
+    }
+
+    fn find(&self, exec_id: u64) -> Result<usize, usize> {
+        self.by_exec.binary_search_by_key(&exec_id, |(e, _)| *e)
+    }
+
+    fn get(&self, exec_id: u64) -> Option<&TradeInfo> {
+        self.find(exec_id).ok().map(|at| &self.by_exec[at].1)
+    }
+
+    fn get_mut(&mut self, exec_id: u64) -> Option<&mut TradeInfo> {
+        self.find(exec_id).ok().map(|at| &mut self.by_exec[at].1)
+    }
+
+    fn trades(&self) -> impl Iterator<Item = &TradeInfo> {
+        self.by_exec.iter().map(|(_, t)| t)
+    }
 }
 
 /// Builds one channel's messages from [`MarketEvent`]s.
@@ -317,6 +349,8 @@ pub struct ProductBuilder {
     /// book 655), so the builder keeps each level's order queue and marks changed books. A
     /// FullTick channel needs only each order's side and price.
     keeps_levels: bool,
+    /// Board-lot orders added so far (the next order's arrival rank).
+    arrivals: u64,
 }
 
 impl ProductBuilder {
@@ -348,6 +382,7 @@ impl ProductBuilder {
             dirty_books: BTreeSet::new(),
             dirty_stats: BTreeSet::new(),
             spread_tables: IdHashMap::default(),
+            arrivals: 0,
         }
     }
 
@@ -360,6 +395,40 @@ impl ProductBuilder {
 
     pub fn product(&self) -> Product {
         self.product
+    }
+
+    /// The board-lot order book as a refresh snapshot shows it: one Add Order (30) per resting
+    /// order, in arrival order across securities; `None` if the product carries no Add Order.
+    /// The same messages, in the same order, as [`MarketImage::snapshot_messages`] of an image
+    /// built from this builder's output (the refresh service of a live channel takes them from
+    /// here instead of keeping a second copy of every order).
+    ///
+    /// [`MarketImage::snapshot_messages`]: crate::image::MarketImage::snapshot_messages
+    pub fn snapshot_orders(&self) -> Option<Vec<Message>> {
+        if !self.carries(AddOrder::MSG_TYPE) {
+            return None;
+        }
+        let mut orders: Vec<(u64, Message)> = Vec::new();
+        for (&security_code, book) in &self.books {
+            for (&order_id, o) in &book.orders {
+                orders.push((
+                    o.arrival,
+                    AddOrder {
+                        security_code,
+                        order_id,
+                        price: o.price,
+                        quantity: o.qty,
+                        side: o.side,
+                        order_type: AsciiStr::from_char(b'2'),
+                        order_book_position: 0,
+                    }
+                    .into(),
+                ));
+            }
+        }
+        // Arrival ranks are unique: the map's iteration order does not show.
+        orders.sort_unstable_by_key(|(arrival, _)| *arrival);
+        Some(orders.into_iter().map(|(_, m)| m).collect())
     }
 
     /// Turn one event into messages appended to `out` (only the product's types). On error
@@ -623,19 +692,23 @@ impl ProductBuilder {
             );
             return Ok(());
         }
-        let table = self.spread_tables.get(&security.0).copied();
         let book = self.books.entry(security.0).or_default();
-        book.table = book.table.or(table);
+        if self.keeps_levels && book.table.is_none() {
+            // Only the price levels need the spread table.
+            book.table = self.spread_tables.get(&security.0).copied();
+        }
         match book.orders.entry(order_id.0) {
             std::collections::hash_map::Entry::Occupied(_) => {
                 return Err(ProductError::DuplicateOrder(order_id.0));
             }
             std::collections::hash_map::Entry::Vacant(v) => {
+                self.arrivals += 1;
                 v.insert(BookOrder {
                     side,
                     price,
                     qty: quantity,
                     broker: broker_id,
+                    arrival: self.arrivals,
                 });
             }
         }
@@ -787,7 +860,7 @@ impl ProductBuilder {
                 id
             }
         };
-        trades.by_exec.insert(
+        trades.record(
             exec_id,
             TradeInfo {
                 trade_id,
@@ -826,7 +899,7 @@ impl ProductBuilder {
         let info = self
             .trades
             .get(&security.0)
-            .and_then(|t| t.by_exec.get(&exec_id))
+            .and_then(|t| t.get(exec_id))
             .copied()
             .filter(|info| !info.cancelled)
             .ok_or(ProductError::UnknownTrade(exec_id))?;
@@ -834,7 +907,7 @@ impl ProductBuilder {
             self.flush_ticker(security.0, out);
         }
         let trades = self.trades.entry(security.0).or_default();
-        if let Some(entry) = trades.by_exec.get_mut(&exec_id) {
+        if let Some(entry) = trades.get_mut(exec_id) {
             entry.cancelled = true;
         }
         out.push(
@@ -877,7 +950,7 @@ impl ProductBuilder {
         let Some(trades) = self.trades.get(&security) else {
             return stats;
         };
-        let mut live: Vec<&TradeInfo> = trades.by_exec.values().filter(|t| !t.cancelled).collect();
+        let mut live: Vec<&TradeInfo> = trades.trades().filter(|t| !t.cancelled).collect();
         live.sort_by_key(|t| t.trade_id);
         for t in &live {
             stats.shares_traded += t.qty as u64;
@@ -904,8 +977,7 @@ impl ProductBuilder {
             .trades
             .get(&security)
             .and_then(|t| {
-                t.by_exec
-                    .values()
+                t.trades()
                     .filter(|i| !i.cancelled)
                     .min_by_key(|i| i.trade_id)
             })

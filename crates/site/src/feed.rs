@@ -215,7 +215,8 @@ impl FeedCore {
                     ch.refresh = Some(RefreshChannel {
                         id: c.id,
                         lines,
-                        service: RefreshService::new(RefreshConfig::new(c.id), now),
+                        service: RefreshService::new(RefreshConfig::new(c.id), now)
+                            .with_orders_from_builder(),
                     });
                 }
                 ChannelKind::Dr => {
@@ -318,7 +319,8 @@ impl FeedCore {
             ch.publisher = ChannelPublisher::new(PublisherConfig::new(ch.id), now);
             ch.publisher.sequence_reset(now);
             if let Some(r) = &mut ch.refresh {
-                r.service = RefreshService::new(RefreshConfig::new(r.id), now);
+                r.service =
+                    RefreshService::new(RefreshConfig::new(r.id), now).with_orders_from_builder();
                 r.service.sequence_reset(now);
             }
         }
@@ -439,7 +441,8 @@ impl FeedCore {
         for ch in &mut self.channels {
             ch.publisher.handle_timeout(now);
             if let Some(r) = &mut ch.refresh {
-                r.service.handle_timeout(now);
+                // Snapshots take the order book from the builder (one table of resting orders).
+                r.service.handle_timeout_from(now, &ch.builder);
             }
         }
         if let Some(dr) = &mut self.dr {
