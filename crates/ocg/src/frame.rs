@@ -44,7 +44,7 @@ pub fn encode(
     comp_id: &FixedStr<12>,
     msg: &Message,
 ) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(128);
+    let mut out = Vec::with_capacity(256);
     out.push(STX);
     out.extend_from_slice(&[0, 0]);
     out.push(msg.msg_type());

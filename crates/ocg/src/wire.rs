@@ -1,6 +1,7 @@
 //! Wire primitives of OCG-C (reference §1.2): fixed and variable alphanumerics, Decimal, the
 //! little-endian integers, and the [`WireField`] trait every body field implements.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -63,7 +64,7 @@ fn check_ascii(s: &str) -> Result<(), FieldError> {
 
 /// Content of an inbound alphanumeric area: up to the first NUL; without a NUL, the last byte
 /// is treated as NUL (reference §1.2), so the content is all bytes but the last.
-fn content_of(area: &[u8]) -> Result<String, FieldError> {
+fn content_of(area: &[u8]) -> Result<CompactString, FieldError> {
     let content = match area.iter().position(|&b| b == 0) {
         Some(nul) => &area[..nul],
         None => &area[..area.len().saturating_sub(1)],
@@ -72,13 +73,17 @@ fn content_of(area: &[u8]) -> Result<String, FieldError> {
         return Err(FieldError::BadString);
     }
     // ASCII is valid UTF-8.
-    Ok(String::from_utf8_lossy(content).into_owned())
+    std::str::from_utf8(content)
+        .map(CompactString::new)
+        .map_err(|_| FieldError::BadString)
 }
 
 /// Alphanumeric Fixed Length (N): NUL-terminated, the NUL counted in N, so at most N-1
-/// characters. Always written as N bytes, NUL padded.
+/// characters. Always written as N bytes, NUL padded. Held inline up to 24 characters (every
+/// OCG-C field but the 49-character texts and the password), so building, decoding and cloning
+/// a message does not allocate per field.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct FixedStr<const N: usize>(String);
+pub struct FixedStr<const N: usize>(CompactString);
 
 impl<const N: usize> FixedStr<N> {
     /// Longest content the field holds.
@@ -93,13 +98,33 @@ impl<const N: usize> FixedStr<N> {
                 max: Self::MAX_LEN,
             });
         }
-        Ok(FixedStr(s.to_owned()))
+        Ok(FixedStr(CompactString::new(s)))
     }
     /// Constructor for literals and tests; panics on a value the field cannot hold.
     pub fn new(s: &str) -> Self {
         match Self::new_checked(s) {
             Ok(v) => v,
             Err(e) => panic!("Condition failed: {s:?} is not a valid char[{N}]: {e}"),
+        }
+    }
+    /// The text of a value (a number, an id) as a field, checked like [`Self::new_checked`];
+    /// formatted without a heap allocation when it fits inline.
+    pub fn display_checked(v: impl fmt::Display) -> Result<Self, FieldError> {
+        let s = compact_str::ToCompactString::to_compact_string(&v);
+        check_ascii(&s)?;
+        if s.len() > Self::MAX_LEN {
+            return Err(FieldError::StringTooLong {
+                len: s.len(),
+                max: Self::MAX_LEN,
+            });
+        }
+        Ok(FixedStr(s))
+    }
+    /// [`Self::display_checked`] for values known to fit; panics on one the field cannot hold.
+    pub fn display(v: impl fmt::Display) -> Self {
+        match Self::display_checked(&v) {
+            Ok(f) => f,
+            Err(e) => panic!("Condition failed: {v} is not a valid char[{N}]: {e}"),
         }
     }
     pub fn as_str(&self) -> &str {
@@ -128,7 +153,7 @@ impl<const N: usize> WireField for FixedStr<N> {
 /// characters and the NUL. `MAX` is the longest content in characters (the reference's
 /// "var <= 50" read as 50 characters plus the NUL; see docs/ocg.md).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct VarStr<const MAX: usize>(String);
+pub struct VarStr<const MAX: usize>(CompactString);
 
 impl<const MAX: usize> VarStr<MAX> {
     pub const MAX_LEN: usize = MAX;
@@ -140,7 +165,7 @@ impl<const MAX: usize> VarStr<MAX> {
                 max: MAX,
             });
         }
-        Ok(VarStr(s.to_owned()))
+        Ok(VarStr(CompactString::new(s)))
     }
     /// Constructor for literals and tests; panics on a value the field cannot hold.
     pub fn new(s: &str) -> Self {
@@ -151,7 +176,7 @@ impl<const MAX: usize> VarStr<MAX> {
     }
     /// Cut a value down to the field's limit (server-generated reasons and texts).
     pub fn truncated(s: &str) -> Self {
-        let clean: String = s
+        let clean: CompactString = s
             .chars()
             .filter(|c| c.is_ascii() && *c != '\0')
             .take(MAX)

@@ -46,10 +46,22 @@ pub struct Output {
 /// OCG-C `Transaction Time`: `YYYYMMDD-HH:MM:SS.ssssss` UTC.
 pub fn transact_time(now: Timestamp) -> Time25 {
     let (y, mo, d, h, mi, s, ns) = now.to_utc_civil();
-    FixedStr::new(&format!(
-        "{y:04}{mo:02}{d:02}-{h:02}:{mi:02}:{s:02}.{:06}",
-        ns / 1_000
-    ))
+    // YYYYMMDD-HH:MM:SS.ffffff, written digit by digit (one per Execution Report: no format!).
+    let mut b = *b"00000000-00:00:00.000000";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u32);
+    put(4, 2, mo);
+    put(6, 2, d);
+    put(9, 2, h);
+    put(12, 2, mi);
+    put(15, 2, s);
+    put(18, 6, ns / 1_000);
+    FixedStr::new(std::str::from_utf8(&b).unwrap_or_default())
 }
 
 /// A request that could not become an engine command: answered at once.
@@ -85,7 +97,8 @@ mod bytes_as_base64 {
 /// The deterministic core.
 pub struct Exchange {
     pub engine: Engine,
-    profiles: BTreeMap<CompId, SessionProfile>,
+    /// Shared so that a message's handling holds its session's profile without copying it.
+    profiles: BTreeMap<CompId, std::sync::Arc<SessionProfile>>,
     /// broker -> firm, for the on-behalf-of same-firm rule.
     broker_firm: BTreeMap<BrokerId, String>,
     next_exec_id: u64,
@@ -113,15 +126,15 @@ impl Exchange {
         for b in &p.brokers {
             self.broker_firm.insert(*b, p.firm.clone());
         }
-        self.profiles.insert(p.comp_id, p);
+        self.profiles.insert(p.comp_id, std::sync::Arc::new(p));
     }
 
     pub fn profile(&self, comp: &CompId) -> Option<&SessionProfile> {
-        self.profiles.get(comp)
+        self.profiles.get(comp).map(|p| &**p)
     }
 
     pub fn profiles(&self) -> impl Iterator<Item = &SessionProfile> {
-        self.profiles.values()
+        self.profiles.values().map(|p| &**p)
     }
 
     /// Live orders: OTP-C and China Connect.
@@ -138,7 +151,7 @@ impl Exchange {
     pub fn snapshot(&self) -> Vec<u8> {
         let snap = ExchangeSnapshot {
             engine: self.engine.snapshot(),
-            profiles: self.profiles.values().cloned().collect(),
+            profiles: self.profiles.values().map(|p| (**p).clone()).collect(),
             next_exec_id: self.next_exec_id,
         };
         serde_json::to_vec(&snap).expect("exchange snapshot serializes")
@@ -162,7 +175,7 @@ impl Exchange {
     fn exec_id(&mut self) -> Id21 {
         let id = self.next_exec_id;
         self.next_exec_id += 1;
-        id21(&id.to_string())
+        FixedStr::display(id)
     }
 
     /// Apply an engine command that did not come from a participant message (phase changes,
@@ -199,7 +212,11 @@ impl Exchange {
                 for cmd in cmds {
                     let events = self.engine.apply(&cmd, now);
                     self.report(&events, Some((&profile, msg)), now, &mut out);
-                    out.events.extend(events);
+                    if out.events.is_empty() {
+                        out.events = events;
+                    } else {
+                        out.events.extend(events);
+                    }
                 }
             }
             Err(r) => {
@@ -242,7 +259,7 @@ impl Exchange {
                     request_result: Some(0),
                     total_no_party_list: Some(p.brokers.len() as u16),
                     last_fragment: Some(1),
-                    broker_id: p.brokers.first().map(|b| FixedStr::new(&b.to_string())),
+                    broker_id: p.brokers.first().map(FixedStr::display),
                     entitlements: None,
                 }))
             }
@@ -747,8 +764,8 @@ impl Exchange {
         };
         ExecutionReport {
             cl_ord_id: Some(id21(o.cl_ord_id.as_str())),
-            submitting_broker_id: Some(FixedStr::new(&o.owner.broker.to_string())),
-            security_id: Some(id21(&o.security.to_string())),
+            submitting_broker_id: Some(FixedStr::display(o.owner.broker)),
+            security_id: Some(FixedStr::display(o.security)),
             security_id_source: Some(8),
             security_exchange: Some(FixedStr::new("XHKG")),
             transact_time: Some(transact_time(now)),
@@ -756,7 +773,7 @@ impl Exchange {
                 Side::Buy => twinsite_ocg::Side::Buy,
                 Side::Sell => twinsite_ocg::Side::Sell,
             }),
-            order_id: Some(id21(&o.order_id.to_string())),
+            order_id: Some(FixedStr::display(o.order_id)),
             ord_type: Some(ord_type),
             price: o.price.map(Decimal::from_price),
             order_qty: Some(Decimal::from_qty(o.qty)),
@@ -808,8 +825,8 @@ impl Exchange {
                 } => {
                     let mut er = ExecutionReport {
                         cl_ord_id: Some(id21(cl_ord_id.as_str())),
-                        submitting_broker_id: Some(FixedStr::new(&owner.broker.to_string())),
-                        security_id: Some(id21(&security.to_string())),
+                        submitting_broker_id: Some(FixedStr::display(owner.broker)),
+                        security_id: Some(FixedStr::display(security)),
                         security_id_source: Some(8),
                         transact_time: Some(transact_time(now)),
                         side: Some(if *side == Side::Buy {
@@ -847,7 +864,7 @@ impl Exchange {
                         ord_status: Some(Self::status(order)),
                         last_qty: Some(Decimal::from_qty(*qty)),
                         last_px: Some(Decimal::from_price(*price)),
-                        counterparty_broker_id: Some(FixedStr::new(&counterparty.to_string())),
+                        counterparty_broker_id: Some(FixedStr::display(counterparty)),
                         match_type: Some(match kind {
                             MatchKind::Continuous => MatchType::AutoMatch,
                             MatchKind::Auction => MatchType::CrossAuction,
@@ -882,8 +899,7 @@ impl Exchange {
                         exec_type: Some(exec_type),
                         ord_status: Some(status),
                         exec_restatement_reason: restate,
-                        owning_broker_id: by
-                            .map(|_| FixedStr::new(&order.owner.broker.to_string())),
+                        owning_broker_id: by.map(|_| FixedStr::display(order.owner.broker)),
                         ..self.order_er(order, now)
                     };
                     // A requested cancel echoes the request's ids.
@@ -920,9 +936,9 @@ impl Exchange {
                     let er = ExecutionReport {
                         cl_ord_id: Some(id21(cl_ord_id.as_str())),
                         orig_cl_ord_id: orig_cl_ord_id.map(|c| id21(c.as_str())),
-                        order_id: order_id.map(|o| id21(&o.to_string())),
-                        submitting_broker_id: Some(FixedStr::new(&owner.broker.to_string())),
-                        security_id: Some(id21(&security.to_string())),
+                        order_id: order_id.map(FixedStr::display),
+                        submitting_broker_id: Some(FixedStr::display(owner.broker)),
+                        security_id: Some(FixedStr::display(security)),
                         transact_time: Some(transact_time(now)),
                         exec_id: Some(self.exec_id()),
                         exec_type: Some(ExecType::CancelReject),
@@ -948,8 +964,8 @@ impl Exchange {
                     let er = ExecutionReport {
                         cl_ord_id: Some(id21(cl_ord_id.as_str())),
                         orig_cl_ord_id: Some(id21(orig_cl_ord_id.as_str())),
-                        submitting_broker_id: Some(FixedStr::new(&owner.broker.to_string())),
-                        security_id: Some(id21(&security.to_string())),
+                        submitting_broker_id: Some(FixedStr::display(owner.broker)),
+                        security_id: Some(FixedStr::display(security)),
                         transact_time: Some(transact_time(now)),
                         exec_id: Some(self.exec_id()),
                         exec_type: Some(ExecType::AmendReject),
@@ -975,7 +991,7 @@ impl Exchange {
                     let (t, sec, seg) = match scope {
                         MassCancelScope::Security(s) => (
                             MassCancelRequestType::Security,
-                            Some(id21(&s.to_string())),
+                            Some(FixedStr::display(s)),
                             None,
                         ),
                         MassCancelScope::All => (MassCancelRequestType::All, None, None),
@@ -994,7 +1010,7 @@ impl Exchange {
                     };
                     let m = OrderMassCancelReport {
                         cl_ord_id: Some(id21(cl_ord_id.as_str())),
-                        submitting_broker_id: Some(FixedStr::new(&owner.broker.to_string())),
+                        submitting_broker_id: Some(FixedStr::display(owner.broker)),
                         security_id: sec,
                         security_id_source: None,
                         security_exchange: None,

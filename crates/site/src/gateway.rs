@@ -1534,28 +1534,36 @@ impl Core {
 
     fn deliver(&mut self, out: crate::exchange::Output, now: Timestamp) {
         let Some(l) = self.live.as_mut() else { return };
+        // The activity record gets its own copy of each reply only when someone listens.
+        let recorded = self.activity.receiver_count() > 0;
         for r in out.replies {
-            let sent = if l.fix.is_fix(&r.comp_id) {
-                l.fix
+            let (sent, message) = if l.fix.is_fix(&r.comp_id) {
+                let sent = l
+                    .fix
                     .send_business(&r.comp_id, &r.message, now)
-                    .map(|s| u32::try_from(s).unwrap_or(u32::MAX))
+                    .map(|s| u32::try_from(s).unwrap_or(u32::MAX));
+                (sent, Some(r.message))
             } else {
                 let server = match l.csc.durable(&r.comp_id) {
                     Some(_) => &mut l.csc,
                     None => &mut l.server,
                 };
-                server
-                    .send_business(&r.comp_id, r.message.clone(), now)
-                    .map_err(|e| e.to_string())
+                let copy = recorded.then(|| r.message.clone());
+                let sent = server
+                    .send_business(&r.comp_id, r.message, now)
+                    .map_err(|e| e.to_string());
+                (sent, copy)
             };
             match sent {
                 Ok(seq) => {
-                    let _ = self.activity.send(Activity::Outbound {
-                        comp_id: r.comp_id,
-                        seq,
-                        message: Box::new(r.message),
-                        at: now,
-                    });
+                    if let Some(message) = message.filter(|_| recorded) {
+                        let _ = self.activity.send(Activity::Outbound {
+                            comp_id: r.comp_id,
+                            seq,
+                            message: Box::new(message),
+                            at: now,
+                        });
+                    }
                 }
                 Err(e) => tracing::warn!(comp_id = %r.comp_id, error = %e, "reply not stored"),
             }
@@ -1776,14 +1784,24 @@ impl Core {
     /// whose entries are committed.
     fn end_iteration(&mut self, _now: Timestamp) {
         let ticket = self.next_ticket;
-        if let Some(entry) = self.take_entry() {
-            if self.journal.is_some() {
-                let _ = self.proposer.send((ticket, vec![entry]));
-                self.proposed = ticket;
-            } else {
-                self.proposed = ticket;
-                self.committed = ticket;
+        let journalled = if self.journal.is_some() {
+            match self.take_entry() {
+                Some(entry) => {
+                    let _ = self.proposer.send((ticket, vec![entry]));
+                    self.proposed = ticket;
+                    true
+                }
+                None => false,
             }
+        } else if self.mark_applied() {
+            // A single site: nothing is replicated, output is released once applied.
+            self.proposed = ticket;
+            self.committed = ticket;
+            true
+        } else {
+            false
+        };
+        if journalled {
             self.next_ticket += 1;
         } else {
             // Nothing to journal: this iteration's output waits only for what came before it.
@@ -1831,6 +1849,36 @@ impl Core {
             ),
             at: now,
         });
+    }
+
+    /// A single site (no journal): what [`Core::take_entry`] would note as applied, without
+    /// building the entry nobody reads; true if anything was applied since the last time.
+    fn mark_applied(&mut self) -> bool {
+        let mut any = !self.batch.is_empty();
+        self.batch.clear();
+        if let Some(l) = self.live.as_mut() {
+            for (comp, synced) in self.synced.iter_mut() {
+                let Some(d) = l.durable(comp) else {
+                    continue;
+                };
+                let cur = Synced::of(d);
+                if cur != *synced {
+                    any = true;
+                    *synced = cur;
+                }
+            }
+            for (comp, synced) in l.fix_synced.iter_mut() {
+                let Some(s) = l.fix.durable(comp) else {
+                    continue;
+                };
+                let cur = (s.next_outbound_seq, s.next_inbound_seq);
+                if cur != *synced {
+                    any = true;
+                    *synced = cur;
+                }
+            }
+        }
+        any
     }
 
     /// The journal entry for what was applied since the last one (inputs and the sessions they
