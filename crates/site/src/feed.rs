@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use twinsite_core::{MarketSegment, Timestamp};
 use twinsite_engine::Event;
+use twinsite_omd::rts::RetransmissionStore;
 use twinsite_omd::{
     ChannelPublisher, DrChannelPublisher, DrStatus, FeedHandler, HandlerConfig, Line, MarketEvent,
     Message, Product, ProductBuilder, PublisherConfig, RefreshConfig, RefreshService,
@@ -128,6 +129,56 @@ struct RtChannel {
     publisher: ChannelPublisher,
     refresh: Option<RefreshChannel>,
     msgs: Vec<Message>,
+}
+
+/// Messages published and events the builders refused, in one batch.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    messages: u64,
+    dropped: u64,
+}
+
+impl RtChannel {
+    /// One market event through this channel's builder, its messages published at once.
+    fn build_and_publish(
+        &mut self,
+        event: &MarketEvent,
+        store: &mut RetransmissionStore,
+        now: Timestamp,
+        counts: &mut Counts,
+    ) {
+        let mut msgs = std::mem::take(&mut self.msgs);
+        msgs.clear();
+        if self.builder.on_event(event, &mut msgs).is_err() {
+            counts.dropped += 1;
+        }
+        self.publish(&msgs, store, now, counts);
+        self.msgs = msgs;
+    }
+
+    /// Publish `msgs` on both lines, keep them for retransmission, show them to the refresh
+    /// service.
+    fn publish(
+        &mut self,
+        msgs: &[Message],
+        store: &mut RetransmissionStore,
+        now: Timestamp,
+        counts: &mut Counts,
+    ) {
+        let id = self.id;
+        for msg in msgs {
+            let kept = |seq_num, bytes: &[u8]| store.record_copy(id, seq_num, bytes);
+            match self.publisher.publish_with(msg, now, kept) {
+                Ok(seq_num) => {
+                    if let Some(r) = &mut self.refresh {
+                        r.service.on_realtime(seq_num, msg);
+                    }
+                    counts.messages += 1;
+                }
+                Err(e) => tracing::warn!(channel = id, error = %e, "message not published"),
+            }
+        }
+    }
 }
 
 struct RefreshChannel {
@@ -347,58 +398,68 @@ impl FeedCore {
         }
     }
 
-    /// Engine events of one commit: mapped, built per channel, published, flushed.
+    /// Engine events of one commit: mapped, built per channel, published, flushed. Each event
+    /// goes through the whole path (mapping, building, publishing) before the next one, so no
+    /// batch-sized intermediate list is written and read back; the messages and packets are
+    /// those of mapping the whole batch first (per channel, the same messages in the same
+    /// order).
     pub fn on_events(&mut self, events: &[Event], now: Timestamp) {
         if !self.active {
             return;
         }
+        let mut counts = Counts::default();
         let mut routed = std::mem::take(&mut self.routed);
-        routed.clear();
+        let store = self.rts.store_mut();
         for e in events {
+            routed.clear();
             self.map.map(e, now, &mut routed);
+            for (route, event) in &routed {
+                for ch in &mut self.channels {
+                    if ch.route == *route {
+                        ch.build_and_publish(event, store, now, &mut counts);
+                    }
+                }
+            }
         }
+        routed.clear();
         self.routed = routed;
-        self.publish_routed(now);
+        self.end_batch(now, counts);
     }
 
+    /// The routed events of an activation (reference data, books), published as one batch.
     fn publish_routed(&mut self, now: Timestamp) {
-        let mut messages = 0u64;
-        let mut dropped = 0u64;
+        let mut counts = Counts::default();
+        let store = self.rts.store_mut();
+        for (route, event) in &self.routed {
+            for ch in &mut self.channels {
+                if ch.route == *route {
+                    ch.build_and_publish(event, store, now, &mut counts);
+                }
+            }
+        }
+        self.routed.clear();
+        self.end_batch(now, counts);
+    }
+
+    /// End of a batch: every channel's conflated messages (aggregate book, broker queues,
+    /// tickers, statistics) published, Line A flushed; the counters updated.
+    fn end_batch(&mut self, now: Timestamp, mut counts: Counts) {
+        let store = self.rts.store_mut();
         for ch in &mut self.channels {
             let mut msgs = std::mem::take(&mut ch.msgs);
             msgs.clear();
-            for (route, event) in &self.routed {
-                if *route != ch.route {
-                    continue;
-                }
-                if ch.builder.on_event(event, &mut msgs).is_err() {
-                    dropped += 1;
-                }
-            }
             ch.builder.end_batch(&mut msgs);
-            let store = self.rts.store_mut();
-            for msg in &msgs {
-                let id = ch.id;
-                let kept = |seq_num, bytes: &[u8]| store.record_copy(id, seq_num, bytes);
-                match ch.publisher.publish_with(msg, now, kept) {
-                    Ok(seq_num) => {
-                        if let Some(r) = &mut ch.refresh {
-                            r.service.on_realtime(seq_num, msg);
-                        }
-                        messages += 1;
-                    }
-                    Err(e) => tracing::warn!(channel = ch.id, error = %e, "message not published"),
-                }
-            }
+            ch.publish(&msgs, store, now, &mut counts);
             ch.publisher.flush(now);
             ch.msgs = msgs;
         }
-        self.routed.clear();
-        self.stats.messages.fetch_add(messages, Ordering::Relaxed);
-        if dropped > 0 {
+        self.stats
+            .messages
+            .fetch_add(counts.messages, Ordering::Relaxed);
+        if counts.dropped > 0 {
             self.stats
                 .dropped_events
-                .fetch_add(dropped, Ordering::Relaxed);
+                .fetch_add(counts.dropped, Ordering::Relaxed);
         }
     }
 
