@@ -26,7 +26,7 @@ impl NewOrder {
     ) -> NewOrder {
         NewOrder {
             cl_ord_id: FixedStr::new(cl_ord_id),
-            submitting_broker_id: FixedStr::new(&broker.to_string()),
+            submitting_broker_id: FixedStr::display(broker),
             security_id: FixedStr::new(security),
             security_id_source: 8,
             security_exchange: Some(FixedStr::new("XHKG")),

@@ -5,20 +5,16 @@
 mod common;
 
 use common::*;
-/// Bound for every wait here (longer than common's: a cluster on a loaded two-core machine).
-const T: std::time::Duration = std::time::Duration::from_secs(30);
-use std::collections::BTreeMap;
+/// Bound for every wait here.
+const T: std::time::Duration = CLUSTER_T;
 use std::net::SocketAddr;
 use std::time::Instant;
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
-use twinsite_cluster::{Durability, JournalConfig, NodeRole};
-use twinsite_core::{CompId, Platform, Price, Qty, Site};
-use twinsite_ocg::client::{ClientConfig, ClientState};
+use twinsite_cluster::NodeRole;
+use twinsite_core::{Platform, Price, Qty};
 use twinsite_ocg::*;
-use twinsite_site::client::{ClientEvent, ClientHandle};
 use twinsite_site::config::*;
-use twinsite_site::gateway::{self, Activity, AdminCmd, SiteHandle};
+use twinsite_site::gateway::{Activity, AdminCmd};
 
 /// An EP (OTP-C), and two CCEPs (OTP-CSC): CC0003 buys, CC0004 holds and sells Moutai.
 fn participants() -> Vec<ParticipantEntry> {
@@ -43,82 +39,9 @@ fn csc_config() -> SiteConfig {
     cfg
 }
 
-/// A limit order (Day, one price level) for `security`.
-fn order_in(security: &str, cl: &str, broker: u32, side: Side, price: &str, q: u64) -> Message {
-    let Message::NewOrder(mut o) = new_order(cl, broker, side, price, q) else {
-        unreachable!()
-    };
-    o.security_id = FixedStr::new(security);
-    o.security_exchange = None;
-    Message::NewOrder(o)
-}
-
-fn client_cfg(comp: &str, lookups: Vec<SocketAddr>) -> ClientConfig {
-    let key = gateway::load_key(&key_path()).unwrap();
-    let mut cfg = ClientConfig::new(
-        CompId::new(comp).unwrap(),
-        PASSWORD,
-        rsa::RsaPublicKey::from(&key),
-        lookups,
-    );
-    cfg.reconnect_wait_ns = 50_000_000;
-    cfg.lookup_backoff_ns = 50_000_000;
-    cfg.timers.heartbeat_interval_ns = 1_000_000_000;
-    cfg.logon_reply_timeout_ns = 2_000_000_000;
-    cfg.logon_retry_wait_ns = 100_000_000;
-    cfg
-}
-
-fn client(comp: &str, lookups: Vec<SocketAddr>) -> ClientHandle {
-    ClientHandle::spawn(client_cfg(comp, lookups), ClientState::default())
-}
-
-fn er_of(t: ExecType) -> impl FnMut(&ClientEvent) -> Option<(u32, bool, ExecutionReport)> {
-    move |e| match e {
-        ClientEvent::Message {
-            seq,
-            poss_resend,
-            message,
-            ..
-        } => match message.as_ref() {
-            Message::ExecutionReport(r) if r.exec_type == Some(t) => {
-                Some((*seq, *poss_resend, r.clone()))
-            }
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn logged_on(e: &ClientEvent) -> Option<u32> {
-    match e {
-        ClientEvent::LoggedOn { next_expected } => Some(*next_expected),
-        _ => None,
-    }
-}
-
-/// The first activity `f` accepts, within the bound.
-async fn activity<R>(
-    rx: &mut broadcast::Receiver<Activity>,
-    mut f: impl FnMut(&Activity) -> Option<R>,
-) -> R {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(a)) => {
-                if let Some(r) = f(&a) {
-                    return r;
-                }
-            }
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-            _ => panic!("the expected activity never came"),
-        }
-    }
-}
-
 /// The Refused record for `comp` at `platform`: its reason.
 async fn refused(rx: &mut broadcast::Receiver<Activity>, comp: &str, platform: Platform) -> String {
-    activity(rx, |a| match a {
+    until(rx, |a| match a {
         Activity::Refused {
             comp_id: Some(c),
             platform: p,
@@ -168,7 +91,7 @@ async fn ccep_looks_up_through_the_csc_lookup_logs_on_to_the_csc_gateway_and_tra
     let mut seller = client("CC0004", lookups);
     buyer.wait_for(T, logged_on).await.unwrap();
     seller.wait_for(T, logged_on).await.unwrap();
-    let gw = activity(&mut activity_rx, |a| match a {
+    let gw = until(&mut activity_rx, |a| match a {
         Activity::Connected { gateway, .. } => Some(*gateway),
         _ => None,
     })
@@ -349,86 +272,11 @@ fn node_config(name: &str) -> SiteConfig {
     cfg
 }
 
-struct Cluster {
-    primary: Option<SiteHandle>,
-    backup: SiteHandle,
-    witness: twinsite_cluster::Journal<twinsite_site::replica::Replica>,
-}
-
-async fn wait_active(rx: &mut broadcast::Receiver<Activity>) {
-    activity(rx, |a| {
-        matches!(a, Activity::SiteActive { .. }).then_some(())
-    })
-    .await
-}
-
-/// Three nodes on loopback (primary site, backup site, witness), the primary site active.
-async fn cluster(cfg: impl Fn(&str) -> SiteConfig) -> Cluster {
-    let mut listeners = BTreeMap::new();
-    let mut addrs = BTreeMap::new();
-    for r in [NodeRole::Primary, NodeRole::Backup, NodeRole::Witness] {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.insert(r, l.local_addr().unwrap());
-        listeners.insert(r, l);
-    }
-    let jc = |r| JournalConfig::new(r, addrs.clone(), Durability::Memory);
-    let (primary, feed) = gateway::start_node(
-        cfg("primary"),
-        Site::Primary,
-        jc(NodeRole::Primary),
-        listeners.remove(&NodeRole::Primary),
-    )
-    .await
-    .unwrap();
-    std::mem::forget(feed);
-    let mut prx = primary.subscribe();
-    let (backup, feed) = gateway::start_node(
-        cfg("backup"),
-        Site::Backup,
-        jc(NodeRole::Backup),
-        listeners.remove(&NodeRole::Backup),
-    )
-    .await
-    .unwrap();
-    std::mem::forget(feed);
-    let witness = gateway::start_witness(
-        &cfg("witness"),
-        jc(NodeRole::Witness),
-        listeners.remove(&NodeRole::Witness),
-    )
-    .await
-    .unwrap();
-    let j = primary.journal().unwrap().clone();
-    let leader = j.wait_for_leader(T).await.unwrap();
-    if leader != NodeRole::Primary {
-        let from = match leader {
-            NodeRole::Backup => backup.journal().unwrap().clone(),
-            _ => witness.clone(),
-        };
-        from.transfer_leadership(NodeRole::Primary).await.unwrap();
-    }
-    wait_active(&mut prx).await;
-    Cluster {
-        primary: Some(primary),
-        backup,
-        witness,
-    }
-}
-
-/// One cluster at a time: two would compete for the CI's two cores.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn ccep_failover(crash: bool) {
     let _one = SERIAL.lock().await;
     let mut c = cluster(node_config).await;
-    let p = c.primary.as_ref().unwrap();
     // The four OTP-CSC lookup endpoints: primary site's, then the backup site's.
-    let lookups = vec![
-        p.csc_lookup_addrs[0],
-        p.csc_lookup_addrs[1],
-        c.backup.csc_lookup_addrs[0],
-        c.backup.csc_lookup_addrs[1],
-    ];
+    let lookups = c.ladder(|s| &s.csc_lookup_addrs);
     let mut buyer = client("CC0003", lookups.clone());
     buyer.wait_for(T, logged_on).await.unwrap();
 
@@ -453,7 +301,7 @@ async fn ccep_failover(crash: bool) {
             .await
             .unwrap();
     }
-    wait_active(&mut brx).await;
+    assert!(wait_active(&mut brx).await);
     eprintln!(
         "{} failover with a CCEP: backup active after {:?}",
         if crash { "crash" } else { "scheduled" },
@@ -466,7 +314,7 @@ async fn ccep_failover(crash: bool) {
         next > ack_seq,
         "continued the session (next expected {next})"
     );
-    let conn = activity(&mut brx, |a| match a {
+    let conn = until(&mut brx, |a| match a {
         Activity::SessionUp { comp_id, .. } if comp_id.as_str() == "CC0003" => Some(()),
         _ => None,
     });
@@ -494,11 +342,7 @@ async fn ccep_failover(crash: bool) {
 
     buyer.abort();
     seller.abort();
-    c.backup.shutdown();
-    if let Some(p) = c.primary {
-        p.shutdown();
-    }
-    c.witness.shutdown().await;
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,110 +1,23 @@
 //! A real TCP client through the Lookup Service, logon, orders, fills, a dropped connection,
 //! reconnect with replay of what it missed, and logout.
 
+mod common;
+
+use common::*;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
-use twinsite_core::{CompId, Price, Qty};
-use twinsite_ocg::client::{ClientConfig, ClientState};
+use twinsite_core::Qty;
 use twinsite_ocg::*;
-use twinsite_site::client::{ClientEvent, ClientHandle};
-use twinsite_site::config::*;
-use twinsite_site::gateway::{self, load_key};
+use twinsite_site::client::ClientEvent;
+use twinsite_site::gateway;
 
+/// Bound for every wait here.
 const T: Duration = Duration::from_secs(20);
-
-fn key_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/test-key.pem")
-}
-
-fn participant(firm: &str, comp: &str, broker: u32) -> ParticipantEntry {
-    ParticipantEntry {
-        firm: firm.into(),
-        kind: "EP".into(),
-        comp_id: comp.into(),
-        broker_ids: vec![broker],
-        password: "Passw0rd".into(),
-        source_ips: vec!["127.0.0.1".parse().unwrap()],
-        throttle_units: 50,
-        cancel_on_disconnect_ms: None,
-        must_change_password: false,
-        protocol: Default::default(),
-    }
-}
-
-pub fn site_config(participants: Vec<ParticipantEntry>) -> SiteConfig {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    SiteConfig {
-        site: SiteSection {
-            name: "primary".into(),
-            lookup: vec![any, any],
-            gateway_primary: any,
-            gateway_mirror: any,
-            advertise_host: None,
-            keys: vec![key_path()],
-            reference_data: None,
-            active: true,
-            fix_gateway: None,
-            csc_lookup: vec![],
-            csc_gateway_primary: None,
-            csc_gateway_mirror: None,
-        },
-        engine: EngineSection::default(),
-        session: SessionSection {
-            heartbeat_ms: 1_000,
-            password_tolerance_secs: 120,
-            throttle: true,
-        },
-        market_data: None,
-        participants,
-        failover: Default::default(),
-    }
-}
 
 /// An address nothing listens on (a closed backup-site lookup endpoint).
 async fn closed_port() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap()
-}
-
-async fn client(comp: &str, lookups: Vec<SocketAddr>) -> ClientHandle {
-    let key = load_key(&key_path()).unwrap();
-    let mut cfg = ClientConfig::new(
-        CompId::new(comp).unwrap(),
-        "Passw0rd",
-        rsa::RsaPublicKey::from(&key),
-        lookups,
-    );
-    cfg.reconnect_wait_ns = 50_000_000;
-    cfg.lookup_backoff_ns = 50_000_000;
-    cfg.timers.heartbeat_interval_ns = 1_000_000_000;
-    ClientHandle::spawn(cfg, ClientState::default())
-}
-
-fn new_order(cl: &str, broker: u32, side: Side, price: &str, qty: u64) -> Message {
-    Message::NewOrder(NewOrder {
-        cl_ord_id: FixedStr::new(cl),
-        submitting_broker_id: FixedStr::new(&broker.to_string()),
-        security_id: FixedStr::new("5"),
-        security_id_source: 8,
-        security_exchange: Some(FixedStr::new("XHKG")),
-        broker_location_id: None,
-        transact_time: FixedStr::new("20231125-02:00:00.000000"),
-        side,
-        ord_type: OrdType::Limit,
-        price: Some(Decimal::from_price(Price::parse(price).unwrap())),
-        order_qty: Decimal::from_qty(Qty(qty)),
-        time_in_force: Some(TimeInForce::Day),
-        position_effect: None,
-        order_restrictions: None,
-        max_price_levels: Some(1),
-        order_capacity: Some(OrderCapacity::Agency),
-        text: None,
-        execution_instructions: None,
-        disclosure_instructions: 1,
-        lot_type: None,
-        submitting_bcan: Some(FixedStr::new("1")),
-    })
 }
 
 fn er(e: &ClientEvent) -> Option<ExecutionReport> {
@@ -136,8 +49,8 @@ async fn lookup_logon_trade_drop_reconnect_replay_logout() {
         closed_port().await,
     ];
 
-    let mut a = client("CO0001", lookups.clone()).await;
-    let mut b = client("CO0002", lookups.clone()).await;
+    let mut a = client("CO0001", lookups.clone());
+    let mut b = client("CO0002", lookups.clone());
     a.wait_for(T, |e| {
         matches!(e, ClientEvent::LoggedOn { .. }).then_some(())
     })
@@ -228,7 +141,7 @@ async fn unknown_comp_id_is_refused_by_lookup_and_gateway() {
         closed_port().await,
         closed_port().await,
     ];
-    let mut x = client("NOPE01", lookups).await;
+    let mut x = client("NOPE01", lookups);
     // The lookup rejects it: the client keeps trying the ladder and never logs on.
     let r = x
         .wait_for(Duration::from_millis(1_500), |e| {
@@ -274,7 +187,7 @@ async fn throttle_and_party_entitlement_requests_are_answered_from_configuration
         closed_port().await,
         closed_port().await,
     ];
-    let mut a = client("CO0001", lookups).await;
+    let mut a = client("CO0001", lookups);
     a.wait_for(T, |e| {
         matches!(e, ClientEvent::LoggedOn { .. }).then_some(())
     })

@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use twinsite_core::Price;
 use twinsite_ocg::*;
 use twinsite_site::gateway::{Activity, AdminCmd};
@@ -330,26 +329,6 @@ async fn throttle_over_two_messages_per_unit_per_second_gets_bmr_8() {
 
 // ---------------------------------------------------------------------- cancel on disconnect
 
-/// Wait (bounded) for a site activity `f` accepts.
-async fn activity<R>(
-    rx: &mut broadcast::Receiver<Activity>,
-    mut f: impl FnMut(&Activity) -> Option<R>,
-) -> R {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(a)) => {
-                if let Some(r) = f(&a) {
-                    return r;
-                }
-            }
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-            Ok(Err(e)) => panic!("activity stream: {e}"),
-            Err(_) => panic!("timed out waiting for site activity"),
-        }
-    }
-}
-
 fn cod_cancel(a: &Activity) -> Option<(ExecutionReport, twinsite_core::Timestamp)> {
     match a {
         Activity::Outbound {
@@ -383,13 +362,13 @@ async fn cancel_on_disconnect_cancels_after_the_delay_and_replays_at_next_logon(
     let (seq, next) = (a.seq, a.last_in + 1);
     // The network drops (no Logout).
     drop(a);
-    let down_at = activity(&mut rx, |e| match e {
+    let down_at = until(&mut rx, |e| match e {
         Activity::SessionDown { comp_id, at, .. } if comp_id.as_str() == "CO0001" => Some(*at),
         _ => None,
     })
     .await;
-    let (c1, at1) = activity(&mut rx, cod_cancel).await;
-    let (c2, _) = activity(&mut rx, cod_cancel).await;
+    let (c1, at1) = until(&mut rx, cod_cancel).await;
+    let (c2, _) = until(&mut rx, cod_cancel).await;
     assert!(
         at1.0 - down_at.0 >= DELAY_MS * 1_000_000,
         "cancelled {} ms after the drop",
@@ -428,7 +407,7 @@ async fn cancel_on_disconnect_not_triggered_by_reconnect_within_delay_or_by_logo
     a.expect_er(ExecType::New).await;
     let (seq, next) = (a.seq, a.last_in + 1);
     drop(a);
-    activity(&mut rx, |e| {
+    until(&mut rx, |e| {
         matches!(e, Activity::SessionDown { comp_id, .. } if comp_id.as_str() == "CO0001")
             .then_some(())
     })
@@ -815,7 +794,7 @@ async fn cancel_on_disconnect_after_heartbeat_loss() {
     // Silent participant: Test Request, then Logout and disconnect by the exchange.
     a.expect_logout().await;
     a.expect_closed(T).await.unwrap();
-    let (c, _) = activity(&mut rx, cod_cancel).await;
+    let (c, _) = until(&mut rx, cod_cancel).await;
     assert_eq!(c.exec_restatement_reason, Some(104), "{c:?}");
     assert_eq!(site.state_hash().await.unwrap().1, 0);
     site.shutdown();

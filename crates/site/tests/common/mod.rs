@@ -3,17 +3,21 @@
 #![allow(dead_code)]
 
 use rand_chacha::rand_core::SeedableRng;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use twinsite_core::{Price, Qty};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::broadcast;
+use twinsite_cluster::{Durability, JournalConfig, NodeRole};
+use twinsite_core::{CompId, Price, Qty, Site};
+use twinsite_ocg::client::{ClientConfig, ClientState};
 use twinsite_ocg::password::{encrypt_password, Padding};
 use twinsite_ocg::*;
+use twinsite_site::client::{ClientEvent, ClientHandle};
 use twinsite_site::config::*;
-use twinsite_site::gateway::{self, load_key, wall_clock, SiteHandle};
+use twinsite_site::gateway::{self, load_key, wall_clock, Activity, SiteHandle};
 
 /// Upper bound for waiting on any event.
 pub const T: Duration = Duration::from_secs(10);
@@ -461,4 +465,233 @@ impl Market {
         assert_eq!(fill_b.last_qty, Some(qty(400)));
         self.before = site.state_hash().await.expect("site core alive");
     }
+}
+
+// ------------------------------------------------------------------ three nodes
+
+/// Bound for waits in the three-node tests (longer than [`T`]: a cluster on a loaded two-core
+/// machine).
+pub const CLUSTER_T: Duration = Duration::from_secs(30);
+
+/// One cluster at a time per test binary: two would compete for the CI's two cores.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The primary site, the backup site and the witness, on loopback.
+pub struct Cluster {
+    /// None after a crash.
+    pub primary: Option<SiteHandle>,
+    pub backup: SiteHandle,
+    pub witness: twinsite_cluster::Journal<twinsite_site::replica::Replica>,
+}
+
+/// The first activity `f` accepts, within [`CLUSTER_T`].
+pub async fn until<R>(
+    rx: &mut broadcast::Receiver<Activity>,
+    mut f: impl FnMut(&Activity) -> Option<R>,
+) -> R {
+    let deadline = tokio::time::Instant::now() + CLUSTER_T;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(a)) => {
+                if let Some(r) = f(&a) {
+                    return r;
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            _ => panic!("the expected activity never came"),
+        }
+    }
+}
+
+/// The site opened; true if it opened after a failover.
+pub async fn wait_active(rx: &mut broadcast::Receiver<Activity>) -> bool {
+    until(rx, |a| match a {
+        Activity::SiteActive { failover, .. } => Some(*failover),
+        _ => None,
+    })
+    .await
+}
+
+/// Three nodes on loopback with the configs `cfg(name)` gives ("primary", "backup", "witness";
+/// journal in memory), the primary site leading and active.
+pub async fn cluster(cfg: impl Fn(&str) -> SiteConfig) -> Cluster {
+    let mut listeners = BTreeMap::new();
+    let mut addrs = BTreeMap::new();
+    for r in [NodeRole::Primary, NodeRole::Backup, NodeRole::Witness] {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.insert(r, l.local_addr().unwrap());
+        listeners.insert(r, l);
+    }
+    let jc = |r| JournalConfig::new(r, addrs.clone(), Durability::Memory);
+    let (primary, feed) = gateway::start_node(
+        cfg("primary"),
+        Site::Primary,
+        jc(NodeRole::Primary),
+        listeners.remove(&NodeRole::Primary),
+    )
+    .await
+    .unwrap();
+    // Keep the feed receivers alive for the whole test (the cores send engine events to them).
+    std::mem::forget(feed);
+    let mut prx = primary.subscribe();
+    let (backup, feed) = gateway::start_node(
+        cfg("backup"),
+        Site::Backup,
+        jc(NodeRole::Backup),
+        listeners.remove(&NodeRole::Backup),
+    )
+    .await
+    .unwrap();
+    std::mem::forget(feed);
+    let witness = gateway::start_witness(
+        &cfg("witness"),
+        jc(NodeRole::Witness),
+        listeners.remove(&NodeRole::Witness),
+    )
+    .await
+    .unwrap();
+    // The primary site leads at the start of the day.
+    let j = primary.journal().unwrap().clone();
+    let leader = j.wait_for_leader(CLUSTER_T).await.unwrap();
+    if leader != NodeRole::Primary {
+        let from = match leader {
+            NodeRole::Backup => backup.journal().unwrap().clone(),
+            _ => witness.clone(),
+        };
+        from.transfer_leadership(NodeRole::Primary).await.unwrap();
+    }
+    assert!(
+        !wait_active(&mut prx).await,
+        "the first activation of the day is not a failover"
+    );
+    Cluster {
+        primary: Some(primary),
+        backup,
+        witness,
+    }
+}
+
+impl Cluster {
+    /// A participant's four lookup endpoints (`f` picks OTP-C's or OTP-CSC's): the primary
+    /// site's two, then the backup site's.
+    pub fn ladder(&self, f: fn(&SiteHandle) -> &Vec<SocketAddr>) -> Vec<SocketAddr> {
+        let mut all = self
+            .primary
+            .as_ref()
+            .map(|p| f(p).clone())
+            .unwrap_or_default();
+        all.extend(f(&self.backup).iter().copied());
+        all
+    }
+
+    /// Fail over to the backup site: a scheduled leadership transfer, or a crash of the primary
+    /// site. Returns once the backup is active.
+    pub async fn fail_over(&mut self, crash: bool) {
+        let mut brx = self.backup.subscribe();
+        if crash {
+            self.primary.take().unwrap().crash().await;
+        } else {
+            self.primary
+                .as_ref()
+                .unwrap()
+                .journal()
+                .unwrap()
+                .transfer_leadership(NodeRole::Backup)
+                .await
+                .unwrap();
+        }
+        assert!(
+            wait_active(&mut brx).await,
+            "the backup opens after a failover"
+        );
+    }
+
+    /// The three nodes (the old primary too, if it is still up) hold the same state at the
+    /// backup's commit index; returns that index.
+    pub async fn same_state_everywhere(&self) -> u64 {
+        let j = self.backup.journal().unwrap().clone();
+        let idx = j.commit_index();
+        j.wait_applied(idx, CLUSTER_T).await.unwrap();
+        self.witness.wait_applied(idx, CLUSTER_T).await.unwrap();
+        let h = j.state_hash_at(idx);
+        assert!(h.is_some());
+        assert_eq!(
+            h,
+            self.witness.state_hash_at(idx),
+            "backup vs witness at {idx}"
+        );
+        if let Some(p) = &self.primary {
+            let p = p.journal().unwrap().clone();
+            p.wait_applied(idx, CLUSTER_T).await.unwrap();
+            assert_eq!(h, p.state_hash_at(idx), "backup vs old primary at {idx}");
+        }
+        idx
+    }
+
+    pub async fn shutdown(self) {
+        self.backup.shutdown();
+        if let Some(p) = self.primary {
+            p.shutdown();
+        }
+        self.witness.shutdown().await;
+    }
+}
+
+// ------------------------------------------------------------------ client side
+
+/// A reference client with short timers (reconnect, lookup back-off, logon retry).
+pub fn client_cfg(comp: &str, lookups: Vec<SocketAddr>) -> ClientConfig {
+    let key = load_key(&key_path()).unwrap();
+    let mut cfg = ClientConfig::new(
+        CompId::new(comp).unwrap(),
+        PASSWORD,
+        rsa::RsaPublicKey::from(&key),
+        lookups,
+    );
+    cfg.reconnect_wait_ns = 50_000_000;
+    cfg.lookup_backoff_ns = 50_000_000;
+    cfg.timers.heartbeat_interval_ns = 1_000_000_000;
+    cfg.logon_reply_timeout_ns = 2_000_000_000;
+    cfg.logon_retry_wait_ns = 100_000_000;
+    cfg
+}
+
+pub fn client(comp: &str, lookups: Vec<SocketAddr>) -> ClientHandle {
+    ClientHandle::spawn(client_cfg(comp, lookups), ClientState::default())
+}
+
+/// An Execution Report of exec type `t`: (sequence number, PossResend, the report).
+pub fn er_of(t: ExecType) -> impl FnMut(&ClientEvent) -> Option<(u32, bool, ExecutionReport)> {
+    move |e| match e {
+        ClientEvent::Message {
+            seq,
+            poss_resend,
+            message,
+            ..
+        } => match message.as_ref() {
+            Message::ExecutionReport(r) if r.exec_type == Some(t) => {
+                Some((*seq, *poss_resend, r.clone()))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Logged on: the Next Expected Message Sequence the exchange's Logon named.
+pub fn logged_on(e: &ClientEvent) -> Option<u32> {
+    match e {
+        ClientEvent::LoggedOn { next_expected } => Some(*next_expected),
+        _ => None,
+    }
+}
+
+/// A limit order (Day, one price level) for `security`.
+pub fn order_in(security: &str, cl: &str, broker: u32, side: Side, price: &str, q: u64) -> Message {
+    let Message::NewOrder(mut o) = new_order(cl, broker, side, price, q) else {
+        unreachable!()
+    };
+    o.security_id = FixedStr::new(security);
+    o.security_exchange = None;
+    Message::NewOrder(o)
 }
