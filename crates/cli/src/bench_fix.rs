@@ -24,6 +24,7 @@ use serde_json::json;
 use crate::bench_common::{echo_server, percentiles};
 use twinsite_core::{ClOrdId, Price, Qty, SecurityCode};
 use twinsite_fix::app::{NewOrderSingle, OrderSide, OrderTerms};
+use twinsite_fix::codec::BodyWriter;
 use twinsite_fix::password::{Padding, RsaCredentials};
 use twinsite_fix::session::Action;
 use twinsite_fix::{Session, SessionConfig, SessionState};
@@ -164,10 +165,13 @@ impl Client {
                 Qty(400),
                 wall_clock(),
             ),
-        }
-        .to_message();
+        };
+        // The load generator writes its orders' bodies directly (the same bytes as
+        // `to_message`, checked against the dictionary by the FIX crate's tests).
+        let mut body = BodyWriter::with_capacity(160);
+        m.write_body(&mut body);
         self.session
-            .send(wall_clock(), m)
+            .send_body(wall_clock(), "D", body.into_bytes())
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(())
     }

@@ -574,8 +574,9 @@ fn acks_in_replica(r: &twinsite_site::replica::Replica) -> BTreeSet<(String, Str
     // FIX Comp IDs: their Execution Reports (35=8, ExecType 150=0) keep the OrderID (37).
     for (comp, s) in r.fix_sessions() {
         for m in &s.outbound {
-            if m.message.msg_type == "8" && m.message.get(150) == Some("0") {
-                if let Some(id) = m.message.get(37) {
+            let m = m.message();
+            if m.msg_type == "8" && m.get(150) == Some("0") {
+                if let Some(id) = m.get(37) {
                     v.insert((comp.to_string(), id.to_string()));
                 }
             }

@@ -29,8 +29,12 @@ use twinsite_core::{
     BrokerId, ClOrdId, MarketSegment, OrderId, Price, Qty, SecurityCode, Side, Timestamp,
 };
 
+use crate::codec::BodyWriter;
 use crate::message::{Field, Message, SessionRejectReason, Violation};
-use crate::time::{format_utc_timestamp, parse_utc_timestamp, TimePrecision};
+use crate::time::{
+    format_utc_timestamp, parse_utc_timestamp, write_utc_timestamp, TimePrecision,
+    UTC_TIMESTAMP_MAX_LEN,
+};
 
 /// Why a validated message still cannot become a domain value, and the answer FIX prescribes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -251,36 +255,84 @@ pub mod party_role {
     pub const SENDER_LOCATION: u32 = 54;
 }
 
+/// Where a message's fields are written: a [`Message`] (fields as text) or a
+/// [`BodyWriter`] (the wire form, no intermediate field list). Both get the same fields in the
+/// same order from the same code, so `to_message` and `write_body` always agree.
+pub trait FieldSink {
+    fn put(&mut self, tag: u32, value: &str);
+    fn put_uint(&mut self, tag: u32, n: u64);
+    fn put_display(&mut self, tag: u32, value: &dyn std::fmt::Display);
+    /// A UTCTimestamp with microseconds (TransactTime, as OCG-C's binary Transaction Time).
+    fn put_time(&mut self, tag: u32, t: Timestamp) {
+        let mut buf = [0u8; UTC_TIMESTAMP_MAX_LEN];
+        let n = write_utc_timestamp(t, TimePrecision::Micros, &mut buf);
+        // The formatter writes ASCII only.
+        self.put(tag, std::str::from_utf8(&buf[..n]).unwrap_or_default());
+    }
+}
+
+impl FieldSink for Message {
+    fn put(&mut self, tag: u32, value: &str) {
+        self.push(tag, value);
+    }
+    fn put_uint(&mut self, tag: u32, n: u64) {
+        self.push(tag, n.to_string());
+    }
+    fn put_display(&mut self, tag: u32, value: &dyn std::fmt::Display) {
+        self.push(tag, value.to_string());
+    }
+}
+
+impl FieldSink for BodyWriter {
+    fn put(&mut self, tag: u32, value: &str) {
+        self.str(tag, value);
+    }
+    fn put_uint(&mut self, tag: u32, n: u64) {
+        self.uint(tag, n);
+    }
+    fn put_display(&mut self, tag: u32, value: &dyn std::fmt::Display) {
+        self.display(tag, value);
+    }
+}
+
 impl Parties {
-    fn write(&self, m: &mut Message) {
-        let brokers = [
+    fn write(&self, m: &mut impl FieldSink) {
+        enum Id<'a> {
+            Broker(BrokerId),
+            Text(&'a str),
+        }
+        let ids = [
             (
                 party_role::EXECUTING_FIRM,
-                self.submitting_broker.map(|b| b.to_string()),
+                self.submitting_broker.map(Id::Broker),
             ),
             (
                 party_role::ORDER_ORIGINATION_FIRM,
-                self.owning_broker.map(|b| b.to_string()),
+                self.owning_broker.map(Id::Broker),
             ),
-            (party_role::SENDER_LOCATION, self.broker_location.clone()),
-            (party_role::CLIENT_ID, self.bcan.clone()),
+            (
+                party_role::SENDER_LOCATION,
+                self.broker_location.as_deref().map(Id::Text),
+            ),
+            (party_role::CLIENT_ID, self.bcan.as_deref().map(Id::Text)),
             (
                 party_role::CONTRA_FIRM,
-                self.counterparty_broker.map(|b| b.to_string()),
+                self.counterparty_broker.map(Id::Broker),
             ),
         ];
-        let present: Vec<(u32, String)> = brokers
-            .into_iter()
-            .filter_map(|(r, v)| v.map(|v| (r, v)))
-            .collect();
-        if present.is_empty() {
+        let present = ids.iter().filter(|(_, v)| v.is_some()).count();
+        if present == 0 {
             return;
         }
-        m.push(453, present.len().to_string());
-        for (role, id) in present {
-            m.push(448, id);
-            m.push(447, "D");
-            m.push(452, role.to_string());
+        m.put_uint(453, present as u64);
+        for (role, id) in &ids {
+            let Some(id) = id else { continue };
+            match id {
+                Id::Broker(b) => m.put_display(448, b),
+                Id::Text(t) => m.put(448, t),
+            }
+            m.put(447, "D");
+            m.put_uint(452, u64::from(*role));
         }
     }
 
@@ -355,41 +407,51 @@ pub struct OrderTerms {
 }
 
 impl OrderTerms {
-    fn write(&self, m: &mut Message) {
+    fn write(&self, m: &mut impl FieldSink) {
         self.parties.write(m);
         write_instrument(m, self.security);
-        m.push(60, format_time(self.transact_time));
-        m.push(54, self.side.code());
-        m.push(40, self.ord_type.code());
-        if let Some(p) = self.price {
-            m.push(44, p.to_string());
+        m.put_time(60, self.transact_time);
+        m.put(54, self.side.code());
+        m.put(40, self.ord_type.code());
+        if let Some(p) = &self.price {
+            m.put_display(44, p);
         }
-        m.push(38, self.qty.to_string());
+        m.put_uint(38, self.qty.0);
         if self.time_in_force != TimeInForce::Day {
-            m.push(59, self.time_in_force.code());
+            m.put(59, self.time_in_force.code());
         }
         if self.position_close {
-            m.push(77, "C");
+            m.put(77, "C");
         }
-        push_opt(m, 529, self.order_restrictions.clone());
-        push_opt(m, 1090, self.max_price_levels.map(|v| v.to_string()));
-        push_opt(m, 528, self.order_capacity.map(|c| c.code().to_string()));
-        push_opt(m, 58, self.text.clone());
+        if let Some(v) = &self.order_restrictions {
+            m.put(529, v);
+        }
+        if let Some(v) = self.max_price_levels {
+            m.put_uint(1090, u64::from(v));
+        }
+        if let Some(c) = self.order_capacity {
+            m.put(528, c.code());
+        }
+        if let Some(v) = &self.text {
+            m.put(58, v);
+        }
         if !self.value_checks.is_empty() {
-            m.push(1868, self.value_checks.len().to_string());
+            m.put_uint(1868, self.value_checks.len() as u64);
             for c in &self.value_checks {
-                m.push(1869, c.check_type.to_string());
-                m.push(1870, c.action.to_string());
+                m.put_uint(1869, u64::from(c.check_type));
+                m.put_uint(1870, u64::from(c.action));
             }
         }
         if !self.disclosure.is_empty() {
-            m.push(1812, self.disclosure.len().to_string());
+            m.put_uint(1812, self.disclosure.len() as u64);
             for d in &self.disclosure {
-                m.push(1813, d.disclosure_type.to_string());
-                m.push(1814, d.instruction.to_string());
+                m.put_uint(1813, u64::from(d.disclosure_type));
+                m.put_uint(1814, u64::from(d.instruction));
             }
         }
-        push_opt(m, 1093, self.lot_type.map(|l| l.code().to_string()));
+        if let Some(l) = self.lot_type {
+            m.put(1093, l.code());
+        }
     }
 
     fn read(m: &Message) -> Result<OrderTerms, MappingError> {
@@ -499,6 +561,11 @@ impl NewOrderSingle {
         let mut m = Message::new("D").with(11, self.cl_ord_id.as_str());
         self.terms.write(&mut m);
         m
+    }
+    /// The body in wire form (the fields of [`NewOrderSingle::to_message`]).
+    pub fn write_body(&self, w: &mut BodyWriter) {
+        w.put(11, self.cl_ord_id.as_str());
+        self.terms.write(w);
     }
     pub fn from_message(m: &Message) -> Result<Self, MappingError> {
         Ok(NewOrderSingle {
@@ -760,48 +827,81 @@ impl ExecutionReport {
     }
 
     pub fn to_message(&self) -> Message {
-        let mut m = Message::new("8")
-            .with(37, self.order_id.to_string())
-            .with_opt(11, self.cl_ord_id.map(|c| c.as_str().to_string()))
-            .with_opt(41, self.orig_cl_ord_id.map(|c| c.as_str().to_string()))
-            .with(17, self.exec_id.clone())
-            .with(150, self.exec_type.code())
-            .with(39, self.ord_status.code());
-        self.parties.write(&mut m);
-        write_instrument(&mut m, self.security);
-        m.push(54, self.side.code());
-        push_opt(&mut m, 40, self.ord_type.map(|t| t.code().to_string()));
-        push_opt(&mut m, 44, self.price.map(|p| p.to_string()));
-        push_opt(&mut m, 38, self.qty.map(|q| q.to_string()));
-        push_opt(&mut m, 59, self.time_in_force.map(|t| t.code().to_string()));
-        push_opt(&mut m, 58, self.text.clone());
-        push_opt(&mut m, 1328, self.reject_text.clone());
-        m.push(14, self.cum_qty.to_string());
-        m.push(151, self.leaves_qty.to_string());
-        push_opt(&mut m, 32, self.last_qty.map(|q| q.to_string()));
-        push_opt(&mut m, 31, self.last_px.map(|p| p.to_string()));
-        push_opt(&mut m, 60, self.transact_time.map(format_time));
-        push_opt(&mut m, 103, self.ord_rej_reason.map(|v| v.to_string()));
-        push_opt(
-            &mut m,
-            378,
-            self.exec_restatement_reason.map(|v| v.to_string()),
-        );
-        push_opt(&mut m, 1093, self.lot_type.map(|l| l.code().to_string()));
-        push_opt(&mut m, 19, self.exec_ref_id.clone());
-        push_opt(&mut m, 880, self.trd_match_id.clone());
-        push_opt(
-            &mut m,
-            5681,
-            self.exchange_trade_type.map(|c| c.to_string()),
-        );
-        push_opt(
-            &mut m,
-            1057,
-            self.aggressor
-                .map(|a| if a { "Y" } else { "N" }.to_string()),
-        );
+        let mut m = Message::new("8");
+        self.write(&mut m);
         m
+    }
+
+    /// The body in wire form, for [`crate::session::Session::send_body`]: the same fields as
+    /// [`ExecutionReport::to_message`], written straight into the buffer.
+    pub fn write_body(&self, w: &mut BodyWriter) {
+        self.write(w);
+    }
+
+    fn write(&self, m: &mut impl FieldSink) {
+        m.put_uint(37, self.order_id.0);
+        if let Some(c) = &self.cl_ord_id {
+            m.put(11, c.as_str());
+        }
+        if let Some(c) = &self.orig_cl_ord_id {
+            m.put(41, c.as_str());
+        }
+        m.put(17, &self.exec_id);
+        m.put(150, self.exec_type.code());
+        m.put(39, self.ord_status.code());
+        self.parties.write(m);
+        write_instrument(m, self.security);
+        m.put(54, self.side.code());
+        if let Some(t) = self.ord_type {
+            m.put(40, t.code());
+        }
+        if let Some(p) = &self.price {
+            m.put_display(44, p);
+        }
+        if let Some(q) = self.qty {
+            m.put_uint(38, q.0);
+        }
+        if let Some(t) = self.time_in_force {
+            m.put(59, t.code());
+        }
+        if let Some(t) = &self.text {
+            m.put(58, t);
+        }
+        if let Some(t) = &self.reject_text {
+            m.put(1328, t);
+        }
+        m.put_uint(14, self.cum_qty.0);
+        m.put_uint(151, self.leaves_qty.0);
+        if let Some(q) = self.last_qty {
+            m.put_uint(32, q.0);
+        }
+        if let Some(p) = &self.last_px {
+            m.put_display(31, p);
+        }
+        if let Some(t) = self.transact_time {
+            m.put_time(60, t);
+        }
+        if let Some(v) = self.ord_rej_reason {
+            m.put_uint(103, u64::from(v));
+        }
+        if let Some(v) = self.exec_restatement_reason {
+            m.put_uint(378, u64::from(v));
+        }
+        if let Some(l) = self.lot_type {
+            m.put(1093, l.code());
+        }
+        if let Some(v) = &self.exec_ref_id {
+            m.put(19, v);
+        }
+        if let Some(v) = &self.trd_match_id {
+            m.put(880, v);
+        }
+        if let Some(c) = self.exchange_trade_type {
+            m.put(5681, c.encode_utf8(&mut [0; 4]));
+        }
+        if let Some(a) = self.aggressor {
+            m.put(1057, if a { "Y" } else { "N" });
+        }
     }
 
     pub fn from_message(m: &Message) -> Result<Self, MappingError> {
@@ -1009,10 +1109,10 @@ fn optional(m: &Message, tag: u32) -> Option<&str> {
     m.get(tag)
 }
 
-fn write_instrument(m: &mut Message, security: SecurityCode) {
-    m.push(48, security.to_string());
-    m.push(22, SECURITY_ID_SOURCE);
-    m.push(207, SECURITY_EXCHANGE);
+fn write_instrument(m: &mut impl FieldSink, security: SecurityCode) {
+    m.put_display(48, &security);
+    m.put(22, SECURITY_ID_SOURCE);
+    m.put(207, SECURITY_EXCHANGE);
 }
 
 fn parse_security(m: &Message) -> Result<SecurityCode, MappingError> {
@@ -1150,6 +1250,9 @@ mod tests {
         let m = order.to_message();
         assert_eq!(validate("D", &m.body), Ok(()));
         assert_eq!(m.get(44), Some("38.550"));
+        let mut w = BodyWriter::default();
+        order.write_body(&mut w);
+        assert_eq!(w.as_bytes(), crate::codec::encode_body(&m.body));
         assert_eq!(NewOrderSingle::from_message(&m), Ok(order));
     }
 
@@ -1237,6 +1340,15 @@ mod tests {
         er.parties.counterparty_broker = Some(BrokerId(4321));
         let m = er.to_message();
         assert_eq!(validate("8", &m.body), Ok(()));
+        let mut w = BodyWriter::default();
+        er.write_body(&mut w);
+        assert_eq!(w.as_bytes(), crate::codec::encode_body(&m.body));
+        assert_eq!(
+            crate::codec::to_pipes(w.as_bytes()),
+            "37=7|11=42|17=X1|150=F|39=1|453=1|448=4321|447=D|452=17|48=5|22=8|207=XHKG|54=1|\
+             44=38.550|14=100|151=300|32=100|31=38.500|60=20231114-22:13:20.123456|880=M1|\
+             5681=P|1057=Y|"
+        );
         assert_eq!(ExecutionReport::from_message(&m), Ok(er));
 
         let reject = OrderCancelReject {
@@ -1376,6 +1488,9 @@ mod tests {
             let order = NewOrderSingle { cl_ord_id: ClOrdId::new(&cl).unwrap(), terms };
             let m = order.to_message();
             prop_assert_eq!(validate("D", &m.body), Ok(()));
+            let mut w = BodyWriter::default();
+            order.write_body(&mut w);
+            prop_assert_eq!(w.as_bytes(), &crate::codec::encode_body(&m.body)[..]);
             let bytes = crate::codec::encode(crate::codec::BEGIN_STRING, &{
                 let mut f = vec![Field::new(35, "D")];
                 f.extend(m.body.iter().cloned());

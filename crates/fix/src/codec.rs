@@ -296,31 +296,42 @@ fn parse_tag(bytes: &[u8]) -> Option<u32> {
 /// Encode a message: BeginString, computed BodyLength, `fields` in order, computed CheckSum.
 /// `fields` must not contain 8, 9 or 10.
 pub fn encode(begin_string: &str, fields: &[Field]) -> Vec<u8> {
-    encode_fields(
-        begin_string,
-        fields.iter().map(|f| (f.tag, f.value.as_bytes())),
-    )
+    encode_with_body(begin_string, &[], &encode_body(fields))
 }
 
-/// [`encode`] from (tag, value) pairs: one allocation, no intermediate field list.
-pub fn encode_fields<'a, I>(begin_string: &str, fields: I) -> Vec<u8>
-where
-    I: Iterator<Item = (u32, &'a [u8])> + Clone,
-{
-    let body_len: usize = fields
-        .clone()
-        .map(|(tag, v)| digits(tag as u64) + v.len() + 2)
+/// Fields in wire form (`tag=value` SOH ...), without framing: the body of a message as the
+/// session layer stores it for resend and writes it after the header.
+pub fn encode_body(fields: &[Field]) -> Vec<u8> {
+    let len = fields
+        .iter()
+        .map(|f| digits(f.tag as u64) + f.value.len() + 2)
         .sum();
+    let mut out = Vec::with_capacity(len);
+    for f in fields {
+        push_field(&mut out, f.tag, f.value.as_bytes());
+    }
+    out
+}
+
+/// Encode a frame: BeginString, computed BodyLength, the `header` fields, then `body` (fields
+/// already in wire form, see [`encode_body`]), computed CheckSum. One allocation.
+pub fn encode_with_body(begin_string: &str, header: &[(u32, &[u8])], body: &[u8]) -> Vec<u8> {
+    let body_len: usize = header
+        .iter()
+        .map(|(tag, v)| digits(*tag as u64) + v.len() + 2)
+        .sum::<usize>()
+        + body.len();
     let mut out = Vec::with_capacity(body_len + begin_string.len() + 24);
     push_field(&mut out, 8, begin_string.as_bytes());
     push_field(&mut out, 9, decimal(body_len as u64, &mut [0; 20]));
-    for (tag, value) in fields {
+    for &(tag, value) in header {
         debug_assert!(
             !matches!(tag, 8..=10),
             "Invariant: framing tags are written by the encoder"
         );
         push_field(&mut out, tag, value);
     }
+    out.extend_from_slice(body);
     let sum = checksum(&out) as u8;
     push_field(
         &mut out,
@@ -328,6 +339,69 @@ where
         &[b'0' + sum / 100, b'0' + sum / 10 % 10, b'0' + sum % 10],
     );
     out
+}
+
+/// Fields in wire form written one by one (see [`encode_body`]): builds a message body
+/// without an intermediate field list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyWriter {
+    bytes: Vec<u8>,
+}
+
+impl BodyWriter {
+    pub fn with_capacity(n: usize) -> BodyWriter {
+        BodyWriter {
+            bytes: Vec::with_capacity(n),
+        }
+    }
+
+    /// `tag=value`.
+    pub fn str(&mut self, tag: u32, value: &str) -> &mut Self {
+        push_field(&mut self.bytes, tag, value.as_bytes());
+        self
+    }
+
+    /// `tag=value` if there is a value.
+    pub fn opt_str(&mut self, tag: u32, value: Option<&str>) -> &mut Self {
+        if let Some(v) = value {
+            self.str(tag, v);
+        }
+        self
+    }
+
+    /// `tag=n` in decimal.
+    pub fn uint(&mut self, tag: u32, n: u64) -> &mut Self {
+        push_field(&mut self.bytes, tag, decimal(n, &mut [0; 20]));
+        self
+    }
+
+    /// `tag=n` in decimal if there is a value.
+    pub fn opt_uint(&mut self, tag: u32, n: Option<u64>) -> &mut Self {
+        if let Some(n) = n {
+            self.uint(tag, n);
+        }
+        self
+    }
+
+    /// `tag=` the value's `Display` form, formatted in place.
+    pub fn display(&mut self, tag: u32, value: impl std::fmt::Display) -> &mut Self {
+        use std::io::Write;
+        self.bytes
+            .extend_from_slice(decimal(tag as u64, &mut [0; 20]));
+        self.bytes.push(b'=');
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.bytes, "{value}");
+        self.bytes.push(SOH);
+        self
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
 }
 
 fn digits(mut n: u64) -> usize {
@@ -340,7 +414,7 @@ fn digits(mut n: u64) -> usize {
 }
 
 /// `n` in decimal, written at the end of `buf`.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;

@@ -610,12 +610,31 @@ pub fn message(msg_type: &str) -> Option<&'static MessageDef> {
 /// Members of a message, top level. NewOrderSingle and OrderCancelReplaceRequest are their ids
 /// plus the shared order fields ([`ORDER_FIELDS`]).
 pub fn message_members(def: &'static MessageDef) -> Vec<Member> {
-    let mut members = def.members.to_vec();
-    if matches!(def.msg_type, "D" | "G") {
-        members.extend_from_slice(ORDER_FIELDS);
-    }
-    members
+    members_of(def).to_vec()
 }
+
+/// [`message_members`] without allocating: the lists of D and G are joined once.
+fn members_of(def: &'static MessageDef) -> &'static [Member] {
+    static JOINED: std::sync::OnceLock<[Vec<Member>; 2]> = std::sync::OnceLock::new();
+    let joined = |t: &str| -> &'static [Member] {
+        let lists = JOINED.get_or_init(|| {
+            ["D", "G"].map(|t| {
+                let mut members = message(t).map_or_else(Vec::new, |d| d.members.to_vec());
+                members.extend_from_slice(ORDER_FIELDS);
+                members
+            })
+        });
+        &lists[usize::from(t == "G")]
+    };
+    match def.msg_type {
+        "D" | "G" => joined(def.msg_type),
+        _ => def.members,
+    }
+}
+
+/// Most members a level (message or group entry) may have: the set of tags seen at one level
+/// is a bit mask over member positions (checked by a test).
+const LEVEL_MEMBERS_MAX: usize = 128;
 
 /// Check a message body (no header/trailer tags) against the dictionary: defined tags, tags
 /// allowed for this message, no empty values, data formats, enumerations, repeating-group
@@ -631,9 +650,9 @@ pub fn validate(msg_type: &str, body: &[Field]) -> Result<(), Violation> {
     for f in body {
         check_value(f)?;
     }
-    let members = message_members(def);
+    let members = members_of(def);
     let mut pos = 0;
-    validate_level(&members, body, &mut pos, false)?;
+    validate_level(members, body, &mut pos, false)?;
     if let Some(f) = body.get(pos) {
         return Err(undefined_here(f.tag, def.name));
     }
@@ -665,9 +684,10 @@ fn validate_level(
     pos: &mut usize,
     in_group: bool,
 ) -> Result<(), Violation> {
-    let mut seen: Vec<u32> = Vec::with_capacity(members.len());
+    // Bit i: member i was seen at this level.
+    let mut seen: u128 = 0;
     while let Some(f) = body.get(*pos) {
-        let Some(member) = members.iter().find(|m| m.tag() == f.tag) else {
+        let Some(index) = members.iter().position(|m| m.tag() == f.tag) else {
             if in_group {
                 break;
             }
@@ -680,7 +700,8 @@ fn validate_level(
             }
             return Err(undefined_here(f.tag, "this message"));
         };
-        if seen.contains(&f.tag) {
+        let bit = 1u128 << index.min(LEVEL_MEMBERS_MAX - 1);
+        if seen & bit != 0 {
             if in_group {
                 break;
             }
@@ -690,14 +711,14 @@ fn validate_level(
                 format!("tag {} appears more than once", f.tag),
             ));
         }
-        seen.push(f.tag);
+        seen |= bit;
         *pos += 1;
-        if let Member::Group { def, .. } = member {
+        if let Member::Group { def, .. } = &members[index] {
             validate_group(def, f, body, pos)?;
         }
     }
-    for m in members.iter().filter(|m| m.required()) {
-        if !seen.contains(&m.tag()) {
+    for (i, m) in members.iter().enumerate() {
+        if m.required() && seen & (1u128 << i.min(LEVEL_MEMBERS_MAX - 1)) == 0 {
             return Err(Violation::new(
                 R::RequiredTagMissing,
                 Some(m.tag()),
@@ -833,8 +854,7 @@ pub fn group_entries<'a>(msg_type: &str, body: &'a [Field], count_tag: u32) -> V
     let Some(def) = message(msg_type) else {
         return Vec::new();
     };
-    let members = message_members(def);
-    match find_group(&members, count_tag) {
+    match find_group(members_of(def), count_tag) {
         Some(gdef) => entries_from(body, gdef),
         None => Vec::new(),
     }
@@ -845,7 +865,7 @@ pub fn group_entries<'a>(msg_type: &str, body: &'a [Field], count_tag: u32) -> V
 pub fn nested_group_entries(entry: &[Field], count_tag: u32) -> Vec<&[Field]> {
     let gdef = MESSAGES
         .iter()
-        .find_map(|m| find_group(&message_members(m), count_tag));
+        .find_map(|m| find_group(members_of(m), count_tag));
     match gdef {
         Some(gdef) => entries_from(entry, gdef),
         None => Vec::new(),
@@ -871,15 +891,17 @@ fn entries_from<'a>(fields: &'a [Field], gdef: &'static GroupDef) -> Vec<&'a [Fi
 }
 
 fn skip_entry(members: &[Member], body: &[Field], pos: &mut usize) {
-    let mut seen: Vec<u32> = Vec::new();
+    let mut seen: u128 = 0;
     while let Some(f) = body.get(*pos) {
-        let Some(m) = members.iter().find(|m| m.tag() == f.tag) else {
+        let Some(index) = members.iter().position(|m| m.tag() == f.tag) else {
             break;
         };
-        if seen.contains(&f.tag) {
+        let bit = 1u128 << index.min(LEVEL_MEMBERS_MAX - 1);
+        if seen & bit != 0 {
             break;
         }
-        seen.push(f.tag);
+        seen |= bit;
+        let m = &members[index];
         *pos += 1;
         if let Member::Group { def, .. } = m {
             let n: usize = f.value.parse().unwrap_or(0);
@@ -934,6 +956,21 @@ mod tests {
                     m.tag()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn every_level_fits_the_seen_mask() {
+        fn check(members: &[Member]) {
+            assert!(members.len() <= LEVEL_MEMBERS_MAX);
+            for m in members {
+                if let Member::Group { def, .. } = m {
+                    check(def.members);
+                }
+            }
+        }
+        for def in MESSAGES {
+            check(members_of(def));
         }
     }
 

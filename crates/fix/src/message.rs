@@ -141,9 +141,17 @@ pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
     if fields[2].value.is_empty() {
         return Err(GarbledError::EmptyMsgType);
     }
+    if fields[fields.len() - 1].tag != 10 {
+        return Err(GarbledError::BadPrefix);
+    }
+    let last = fields.len() - 1;
+    let mut fields = fields.into_iter();
+    let begin_string = fields.next().map(|f| f.value).unwrap_or_default();
+    fields.next();
+    let msg_type = fields.next().map(|f| f.value).unwrap_or_default();
     let mut header = Header {
-        begin_string: fields[0].value.clone(),
-        msg_type: fields[2].value.clone(),
+        begin_string,
+        msg_type,
         msg_seq_num: None,
         sender_comp_id: None,
         target_comp_id: None,
@@ -154,14 +162,14 @@ pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
         orig_sending_time: None,
         orig_sending_time_present: false,
     };
-    let mut body = Vec::with_capacity(fields.len());
+    let mut body = Vec::with_capacity(last.saturating_sub(3));
     let mut header_out_of_order = None;
     let mut header_duplicate = None;
     let mut seen: Vec<u32> = Vec::with_capacity(8);
-    let last = fields.len() - 1;
-    for field in &fields[3..last] {
+    // Fields 3..last: the header after 35 and the body (the trailer, CheckSum, is left).
+    for field in fields.take(last - 3) {
         if !is_header_tag(field.tag) {
-            body.push(field.clone());
+            body.push(field);
             continue;
         }
         if matches!(field.tag, 8 | 9 | 35) || seen.contains(&field.tag) {
@@ -189,9 +197,6 @@ pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
             }
             _ => {}
         }
-    }
-    if fields[last].tag != 10 {
-        return Err(GarbledError::BadPrefix);
     }
     Ok(Received {
         message: Message {

@@ -26,7 +26,7 @@ use crate::codec::{self, FrameSplitter, BEGIN_STRING};
 use crate::dictionary;
 use crate::message::{read_frame, Field, Message, Received, SessionRejectReason as R, Violation};
 use crate::password::{session_status, LogonCredentials, LogonDecision, LogonVerifier};
-use crate::time::{format_utc_timestamp, TimePrecision};
+use crate::time::{write_utc_timestamp, TimePrecision, UTC_TIMESTAMP_MAX_LEN};
 
 /// DefaultApplVerID (1137) for FIX 5.0 SP2.
 pub const DEFAULT_APPL_VER_ID: &str = "9";
@@ -95,13 +95,27 @@ impl SessionConfig {
     }
 }
 
-/// An outbound business message kept for resend.
+/// An outbound business message kept for resend: its body as it was written (what a resend
+/// writes again after a new header), not a second, parsed copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMessage {
     pub seq: u64,
     pub sending_time: Timestamp,
     pub poss_resend: bool,
-    pub message: Message,
+    pub msg_type: String,
+    /// The body fields in wire form (`tag=value` SOH ..., no header or trailer), see
+    /// [`codec::encode_body`].
+    pub body: Vec<u8>,
+}
+
+impl StoredMessage {
+    /// The stored message as fields (for inspection; resends use the bytes).
+    pub fn message(&self) -> Message {
+        Message {
+            msg_type: self.msg_type.clone(),
+            body: codec::tokenize(&self.body).unwrap_or_default(),
+        }
+    }
 }
 
 /// The durable session: what must survive a disconnect, a restart or a site failover.
@@ -530,6 +544,41 @@ impl Session {
             return Err(SendError::AdminMessage(message.msg_type));
         }
         dictionary::validate(&message.msg_type, &message.body).map_err(SendError::Invalid)?;
+        let body = codec::encode_body(&message.body);
+        self.send_encoded(now, message.msg_type, body, poss_resend)
+    }
+
+    /// Send an application message whose body the caller wrote in wire form
+    /// ([`codec::BodyWriter`] or [`codec::encode_body`]): as [`Session::send`] but without
+    /// building a [`Message`] and without checking the body against the dictionary at run time
+    /// (the gateway's replies are checked in its tests; debug builds check every one here).
+    pub fn send_body(
+        &mut self,
+        now: Timestamp,
+        msg_type: &str,
+        body: Vec<u8>,
+    ) -> Result<u64, SendError> {
+        if crate::message::is_admin_msg_type(msg_type) {
+            return Err(SendError::AdminMessage(msg_type.to_string()));
+        }
+        debug_assert_eq!(
+            codec::tokenize(&body)
+                .map_err(|e| e.to_string())
+                .and_then(|f| dictionary::validate(msg_type, &f).map_err(|v| v.to_string())),
+            Ok(()),
+            "Invariant: an outbound {msg_type} passes the dictionary: {}",
+            codec::to_pipes(&body)
+        );
+        self.send_encoded(now, msg_type.to_string(), body, false)
+    }
+
+    fn send_encoded(
+        &mut self,
+        now: Timestamp,
+        msg_type: String,
+        body: Vec<u8>,
+        poss_resend: bool,
+    ) -> Result<u64, SendError> {
         let seq = self.state.next_outbound_seq;
         self.state.next_outbound_seq += 1;
         if self.state.outbound.len() >= self.config.resend_store_max.max(1) {
@@ -539,10 +588,11 @@ impl Session {
             seq,
             sending_time: now,
             poss_resend,
-            message,
+            msg_type,
+            body,
         };
         if self.phase == Phase::Active {
-            let bytes = self.encode(seq, now, None, poss_resend, &stored.message);
+            let bytes = self.encode(seq, now, None, poss_resend, &stored.msg_type, &stored.body);
             self.emit(now, bytes);
         }
         self.state.outbound.push_back(stored);
@@ -584,7 +634,7 @@ impl Session {
         let reset = Message::new("4")
             .with(123, "N")
             .with(36, new_next_outbound_seq.to_string());
-        let bytes = self.encode(seq, now, None, false, &reset);
+        let bytes = self.encode_message(seq, now, None, false, &reset);
         self.emit(now, bytes);
         self.state.next_outbound_seq = new_next_outbound_seq;
         self.state.outbound.clear();
@@ -987,7 +1037,14 @@ impl Session {
             if m.seq > gap_start {
                 self.gap_fill(now, gap_start, m.seq);
             }
-            let bytes = self.encode(m.seq, now, Some(m.sending_time), m.poss_resend, &m.message);
+            let bytes = self.encode(
+                m.seq,
+                now,
+                Some(m.sending_time),
+                m.poss_resend,
+                &m.msg_type,
+                &m.body,
+            );
             self.emit(now, bytes);
             self.stats.messages_resent += 1;
             gap_start = m.seq + 1;
@@ -1001,7 +1058,7 @@ impl Session {
         let fill = Message::new("4")
             .with(123, "Y")
             .with(36, new_seq.to_string());
-        let bytes = self.encode(seq, now, Some(now), false, &fill);
+        let bytes = self.encode_message(seq, now, Some(now), false, &fill);
         self.emit(now, bytes);
     }
 
@@ -1196,7 +1253,7 @@ impl Session {
         );
         let seq = self.state.next_outbound_seq;
         self.state.next_outbound_seq += 1;
-        let bytes = self.encode(seq, now, None, false, &message);
+        let bytes = self.encode_message(seq, now, None, false, &message);
         self.emit(now, bytes);
     }
 
@@ -1205,7 +1262,7 @@ impl Session {
         self.actions.push_back(Action::Send(bytes));
     }
 
-    fn encode(
+    fn encode_message(
         &self,
         seq: u64,
         now: Timestamp,
@@ -1213,10 +1270,37 @@ impl Session {
         poss_resend: bool,
         message: &Message,
     ) -> Vec<u8> {
+        let body = codec::encode_body(&message.body);
+        self.encode(
+            seq,
+            now,
+            orig_sending_time,
+            poss_resend,
+            &message.msg_type,
+            &body,
+        )
+    }
+
+    /// The frame: the standard header, then `body` (wire form) as it is.
+    fn encode(
+        &self,
+        seq: u64,
+        now: Timestamp,
+        orig_sending_time: Option<Timestamp>,
+        poss_resend: bool,
+        msg_type: &str,
+        body: &[u8],
+    ) -> Vec<u8> {
         let precision = self.config.time_precision;
-        let seq = seq.to_string();
-        let sending_time = format_utc_timestamp(now, precision);
-        let orig = orig_sending_time.map(|t| format_utc_timestamp(t, precision));
+        let mut seq_buf = [0u8; 20];
+        let seq = codec::decimal(seq, &mut seq_buf);
+        let mut time_buf = [0u8; UTC_TIMESTAMP_MAX_LEN];
+        let time_len = write_utc_timestamp(now, precision, &mut time_buf);
+        let sending_time = &time_buf[..time_len];
+        let mut orig_buf = [0u8; UTC_TIMESTAMP_MAX_LEN];
+        let orig = orig_sending_time
+            .map(|t| write_utc_timestamp(t, precision, &mut orig_buf))
+            .map(|n| &orig_buf[..n]);
         let mut header: [(u32, &[u8]); 8] = [(0, &[]); 8];
         let mut n = 0;
         macro_rules! put {
@@ -1225,28 +1309,21 @@ impl Session {
                 n += 1;
             }};
         }
-        put!(35, message.msg_type.as_bytes());
+        put!(35, msg_type.as_bytes());
         put!(49, self.config.local_comp_id.as_bytes());
         put!(56, self.config.remote_comp_id.as_bytes());
-        put!(34, seq.as_bytes());
+        put!(34, seq);
         if orig.is_some() {
             put!(43, b"Y");
         }
         if poss_resend {
             put!(97, b"Y");
         }
-        put!(52, sending_time.as_bytes());
-        if let Some(o) = &orig {
-            put!(122, o.as_bytes());
+        put!(52, sending_time);
+        if let Some(o) = orig {
+            put!(122, o);
         }
-        let header = &header[..n];
-        codec::encode_fields(
-            BEGIN_STRING,
-            header
-                .iter()
-                .copied()
-                .chain(message.body.iter().map(|f| (f.tag, f.value.as_bytes()))),
-        )
+        codec::encode_with_body(BEGIN_STRING, &header[..n], body)
     }
 }
 

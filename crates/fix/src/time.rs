@@ -14,14 +14,48 @@ pub enum TimePrecision {
 
 /// Format a timestamp as a FIX UTCTimestamp.
 pub fn format_utc_timestamp(t: Timestamp, precision: TimePrecision) -> String {
+    let mut buf = [0u8; UTC_TIMESTAMP_MAX_LEN];
+    let n = write_utc_timestamp(t, precision, &mut buf);
+    // Only ASCII digits and separators are written.
+    buf[..n].iter().map(|&c| c as char).collect()
+}
+
+/// Longest UTCTimestamp: `YYYYMMDD-HH:MM:SS.sssssssss`.
+pub const UTC_TIMESTAMP_MAX_LEN: usize = 27;
+
+/// [`format_utc_timestamp`] into a buffer, without allocating; returns the length written.
+/// Years past 9999 are written with their low four digits (no FIX timestamp gets there).
+pub fn write_utc_timestamp(
+    t: Timestamp,
+    precision: TimePrecision,
+    out: &mut [u8; UTC_TIMESTAMP_MAX_LEN],
+) -> usize {
     let (y, mo, d, h, mi, s, nanos) = t.to_utc_civil();
-    let base = format!("{y:04}{mo:02}{d:02}-{h:02}:{mi:02}:{s:02}");
-    match precision {
-        TimePrecision::Seconds => base,
-        TimePrecision::Millis => format!("{base}.{:03}", nanos / 1_000_000),
-        TimePrecision::Micros => format!("{base}.{:06}", nanos / 1_000),
-        TimePrecision::Nanos => format!("{base}.{nanos:09}"),
-    }
+    let y = y.rem_euclid(10_000) as u32;
+    let put = |out: &mut [u8; UTC_TIMESTAMP_MAX_LEN], at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(out, 0, 4, y);
+    put(out, 4, 2, mo);
+    put(out, 6, 2, d);
+    out[8] = b'-';
+    put(out, 9, 2, h);
+    out[11] = b':';
+    put(out, 12, 2, mi);
+    out[14] = b':';
+    put(out, 15, 2, s);
+    let (digits, frac) = match precision {
+        TimePrecision::Seconds => return 17,
+        TimePrecision::Millis => (3, nanos / 1_000_000),
+        TimePrecision::Micros => (6, nanos / 1_000),
+        TimePrecision::Nanos => (9, nanos),
+    };
+    out[17] = b'.';
+    put(out, 18, digits, frac);
+    18 + digits
 }
 
 /// Parse a FIX UTCTimestamp; `None` if it is not exactly one of the four allowed shapes or names
@@ -154,6 +188,25 @@ mod tests {
             let ms = Timestamp(ns / 1_000_000 * 1_000_000);
             let millis = format_utc_timestamp(t, TimePrecision::Millis);
             prop_assert_eq!(parse_utc_timestamp(&millis), Some(ms));
+        }
+        #[test]
+        fn buffer_formatting_matches_the_formatter(ns in any::<u64>()) {
+            let t = Timestamp(ns);
+            let (y, mo, d, h, mi, s, nanos) = t.to_utc_civil();
+            let base = format!("{y:04}{mo:02}{d:02}-{h:02}:{mi:02}:{s:02}");
+            prop_assert_eq!(format_utc_timestamp(t, TimePrecision::Seconds), base.clone());
+            prop_assert_eq!(
+                format_utc_timestamp(t, TimePrecision::Millis),
+                format!("{base}.{:03}", nanos / 1_000_000)
+            );
+            prop_assert_eq!(
+                format_utc_timestamp(t, TimePrecision::Micros),
+                format!("{base}.{:06}", nanos / 1_000)
+            );
+            prop_assert_eq!(
+                format_utc_timestamp(t, TimePrecision::Nanos),
+                format!("{base}.{nanos:09}")
+            );
         }
         #[test]
         fn arbitrary_strings_never_panic(s in "\\PC{0,30}") {

@@ -24,7 +24,7 @@ use twinsite_fix::app::{
     self, CxlRejResponseTo, MassCancelScope, ParticipantMessage, Parties, PartyEntitlementsReport,
     QuoteStatusReport, UserResponse,
 };
-use twinsite_fix::codec::FrameSplitter;
+use twinsite_fix::codec::{BodyWriter, FrameSplitter};
 use twinsite_fix::password::{session_status, LogonCredentials, LogonDecision, RsaLogonVerifier};
 use twinsite_fix::session::{Action, StoredMessage};
 use twinsite_fix::{LogonVerifier, Message as FixMessage, Session, SessionConfig, SessionState};
@@ -366,12 +366,13 @@ impl FixServer {
         self.send_fix(comp, msg, now)
     }
 
-    fn send_fix(&mut self, comp: &CompId, msg: FixMessage, now: Timestamp) -> Result<u64, String> {
+    /// Number, store and (with a live session) send a reply whose body is already in wire
+    /// form. Not checked against the dictionary at run time: every reply [`reply_to_fix`] makes
+    /// is checked in the tests (and by `Session::send_body` in debug builds).
+    fn send_fix(&mut self, comp: &CompId, msg: FixReply, now: Timestamp) -> Result<u64, String> {
         let slot = self.slots.get_mut(comp).expect("known comp");
         if let Some(state) = slot.state.as_mut() {
             // No connection: numbered and stored; the next logon replays it.
-            twinsite_fix::dictionary::validate(&msg.msg_type, &msg.body)
-                .map_err(|v| format!("{v:?}"))?;
             let seq = state.next_outbound_seq;
             state.next_outbound_seq += 1;
             if state.outbound.len() >= RESEND_STORE_MAX {
@@ -381,7 +382,8 @@ impl FixServer {
                 seq,
                 sending_time: now,
                 poss_resend: false,
-                message: msg,
+                msg_type: msg.msg_type.to_string(),
+                body: msg.body,
             });
             return Ok(seq);
         }
@@ -391,7 +393,9 @@ impl FixServer {
             .get_mut(&conn)
             .and_then(|c| c.session.as_mut())
             .expect("connection holds the session");
-        let seq = s.send(now, msg).map_err(|e| format!("{e:?}"))?;
+        let seq = s
+            .send_body(now, msg.msg_type, msg.body)
+            .map_err(|e| format!("{e:?}"))?;
         self.pump(conn, now);
         Ok(seq)
     }
@@ -885,13 +889,55 @@ fn reason(r: &Option<ocg::Reason75>) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// A reply for a FIX session: its MsgType and body in wire form (what is sent and stored for
+/// resend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixReply {
+    pub msg_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl FixReply {
+    fn of(m: FixMessage) -> Option<FixReply> {
+        let msg_type = match m.msg_type.as_str() {
+            "8" => "8",
+            "9" => "9",
+            "r" => "r",
+            "j" => "j",
+            "AI" => "AI",
+            _ => return None,
+        };
+        Some(FixReply {
+            msg_type,
+            body: twinsite_fix::codec::encode_body(&m.body),
+        })
+    }
+
+    /// The reply as fields (tests, inspection).
+    pub fn message(&self) -> FixMessage {
+        FixMessage {
+            msg_type: self.msg_type.to_string(),
+            body: twinsite_fix::codec::tokenize(&self.body).unwrap_or_default(),
+        }
+    }
+}
+
 /// The FIX message for an exchange-core reply (None for a type FIX does not carry).
 /// `mass_cancels` holds the scopes of mass cancel requests in flight (see [`FixServer`]).
+/// Execution Reports, the bulk of the traffic, are written straight into their body.
 pub fn reply_to_fix(
     m: &ocg::Message,
     now: Timestamp,
     mass_cancels: &mut BTreeMap<String, Option<MassCancelScope>>,
-) -> Option<FixMessage> {
+) -> Option<FixReply> {
+    reply_to_fix_message(m, now, mass_cancels)
+}
+
+fn reply_to_fix_message(
+    m: &ocg::Message,
+    now: Timestamp,
+    mass_cancels: &mut BTreeMap<String, Option<MassCancelScope>>,
+) -> Option<FixReply> {
     match m {
         ocg::Message::ExecutionReport(er) => {
             let exec_type = match er.exec_type {
@@ -917,7 +963,7 @@ pub fn reply_to_fix(
                         text: reason(&er.reason),
                         transact_time: Some(now),
                     };
-                    return Some(r.to_message());
+                    return FixReply::of(r.to_message());
                 }
                 Some(ocg::ExecType::New) | None => app::ExecType::New,
                 Some(ocg::ExecType::Reject) => app::ExecType::Rejected,
@@ -978,7 +1024,12 @@ pub fn reply_to_fix(
             r.aggressor = er
                 .aggressor_indicator
                 .map(|a| a == ocg::AggressorIndicator::Aggressor);
-            Some(r.to_message())
+            let mut body = BodyWriter::with_capacity(256);
+            r.write_body(&mut body);
+            Some(FixReply {
+                msg_type: "8",
+                body: body.into_bytes(),
+            })
         }
         ocg::Message::OrderMassCancelReport(r) => {
             let key = r
@@ -994,7 +1045,7 @@ pub fn reply_to_fix(
                 .and_then(|s| s.as_str().parse::<SecurityCode>().ok());
             if let Some(None) = known {
                 // The answer to a QuoteCancel.
-                return Some(
+                return FixReply::of(
                     QuoteStatusReport {
                         parties: Parties {
                             submitting_broker: bid(&r.submitting_broker_id),
@@ -1026,7 +1077,7 @@ pub fn reply_to_fix(
                 }
                 _ => MassCancelScope::All,
             };
-            Some(
+            FixReply::of(
                 app::OrderMassCancelReport {
                     cl_ord_id: ClOrdId::new(&key).ok(),
                     mass_action_report_id: r.mass_action_report_id.as_str().to_string(),
@@ -1057,7 +1108,7 @@ pub fn reply_to_fix(
                 _ => "D",
             };
             if ref_msg_type == "S" {
-                return Some(
+                return FixReply::of(
                     QuoteStatusReport {
                         parties: Parties::default(),
                         security: None,
@@ -1075,7 +1126,7 @@ pub fn reply_to_fix(
                     .to_message(),
                 );
             }
-            Some(
+            FixReply::of(
                 app::BusinessMessageReject {
                     ref_seq_num: b.reference_sequence_number.map(u64::from),
                     ref_msg_type: ref_msg_type.into(),
@@ -1098,4 +1149,209 @@ pub fn fresh_states(comps: impl Iterator<Item = CompId>) -> BTreeMap<CompId, Ses
     comps
         .map(|c| (c, SessionState::new(EXCHANGE_COMP_ID, c.as_str())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every reply the gateway writes without building a FIX `Message` (and without checking it
+    //! at run time) must pass the dictionary: checked here for every reply type and, by
+    //! property tests, for Execution Reports with any combination of fields.
+
+    use super::*;
+    use proptest::prelude::*;
+    use twinsite_core::{Price, Qty};
+    use twinsite_fix::dictionary::validate;
+
+    fn check(reply: &FixReply) -> Result<(), String> {
+        let fields = twinsite_fix::codec::tokenize(&reply.body).map_err(|e| e.to_string())?;
+        validate(reply.msg_type, &fields)
+            .map_err(|v| format!("{}: {v}", twinsite_fix::codec::to_pipes(&reply.body)))
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_hkt(2023, 11, 25, 10, 0, 0)
+    }
+
+    fn pick<T: Copy>(all: &[T], i: usize) -> T {
+        all[i % all.len()]
+    }
+
+    #[derive(Debug, Clone)]
+    struct ErSeed {
+        exec_type: usize,
+        ord_status: usize,
+        side: usize,
+        optional: u64,
+        qty: u64,
+        px: i64,
+        text: String,
+    }
+
+    fn er_seed() -> impl Strategy<Value = ErSeed> {
+        (
+            0usize..64,
+            0usize..64,
+            0usize..8,
+            any::<u64>(),
+            0u64..1_000_000_000,
+            1i64..10_000_000,
+            "[ -~]{0,60}",
+        )
+            .prop_map(
+                |(exec_type, ord_status, side, optional, qty, px, text)| ErSeed {
+                    exec_type,
+                    ord_status,
+                    side,
+                    optional,
+                    qty,
+                    px,
+                    text,
+                },
+            )
+    }
+
+    fn execution_report(s: &ErSeed) -> ocg::ExecutionReport {
+        let on = |bit: u32| s.optional & (1 << bit) != 0;
+        let qty = Decimal::from_qty(Qty(s.qty));
+        let px = Decimal::from_price(Price(s.px));
+        ocg::ExecutionReport {
+            cl_ord_id: on(0).then(|| FixedStr::new("C1")),
+            submitting_broker_id: on(1).then(|| FixedStr::new("2001")),
+            security_id: on(2).then(|| FixedStr::new("5")),
+            side: on(3).then(|| pick(ocg::Side::ALL, s.side)),
+            orig_cl_ord_id: on(4).then(|| FixedStr::new("C0")),
+            order_id: on(5).then(|| FixedStr::new("123456")),
+            owning_broker_id: on(6).then(|| FixedStr::new("2002")),
+            ord_type: on(7).then(|| pick(ocg::OrdType::ALL, s.side)),
+            price: on(8).then_some(px),
+            order_qty: on(9).then_some(qty),
+            time_in_force: on(10).then(|| pick(ocg::TimeInForce::ALL, s.side)),
+            reason: on(11).then(|| VarStr::truncated(&s.text)),
+            exec_id: on(12).then(|| FixedStr::new("E77")),
+            ord_status: on(13).then(|| pick(ocg::OrdStatus::ALL, s.ord_status)),
+            exec_type: on(14).then(|| pick(ocg::ExecType::ALL, s.exec_type)),
+            cum_qty: on(15).then_some(qty),
+            leaves_qty: on(16).then_some(qty),
+            order_reject_code: on(17).then_some(s.qty as u16),
+            lot_type: on(18).then(|| pick(ocg::LotType::ALL, s.side)),
+            exec_restatement_reason: on(19).then_some(104),
+            cancel_reject_code: on(20).then_some(s.qty as u16),
+            amend_reject_code: on(21).then_some(s.qty as u16),
+            counterparty_broker_id: on(22).then(|| FixedStr::new("2003")),
+            last_qty: on(23).then_some(qty),
+            last_px: on(24).then_some(px),
+            trade_match_id: on(25).then(|| FixedStr::new("T-1")),
+            aggressor_indicator: on(26).then(|| pick(ocg::AggressorIndicator::ALL, s.side)),
+            ..ocg::ExecutionReport::default()
+        }
+    }
+
+    #[test]
+    fn every_exec_type_and_status_passes_the_dictionary() {
+        for (i, _) in ocg::ExecType::ALL.iter().enumerate() {
+            for (j, _) in ocg::OrdStatus::ALL.iter().enumerate() {
+                for optional in [0, u64::MAX] {
+                    let seed = ErSeed {
+                        exec_type: i,
+                        ord_status: j,
+                        side: i + j,
+                        optional,
+                        qty: 400,
+                        px: 65_200,
+                        text: "reason".into(),
+                    };
+                    let er = ocg::Message::ExecutionReport(execution_report(&seed));
+                    let reply = reply_to_fix(&er, now(), &mut BTreeMap::new()).expect("FIX form");
+                    check(&reply).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn execution_report_bytes_are_those_of_the_typed_message() {
+        // The direct writer and `ExecutionReport::to_message` share one field list.
+        let seed = ErSeed {
+            exec_type: 4,
+            ord_status: 1,
+            side: 1,
+            optional: u64::MAX,
+            qty: 400,
+            px: 65_200,
+            text: "x".into(),
+        };
+        let er = ocg::Message::ExecutionReport(execution_report(&seed));
+        let reply = reply_to_fix(&er, now(), &mut BTreeMap::new()).expect("FIX form");
+        let typed = app::ExecutionReport::from_message(&reply.message()).unwrap();
+        assert_eq!(
+            twinsite_fix::codec::encode_body(&typed.to_message().body),
+            reply.body
+        );
+    }
+
+    #[test]
+    fn mass_cancel_reports_and_business_rejects_pass_the_dictionary() {
+        for (i, t) in ocg::MassCancelRequestType::ALL.iter().enumerate() {
+            for response in ocg::MassCancelResponse::ALL {
+                for memo in [
+                    None,
+                    Some(None),
+                    Some(Some(MassCancelScope::All)),
+                    Some(Some(MassCancelScope::Security(SecurityCode(5)))),
+                ] {
+                    let report = ocg::OrderMassCancelReport {
+                        cl_ord_id: Some(FixedStr::new("M1")),
+                        submitting_broker_id: Some(FixedStr::new("2001")),
+                        security_id: (i % 2 == 0).then(|| FixedStr::new("5")),
+                        security_id_source: None,
+                        security_exchange: None,
+                        broker_location_id: None,
+                        transact_time: FixedStr::new("20231125-02:00:00.000000"),
+                        mass_cancel_request_type: *t,
+                        owning_broker_id: None,
+                        mass_action_report_id: FixedStr::new("R1"),
+                        mass_cancel_response: *response,
+                        mass_cancel_reject_code: Some(99),
+                        reason: Some(VarStr::truncated("no")),
+                    };
+                    let mut memos = BTreeMap::new();
+                    if let Some(m) = memo {
+                        memos.insert("M1".to_string(), m);
+                    }
+                    let m = ocg::Message::OrderMassCancelReport(report);
+                    let reply = reply_to_fix(&m, now(), &mut memos).expect("FIX form");
+                    check(&reply).unwrap();
+                }
+            }
+        }
+        for code in ocg::BusinessRejectCode::ALL {
+            for reference in [0u8, 11, 12, 13, 14, 16, 17, 23, 24, 25, 27] {
+                let m = ocg::Message::BusinessMessageReject(ocg::BusinessMessageReject {
+                    business_reject_code: *code,
+                    reason: Some(VarStr::truncated("refused")),
+                    reference_message_type: reference,
+                    reference_field_name: None,
+                    reference_sequence_number: Some(7),
+                    business_reject_reference_id: Some(FixedStr::new("C9")),
+                });
+                let reply = reply_to_fix(&m, now(), &mut BTreeMap::new()).expect("FIX form");
+                check(&reply).unwrap();
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5EED_F1C5),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+        #[test]
+        fn any_execution_report_passes_the_dictionary(seed in er_seed()) {
+            let er = ocg::Message::ExecutionReport(execution_report(&seed));
+            let reply = reply_to_fix(&er, now(), &mut BTreeMap::new()).expect("FIX form");
+            prop_assert_eq!(check(&reply), Ok(()));
+        }
+    }
 }

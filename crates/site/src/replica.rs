@@ -64,10 +64,10 @@ pub fn fix_delta(comp: CompId, s: &FixSessionState, synced_out_next: u64) -> Fix
         comp,
         next_inbound_seq: s.next_inbound_seq,
         next_outbound_seq: s.next_outbound_seq,
+        // Ascending by number: only the tail since the last delta is looked at.
         stored: s
             .outbound
-            .iter()
-            .filter(|m| m.seq >= synced_out_next)
+            .range(s.outbound.partition_point(|m| m.seq < synced_out_next)..)
             .cloned()
             .collect(),
     }
