@@ -247,6 +247,7 @@ pub fn tokenize(frame: &[u8]) -> Result<Vec<Field>, TokenizeError> {
     let mut fields = Vec::with_capacity(32);
     let mut i = 0;
     let mut data_length: Option<(u32, usize)> = None;
+    let whole = std::str::from_utf8(frame).ok();
     while i < frame.len() {
         let eq = (i..frame.len())
             .find(|&j| frame[j] == b'=' || frame[j] == SOH)
@@ -266,8 +267,12 @@ pub fn tokenize(frame: &[u8]) -> Result<Vec<Field>, TokenizeError> {
                 .find(|&j| frame[j] == SOH)
                 .unwrap_or(frame.len()),
         };
-        let value = std::str::from_utf8(&frame[value_start..value_end])
-            .map_err(|_| TokenizeError::NotUtf8(tag))?;
+        // Delimiters are ASCII, so a field of a valid UTF-8 frame is a valid slice of it.
+        let value = match whole.and_then(|t| t.get(value_start..value_end)) {
+            Some(v) => v,
+            None => std::str::from_utf8(&frame[value_start..value_end])
+                .map_err(|_| TokenizeError::NotUtf8(tag))?,
+        };
         if let Some(&(_, data_tag)) = DATA_FIELDS.iter().find(|(l, _)| *l == tag) {
             if let Ok(len) = value.parse::<usize>() {
                 data_length = Some((data_tag, len));

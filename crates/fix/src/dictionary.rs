@@ -686,8 +686,10 @@ fn validate_level(
 ) -> Result<(), Violation> {
     // Bit i: member i was seen at this level.
     let mut seen: u128 = 0;
+    // Fields usually come in member order: look from after the last one found.
+    let mut hint = 0;
     while let Some(f) = body.get(*pos) {
-        let Some(index) = members.iter().position(|m| m.tag() == f.tag) else {
+        let Some(index) = find_member(members, f.tag, hint) else {
             if in_group {
                 break;
             }
@@ -712,6 +714,7 @@ fn validate_level(
             ));
         }
         seen |= bit;
+        hint = index + 1;
         *pos += 1;
         if let Member::Group { def, .. } = &members[index] {
             validate_group(def, f, body, pos)?;
@@ -727,6 +730,16 @@ fn validate_level(
         }
     }
     Ok(())
+}
+
+/// Position of `tag` among `members`, searched from `hint` on, then before it.
+fn find_member(members: &[Member], tag: u32, hint: usize) -> Option<usize> {
+    let hint = hint.min(members.len());
+    members[hint..]
+        .iter()
+        .position(|m| m.tag() == tag)
+        .map(|i| i + hint)
+        .or_else(|| members[..hint].iter().position(|m| m.tag() == tag))
 }
 
 fn validate_group(

@@ -5,15 +5,19 @@ use twinsite_core::Timestamp;
 
 use crate::time::parse_utc_timestamp;
 
+/// A field value: text, held inline up to 24 bytes (almost every FIX value), so reading a
+/// message does not allocate per field. Derefs to `str`.
+pub type FieldValue = compact_str::CompactString;
+
 /// One `tag=value` pair. Values are kept as text; typed access goes through [`Message`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Field {
     pub tag: u32,
-    pub value: String,
+    pub value: FieldValue,
 }
 
 impl Field {
-    pub fn new(tag: u32, value: impl Into<String>) -> Field {
+    pub fn new(tag: u32, value: impl Into<FieldValue>) -> Field {
         Field {
             tag,
             value: value.into(),
@@ -40,20 +44,20 @@ impl Message {
     }
 
     /// Append a field (builder style).
-    pub fn with(mut self, tag: u32, value: impl Into<String>) -> Message {
+    pub fn with(mut self, tag: u32, value: impl Into<FieldValue>) -> Message {
         self.body.push(Field::new(tag, value));
         self
     }
 
     /// Append a field if the value is present.
-    pub fn with_opt<V: Into<String>>(self, tag: u32, value: Option<V>) -> Message {
+    pub fn with_opt<V: Into<FieldValue>>(self, tag: u32, value: Option<V>) -> Message {
         match value {
             Some(v) => self.with(tag, v),
             None => self,
         }
     }
 
-    pub fn push(&mut self, tag: u32, value: impl Into<String>) {
+    pub fn push(&mut self, tag: u32, value: impl Into<FieldValue>) {
         self.body.push(Field::new(tag, value));
     }
 
@@ -146,9 +150,15 @@ pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
     }
     let last = fields.len() - 1;
     let mut fields = fields.into_iter();
-    let begin_string = fields.next().map(|f| f.value).unwrap_or_default();
+    let begin_string = fields
+        .next()
+        .map(|f| f.value.into_string())
+        .unwrap_or_default();
     fields.next();
-    let msg_type = fields.next().map(|f| f.value).unwrap_or_default();
+    let msg_type = fields
+        .next()
+        .map(|f| f.value.into_string())
+        .unwrap_or_default();
     let mut header = Header {
         begin_string,
         msg_type,

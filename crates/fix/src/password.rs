@@ -317,8 +317,8 @@ mod tests {
         });
         let mut c = LogonCredentials {
             sender_comp_id: "CO01".into(),
-            encrypted_password: Some(fields[1].value.clone()),
-            encrypted_new_password: Some(fields[2].value.clone()),
+            encrypted_password: Some(fields[1].value.to_string()),
+            encrypted_new_password: Some(fields[2].value.to_string()),
             ..LogonCredentials::default()
         };
         assert_eq!(

@@ -448,7 +448,7 @@ fn raw_fields(
     for (tag, value) in header {
         match fields.iter_mut().find(|f| f.tag == *tag) {
             Some(f) if value.is_empty() => f.tag = 0,
-            Some(f) => f.value = value.to_string(),
+            Some(f) => f.value = (*value).into(),
             None => fields.push(Field::new(*tag, *value)),
         }
     }
@@ -1006,7 +1006,7 @@ proptest! {
                     let msg_type = ["0", "1", "2", "4", "5", "D", "A", "AE"][kind as usize];
                     let mut fields = raw_fields(msg_type, seq, &header, &[], t0());
                     for f in fields.iter_mut() {
-                        if f.tag == 122 { f.value = orig.clone(); }
+                        if f.tag == 122 { f.value = orig.as_str().into(); }
                     }
                     encode(BEGIN_STRING, &fields)
                 }),
