@@ -51,6 +51,9 @@ pub struct Frame {
 #[derive(Debug, Default, Clone)]
 pub struct FrameSplitter {
     buffer: Vec<u8>,
+    /// Bytes before this were taken (frames or discarded junk): a batch of frames read at once
+    /// is split without moving the rest of the buffer after each one.
+    start: usize,
 }
 
 enum Step {
@@ -66,31 +69,38 @@ impl FrameSplitter {
 
     /// Append received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
         self.buffer.extend_from_slice(bytes);
     }
 
     /// Bytes held waiting for the rest of a frame.
     pub fn buffered_len(&self) -> usize {
-        self.buffer.len()
+        self.buffer.len() - self.start
     }
 
     /// The next frame, a framing error (bytes discarded), or `None` when more bytes are needed.
     pub fn next_frame(&mut self) -> Option<Result<Frame, FrameError>> {
-        match self.step() {
-            Step::NeedMore => None,
-            Step::Skip(n, error) => {
-                self.buffer.drain(..n);
-                Some(Err(error))
-            }
+        let taken = match self.step() {
+            Step::NeedMore => return None,
+            Step::Skip(n, error) => (n, Err(error)),
             Step::Frame(n) => {
-                let bytes: Vec<u8> = self.buffer.drain(..n).collect();
-                Some(Ok(Frame { bytes }))
+                let bytes = self.buffer[self.start..self.start + n].to_vec();
+                (n, Ok(Frame { bytes }))
             }
+        };
+        self.start += taken.0;
+        if self.start == self.buffer.len() {
+            self.buffer.clear();
+            self.start = 0;
         }
+        Some(taken.1)
     }
 
     fn step(&self) -> Step {
-        let b = &self.buffer;
+        let b = &self.buffer[self.start..];
         if b.is_empty() {
             return Step::NeedMore;
         }
