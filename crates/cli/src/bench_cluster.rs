@@ -248,6 +248,7 @@ async fn measure(
     // Round trip, one order at a time.
     let mut rt = client(key, "CB0001", lookups.clone());
     wait(&mut rt, is_logon).await?;
+    let mut wal_before = None;
     let mut samples = Vec::with_capacity(opts.orders);
     for i in 0..(opts.warmup + opts.orders) {
         let t = Instant::now();
@@ -258,13 +259,30 @@ async fn measure(
         if i >= opts.warmup {
             samples.push(t.elapsed().as_nanos() as u64);
         }
+        if i + 1 == opts.warmup {
+            wal_before = Some(c.admin.status(NodeRole::Primary).await?);
+        }
     }
+    // The leader's own WAL fdatasyncs while the round trips ran: what a group commit of one
+    // order really cost on this disk, next to the probe's figure.
+    let wal_after = c.admin.status(NodeRole::Primary).await?;
+    let (wal_syncs, wal_sync_ns) = match &wal_before {
+        Some(b) => (
+            wal_after.wal_syncs.saturating_sub(b.wal_syncs),
+            wal_after
+                .wal_sync_nanos_total
+                .saturating_sub(b.wal_sync_nanos_total),
+        ),
+        None => (wal_after.wal_syncs, wal_after.wal_sync_nanos_total),
+    };
+    let wal_sync_mean_ns = wal_sync_ns / wal_syncs.max(1);
     let rt_p = percentiles(samples);
     let rt_p50 = rt_p["p50_ns"].as_u64().unwrap_or(0);
     eprintln!(
-        "  replicated round trip p50 {:.3} ms, p99 {:.3} ms",
+        "  replicated round trip p50 {:.3} ms, p99 {:.3} ms (leader WAL: {wal_syncs} fdatasyncs, mean {:.3} ms)",
         ms(rt_p50),
-        ms(rt_p["p99_ns"].as_u64().unwrap_or(0))
+        ms(rt_p["p99_ns"].as_u64().unwrap_or(0)),
+        ms(wal_sync_mean_ns)
     );
 
     // Sustained load.
@@ -363,6 +381,8 @@ async fn measure(
             "what": "OCG-C New Order -> Execution Report through 3 node processes, journal fdatasync on a quorum before release",
             "latency": rt_p,
             "p50_over_fdatasync_p50": rt_ratio,
+            "leader_wal_fdatasyncs": wal_syncs,
+            "leader_wal_fdatasync_mean_ns": wal_sync_mean_ns,
         },
         "sustained": sustained,
         "rto_ms": {

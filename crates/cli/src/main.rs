@@ -385,7 +385,11 @@ fn main() -> anyhow::Result<()> {
             stop_on_stdin_eof,
         } => {
             let role = twinsite_site::cluster_config::parse_role(&role)?;
-            site_cmds::runtime()?.block_on(node_cmds::node(&config, role, stop_on_stdin_eof))?
+            site_cmds::node_runtime()?.block_on(node_cmds::node(
+                &config,
+                role,
+                stop_on_stdin_eof,
+            ))?
         }
         Cmd::Up { config } => site_cmds::runtime()?.block_on(node_cmds::up(&config))?,
         Cmd::Status {
@@ -445,7 +449,7 @@ fn main() -> anyhow::Result<()> {
                 },
         } => {
             let report =
-                site_cmds::runtime()?.block_on(bench_cluster::run(bench_cluster::Opts {
+                site_cmds::node_runtime()?.block_on(bench_cluster::run(bench_cluster::Opts {
                     dir,
                     orders,
                     warmup,

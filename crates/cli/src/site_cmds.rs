@@ -13,6 +13,21 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("start the async runtime")
 }
 
+/// The runtime of one cluster node process (`twinsite node`): a single-threaded runtime
+/// unless `TWINSITE_NODE_RUNTIME=multi_thread`. A replicated order is a chain of hand-offs
+/// between tasks (gateway, journal core, replication, state machine); on one thread each is a
+/// queue push, on a multi-threaded runtime many become cross-thread wake-ups (futex, and an
+/// idle worker woken to steal). The WAL writer keeps its own thread either way.
+pub fn node_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    match std::env::var("TWINSITE_NODE_RUNTIME").as_deref() {
+        Ok("multi_thread") => runtime(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("start the async runtime"),
+    }
+}
+
 /// Structured logs to stderr; `RUST_LOG` selects (default: warnings).
 pub fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

@@ -2,17 +2,20 @@
 //!
 //! Every mutation (append, truncate, purge, committed) is a WAL record. One writer thread owns
 //! the WAL: it takes every job queued while the previous fdatasync was in flight, writes them
-//! all, syncs once, then acknowledges each job (group commit). The vote is a separate small
+//! all with one write, syncs once, then acknowledges each job (group commit). A job that needs
+//! no sync of its own (the commit index) is queued without waking the writer: it goes out, in
+//! queue order, with the next job that does. The vote is a separate small
 //! file, written to a temporary name, synced, renamed and the directory synced before
 //! `save_vote` returns.
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
@@ -57,9 +60,137 @@ struct LogData {
     vote: Option<Vote>,
 }
 
+/// The writer thread's queue: one FIFO for all jobs, so records reach the WAL in the order they
+/// were submitted; the writer is woken only by a job that waits for durability.
+struct WalQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<WriteJob>,
+    /// Queued jobs with a completion (the writer sleeps while this is 0).
+    waiting: usize,
+    /// Set on drop of the store: the writer writes what is queued and exits.
+    closed: bool,
+    /// The writer thread has exited: new jobs fail at once.
+    stopped: bool,
+}
+
+impl WalQueue {
+    fn new() -> WalQueue {
+        WalQueue {
+            state: Mutex::new(QueueState::default()),
+            ready: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue a job; a job with a completion wakes the writer. Returns the job if the writer
+    /// has stopped.
+    fn push(&self, job: WriteJob) -> Result<(), WriteJob> {
+        let mut state = self.lock();
+        if state.stopped {
+            return Err(job);
+        }
+        let wake = job.done.is_some();
+        if wake {
+            state.waiting += 1;
+        }
+        state.jobs.push_back(job);
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Block until a job waits for durability or the queue closes.
+    fn wait_for_work(&self) {
+        let mut state = self.lock();
+        while state.waiting == 0 && !state.closed {
+            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Take up to `max` queued jobs, oldest first.
+    fn take(&self, max: usize) -> Vec<WriteJob> {
+        let mut state = self.lock();
+        let n = state.jobs.len().min(max);
+        let batch: Vec<WriteJob> = state.jobs.drain(..n).collect();
+        state.waiting -= batch.iter().filter(|j| j.done.is_some()).count();
+        batch
+    }
+}
+
+/// The WAL and its bookkeeping, owned by the writer thread.
+struct WalWriter {
+    wal: Wal,
+    segment_max: BTreeMap<u64, Option<u64>>,
+    stats: Arc<WalStats>,
+    failed: AtomicBool,
+}
+
+impl WalWriter {
+    /// Write the batch with one write, sync once (unless it is all lazy), then complete every
+    /// job in it.
+    fn run(&mut self, batch: Vec<WriteJob>) {
+        let result = write_batch(
+            &mut self.wal,
+            &mut self.segment_max,
+            &batch,
+            &self.stats,
+            &self.failed,
+        );
+        if let Err(e) = &result {
+            // Fail-stop: after an I/O error the WAL's state is unknown, so nothing more is
+            // acknowledged and openraft stops this node on the storage error.
+            self.failed.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "journal: WAL write failed; this node stops");
+        }
+        for job in batch {
+            if let Some(done) = job.done {
+                done(match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::other(e.to_string())),
+                });
+            }
+        }
+    }
+}
+
+/// Marks the queue stopped when the writer thread exits (also by a panic) and fails every job
+/// still queued, so no caller waits forever.
+struct StoppedOnExit(Arc<WalQueue>);
+
+impl Drop for StoppedOnExit {
+    fn drop(&mut self) {
+        let jobs: Vec<WriteJob> = {
+            let mut state = self.0.lock();
+            state.stopped = true;
+            state.waiting = 0;
+            state.jobs.drain(..).collect()
+        };
+        for job in jobs {
+            if let Some(done) = job.done {
+                done(Err(io::Error::other("journal WAL writer has stopped")));
+            }
+        }
+    }
+}
+
 struct LogShared {
     data: Mutex<LogData>,
-    writer: Option<Mutex<mpsc::Sender<WriteJob>>>,
+    writer: Option<Arc<WalQueue>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     vote_path: Option<PathBuf>,
 }
@@ -68,7 +199,9 @@ impl Drop for LogShared {
     fn drop(&mut self) {
         // Close the queue, then let the writer finish its in-flight batch, so a restarted node
         // never opens the WAL while the old writer still writes to it.
-        drop(self.writer.take());
+        if let Some(queue) = self.writer.take() {
+            queue.close();
+        }
         if let Some(thread) = self.writer_thread.take() {
             let _ = thread.join();
         }
@@ -149,10 +282,17 @@ impl LogStore {
         data.vote = read_vote_file(&vote_path)?;
         tracing::info!(dir = %dir.display(), entries = data.entries.len(),
             segments = report.segment_count, "journal: durable log opened");
-        let (tx, rx) = mpsc::channel();
+        let queue = Arc::new(WalQueue::new());
+        let writer = WalWriter {
+            wal,
+            segment_max,
+            stats,
+            failed: AtomicBool::new(false),
+        };
+        let thread_queue = queue.clone();
         let writer_thread = std::thread::Builder::new()
             .name("journal-wal".into())
-            .spawn(move || writer_loop(wal, segment_max, rx, stats))
+            .spawn(move || writer_loop(writer, thread_queue))
             .map_err(|source| OpenError::Io {
                 path: wal_dir.clone(),
                 source,
@@ -160,7 +300,7 @@ impl LogStore {
         Ok(LogStore {
             shared: Arc::new(LogShared {
                 data: Mutex::new(data),
-                writer: Some(Mutex::new(tx)),
+                writer: Some(queue),
                 writer_thread: Some(writer_thread),
                 vote_path: Some(vote_path),
             }),
@@ -181,7 +321,7 @@ impl LogStore {
                     purge_upto,
                     done: Some(done),
                 };
-                if let Err(mpsc::SendError(job)) = writer.lock().expect("writer mutex").send(job) {
+                if let Err(job) = writer.push(job) {
                     if let Some(done) = job.done {
                         done(Err(io::Error::other("journal WAL writer has stopped")));
                     }
@@ -198,8 +338,9 @@ impl LogStore {
                 purge_upto: None,
                 done: None,
             };
-            // A stopped writer drops lazy records; they only speed up recovery.
-            let _ = writer.lock().expect("writer mutex").send(job);
+            // Not woken for it: written with the next job that waits for a sync. A stopped
+            // writer drops lazy records; they only speed up recovery.
+            let _ = writer.push(job);
         }
     }
 
@@ -267,37 +408,17 @@ fn replay(
     }
 }
 
-fn writer_loop(
-    mut wal: Wal,
-    mut segment_max: BTreeMap<u64, Option<u64>>,
-    rx: mpsc::Receiver<WriteJob>,
-    stats: Arc<WalStats>,
-) {
-    let failed = AtomicBool::new(false);
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        // Group commit: everything that queued up while the last sync was in flight.
-        while batch.len() < 65_536 {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+fn writer_loop(mut writer: WalWriter, queue: Arc<WalQueue>) {
+    let _stopped = StoppedOnExit(queue.clone());
+    // Group commit: everything that queued up while the last sync was in flight.
+    loop {
+        queue.wait_for_work();
+        let batch = queue.take(65_536);
+        if batch.is_empty() {
+            // Closed, and everything written.
+            return;
         }
-        let result = write_batch(&mut wal, &mut segment_max, &batch, &stats, &failed);
-        if let Err(e) = &result {
-            // Fail-stop: after an I/O error the WAL's state is unknown, so nothing more is
-            // acknowledged and openraft stops this node on the storage error.
-            failed.store(true, Ordering::SeqCst);
-            tracing::error!(error = %e, "journal: WAL write failed; this node stops");
-        }
-        for job in batch {
-            if let Some(done) = job.done {
-                done(match &result {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(io::Error::other(e.to_string())),
-                });
-            }
-        }
+        writer.run(batch);
     }
 }
 
@@ -328,8 +449,9 @@ fn write_batch(
         purge_upto = purge_upto.max(job.purge_upto);
     }
     if batch.iter().all(|job| job.done.is_none()) {
-        // Only lazy records: leave them for the next sync instead of paying one now.
-        return Ok(());
+        // Only lazy records: write them, and leave them for the next sync instead of paying
+        // one now.
+        return wal.flush();
     }
     let started = std::time::Instant::now();
     wal.sync()?;

@@ -12,10 +12,13 @@
 //! [`WalError::Corrupt`] names the file and byte offset.
 //!
 //! The WAL does not sync on its own: callers batch [`Wal::append`] calls and then call
-//! [`Wal::sync`] once (group commit).
+//! [`Wal::sync`] once (group commit). Appends are framed into a buffer and reach the file with
+//! one positioned write per batch ([`Wal::flush`], also done by `sync` and before a segment
+//! rotation), not one seek and write per record.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Bytes of a record header: length then CRC-32C.
@@ -103,8 +106,12 @@ pub struct Wal {
     segment_ids: Vec<u64>,
     current: File,
     current_path: PathBuf,
-    /// Byte offset of the next record in the current segment.
+    /// Byte offset of the next record in the current segment (after `pending`).
     offset: u64,
+    /// Length of the current segment file (a segment made with another size keeps its own).
+    capacity: u64,
+    /// Framed records not yet written, to go at `offset - pending.len()` in the current segment.
+    pending: Vec<u8>,
     /// Segments filled since the last sync; they must be synced before we report durability.
     unsynced_full: Vec<File>,
 }
@@ -248,37 +255,46 @@ impl Wal {
             current,
             current_path,
             offset: append_offset,
+            capacity: current_len,
+            pending: Vec::new(),
             unsynced_full: Vec::new(),
         };
         Ok((wal, records, report))
     }
 
-    /// Append one record to the page cache (not yet durable). Rotates to a fresh segment when
-    /// the record does not fit; returns the id of the segment the record went to.
+    /// Append one record (not yet written nor durable: see [`Wal::flush`] and [`Wal::sync`]).
+    /// Rotates to a fresh segment when the record does not fit; returns the id of the segment
+    /// the record goes to.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, WalError> {
-        let mut framed = Vec::with_capacity(payload.len() + RECORD_HEADER_BYTES as usize);
-        frame(payload, &mut framed);
-        let framed_bytes = framed.len() as u64;
+        let framed_bytes = payload.len() as u64 + RECORD_HEADER_BYTES;
         if framed_bytes > self.segment_bytes {
             return Err(WalError::RecordTooLarge {
                 payload_bytes: payload.len(),
                 segment_bytes: self.segment_bytes,
             });
         }
-        let capacity = self.current_capacity()?;
-        if self.offset + framed_bytes > capacity {
+        if self.offset + framed_bytes > self.capacity {
             self.rotate()?;
         }
-        self.current
-            .seek(SeekFrom::Start(self.offset))
-            .and_then(|_| self.current.write_all(&framed))
-            .map_err(io_error(&self.current_path))?;
+        frame(payload, &mut self.pending);
         self.offset += framed_bytes;
         Ok(self.current_segment_id())
     }
 
-    /// Make every appended record durable with fdatasync.
+    /// Write every appended record to the page cache with one positioned write (not durable).
+    pub fn flush(&mut self) -> Result<(), WalError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let at = self.offset - self.pending.len() as u64;
+        let result = self.current.write_all_at(&self.pending, at);
+        self.pending.clear();
+        result.map_err(io_error(&self.current_path))
+    }
+
+    /// Make every appended record durable: write them, then fdatasync.
     pub fn sync(&mut self) -> Result<(), WalError> {
+        self.flush()?;
         for full in self.unsynced_full.drain(..) {
             full.sync_data().map_err(io_error(&self.dir))?;
         }
@@ -307,16 +323,8 @@ impl Wal {
         sync_dir(&self.dir)
     }
 
-    fn current_capacity(&self) -> Result<u64, WalError> {
-        let len = self
-            .current
-            .metadata()
-            .map_err(io_error(&self.current_path))?
-            .len();
-        Ok(len)
-    }
-
     fn rotate(&mut self) -> Result<(), WalError> {
+        self.flush()?;
         let next = self.current_segment_id() + 1;
         let file = create_segment(&self.dir, next, self.segment_bytes)?;
         let path = segment_path(&self.dir, next);
@@ -325,6 +333,7 @@ impl Wal {
         self.current_path = path;
         self.segment_ids.push(next);
         self.offset = 0;
+        self.capacity = self.segment_bytes;
         Ok(())
     }
 }
