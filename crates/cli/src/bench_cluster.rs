@@ -231,7 +231,13 @@ pub async fn run(opts: Opts) -> anyhow::Result<serde_json::Value> {
     for (_, n) in std::mem::take(&mut c.nodes) {
         n.stop(Duration::from_secs(10)).await;
     }
-    let _ = &c.path;
+    // The journals (three preallocated 64 MiB WAL segments and more) are removed after a run
+    // that measured something; after a failure they stay for inspection.
+    if result.is_ok() {
+        if let Some(journals) = c.path.parent() {
+            let _ = std::fs::remove_dir_all(journals);
+        }
+    }
     result
 }
 
