@@ -7,13 +7,12 @@ mod common;
 
 use common::*;
 use rand_chacha::rand_core::SeedableRng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use twinsite_cluster::{Durability, JournalConfig, NodeRole};
-use twinsite_core::{ClOrdId, Price, Qty, SecurityCode, Site};
+use tokio::net::TcpStream;
+use twinsite_core::{ClOrdId, Price, Qty, SecurityCode};
 use twinsite_fix::app::{
     ExecType, ExecutionReport, NewOrderSingle, OrderCancelReject, OrderCancelReplaceRequest,
     OrderCancelRequest, OrderSide, OrderTerms, Parties,
@@ -417,65 +416,10 @@ fn cluster_config(name: &str) -> SiteConfig {
     cfg
 }
 
-async fn wait_active(rx: &mut tokio::sync::broadcast::Receiver<Activity>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Ok(Activity::SiteActive { .. })) => return,
-            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-            _ => panic!("site never became active"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn fix_session_continues_at_the_backup_after_a_scheduled_failover() {
-    let mut listeners = BTreeMap::new();
-    let mut addrs = BTreeMap::new();
-    for r in [NodeRole::Primary, NodeRole::Backup, NodeRole::Witness] {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.insert(r, l.local_addr().unwrap());
-        listeners.insert(r, l);
-    }
-    let jc = |r| JournalConfig::new(r, addrs.clone(), Durability::Memory);
-    let (primary, pf) = gateway::start_node(
-        cluster_config("primary"),
-        Site::Primary,
-        jc(NodeRole::Primary),
-        listeners.remove(&NodeRole::Primary),
-    )
-    .await
-    .unwrap();
-    std::mem::forget(pf);
-    let mut prx = primary.subscribe();
-    let (backup, bf) = gateway::start_node(
-        cluster_config("backup"),
-        Site::Backup,
-        jc(NodeRole::Backup),
-        listeners.remove(&NodeRole::Backup),
-    )
-    .await
-    .unwrap();
-    std::mem::forget(bf);
-    let mut brx = backup.subscribe();
-    let witness = gateway::start_witness(
-        &cluster_config("witness"),
-        jc(NodeRole::Witness),
-        listeners.remove(&NodeRole::Witness),
-    )
-    .await
-    .unwrap();
-    let j = primary.journal().unwrap().clone();
-    let leader = j.wait_for_leader(Duration::from_secs(30)).await.unwrap();
-    if leader != NodeRole::Primary {
-        let from = match leader {
-            NodeRole::Backup => backup.journal().unwrap().clone(),
-            _ => witness.clone(),
-        };
-        from.transfer_leadership(NodeRole::Primary).await.unwrap();
-    }
-    wait_active(&mut prx).await;
+    let mut c = cluster(cluster_config).await;
+    let primary = c.primary.as_ref().unwrap();
 
     // Trade at the primary: a FIX order rests, a binary order fills part of it.
     let mut fx = FixClient::logon(
@@ -494,14 +438,13 @@ async fn fix_session_continues_at_the_backup_after_a_scheduled_failover() {
     fx.expect_er(ExecType::Trade).await;
 
     // Scheduled failover: leadership moves to the backup node.
-    j.transfer_leadership(NodeRole::Backup).await.unwrap();
-    wait_active(&mut brx).await;
+    c.fail_over(false).await;
     let state = fx.drop_connection();
     assert!(state.next_outbound_seq > 1);
 
     // At the backup, the binary participant fills more of the FIX order while FIX is away.
     let mut alpha = Raw::logon_with(
-        backup.gateway_primary,
+        c.backup.gateway_primary,
         "CO0001",
         alpha.seq,
         alpha.last_in + 1,
@@ -515,7 +458,7 @@ async fn fix_session_continues_at_the_backup_after_a_scheduled_failover() {
 
     // The FIX participant continues its session at the backup with the same numbers: no
     // sequence reset, and the fill it missed is resent.
-    let mut fx = FixClient::logon(backup.fix_gateway.unwrap(), "FX0002", state).await;
+    let mut fx = FixClient::logon(c.backup.fix_gateway.unwrap(), "FX0002", state).await;
     let (fill, inbound) = fx.expect_er(ExecType::Trade).await;
     assert_eq!(fill.order_id, new.order_id);
     assert_eq!(fill.last_qty, Some(Qty(400)));
@@ -525,6 +468,5 @@ async fn fix_session_continues_at_the_backup_after_a_scheduled_failover() {
     let (cancelled, _) = fx.expect_er(ExecType::Cancelled).await;
     assert_eq!(cancelled.cum_qty, Qty(800));
     fx.logout().await;
-    backup.shutdown();
-    primary.shutdown();
+    c.shutdown().await;
 }
