@@ -44,6 +44,34 @@ impl Timestamp {
         let secs = days * 86_400 + (h * 3600 + m * 60 + s) as i64 - HKT_OFFSET_SECS;
         Timestamp::from_secs(secs.max(0) as u64)
     }
+    /// `YYYYMMDD-HH:MM:SS` and, for `frac_digits` 1 to 9, `.` and that many digits of the
+    /// second (truncated), written into `out` without allocating (OCG-C TransactTime, FIX
+    /// UTCTimestamp); returns the length written. Years past 9999 keep their low four digits.
+    pub fn write_utc(self, frac_digits: usize, out: &mut [u8; UTC_TEXT_MAX_LEN]) -> usize {
+        let (y, mo, d, h, mi, s, nanos) = self.to_utc_civil();
+        let put = |out: &mut [u8; UTC_TEXT_MAX_LEN], at: usize, width: usize, mut v: u32| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(out, 0, 4, y.rem_euclid(10_000) as u32);
+        put(out, 4, 2, mo);
+        put(out, 6, 2, d);
+        out[8] = b'-';
+        put(out, 9, 2, h);
+        out[11] = b':';
+        put(out, 12, 2, mi);
+        out[14] = b':';
+        put(out, 15, 2, s);
+        let digits = frac_digits.min(9);
+        if digits == 0 {
+            return 17;
+        }
+        out[17] = b'.';
+        put(out, 18, digits, nanos / 10u32.pow(9 - digits as u32));
+        18 + digits
+    }
     /// Civil UTC date and time: (year, month, day, hour, minute, second, nanos).
     pub fn to_utc_civil(self) -> (i32, u32, u32, u32, u32, u32, u32) {
         let secs = self.secs() as i64;
@@ -60,6 +88,9 @@ impl Timestamp {
         )
     }
 }
+
+/// Longest text [`Timestamp::write_utc`] writes: `YYYYMMDD-HH:MM:SS.sssssssss`.
+pub const UTC_TEXT_MAX_LEN: usize = 27;
 
 /// Days since 1970-01-01 (Howard Hinnant's algorithm).
 pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {

@@ -21,7 +21,7 @@ pub fn format_utc_timestamp(t: Timestamp, precision: TimePrecision) -> String {
 }
 
 /// Longest UTCTimestamp: `YYYYMMDD-HH:MM:SS.sssssssss`.
-pub const UTC_TIMESTAMP_MAX_LEN: usize = 27;
+pub const UTC_TIMESTAMP_MAX_LEN: usize = twinsite_core::time::UTC_TEXT_MAX_LEN;
 
 /// [`format_utc_timestamp`] into a buffer, without allocating; returns the length written.
 /// Years past 9999 are written with their low four digits (no FIX timestamp gets there).
@@ -30,32 +30,13 @@ pub fn write_utc_timestamp(
     precision: TimePrecision,
     out: &mut [u8; UTC_TIMESTAMP_MAX_LEN],
 ) -> usize {
-    let (y, mo, d, h, mi, s, nanos) = t.to_utc_civil();
-    let y = y.rem_euclid(10_000) as u32;
-    let put = |out: &mut [u8; UTC_TIMESTAMP_MAX_LEN], at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            out[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
+    let digits = match precision {
+        TimePrecision::Seconds => 0,
+        TimePrecision::Millis => 3,
+        TimePrecision::Micros => 6,
+        TimePrecision::Nanos => 9,
     };
-    put(out, 0, 4, y);
-    put(out, 4, 2, mo);
-    put(out, 6, 2, d);
-    out[8] = b'-';
-    put(out, 9, 2, h);
-    out[11] = b':';
-    put(out, 12, 2, mi);
-    out[14] = b':';
-    put(out, 15, 2, s);
-    let (digits, frac) = match precision {
-        TimePrecision::Seconds => return 17,
-        TimePrecision::Millis => (3, nanos / 1_000_000),
-        TimePrecision::Micros => (6, nanos / 1_000),
-        TimePrecision::Nanos => (9, nanos),
-    };
-    out[17] = b'.';
-    put(out, 18, digits, frac);
-    18 + digits
+    t.write_utc(digits, out)
 }
 
 /// Parse a FIX UTCTimestamp; `None` if it is not exactly one of the four allowed shapes or names

@@ -91,14 +91,17 @@ impl<const N: usize> FixedStr<N> {
 
     /// Checked constructor for values from outside.
     pub fn new_checked(s: &str) -> Result<Self, FieldError> {
-        check_ascii(s)?;
+        Self::checked(CompactString::new(s))
+    }
+    fn checked(s: CompactString) -> Result<Self, FieldError> {
+        check_ascii(&s)?;
         if s.len() > Self::MAX_LEN {
             return Err(FieldError::StringTooLong {
                 len: s.len(),
                 max: Self::MAX_LEN,
             });
         }
-        Ok(FixedStr(CompactString::new(s)))
+        Ok(FixedStr(s))
     }
     /// Constructor for literals and tests; panics on a value the field cannot hold.
     pub fn new(s: &str) -> Self {
@@ -110,15 +113,7 @@ impl<const N: usize> FixedStr<N> {
     /// The text of a value (a number, an id) as a field, checked like [`Self::new_checked`];
     /// formatted without a heap allocation when it fits inline.
     pub fn display_checked(v: impl fmt::Display) -> Result<Self, FieldError> {
-        let s = compact_str::ToCompactString::to_compact_string(&v);
-        check_ascii(&s)?;
-        if s.len() > Self::MAX_LEN {
-            return Err(FieldError::StringTooLong {
-                len: s.len(),
-                max: Self::MAX_LEN,
-            });
-        }
-        Ok(FixedStr(s))
+        Self::checked(compact_str::ToCompactString::to_compact_string(&v))
     }
     /// [`Self::display_checked`] for values known to fit; panics on one the field cannot hold.
     pub fn display(v: impl fmt::Display) -> Self {

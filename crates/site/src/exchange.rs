@@ -45,23 +45,10 @@ pub struct Output {
 
 /// OCG-C `Transaction Time`: `YYYYMMDD-HH:MM:SS.ssssss` UTC.
 pub fn transact_time(now: Timestamp) -> Time25 {
-    let (y, mo, d, h, mi, s, ns) = now.to_utc_civil();
-    // YYYYMMDD-HH:MM:SS.ffffff, written digit by digit (one per Execution Report: no format!).
-    let mut b = *b"00000000-00:00:00.000000";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, y.clamp(0, 9999) as u32);
-    put(4, 2, mo);
-    put(6, 2, d);
-    put(9, 2, h);
-    put(12, 2, mi);
-    put(15, 2, s);
-    put(18, 6, ns / 1_000);
-    FixedStr::new(std::str::from_utf8(&b).unwrap_or_default())
+    // YYYYMMDD-HH:MM:SS.ffffff, one per Execution Report: written without allocating.
+    let mut b = [0u8; twinsite_core::time::UTC_TEXT_MAX_LEN];
+    let n = now.write_utc(6, &mut b);
+    FixedStr::new(std::str::from_utf8(&b[..n]).unwrap_or_default())
 }
 
 /// A request that could not become an engine command: answered at once.

@@ -1482,7 +1482,7 @@ impl Core {
                 }
                 // The purge and the session changes travel in the same proposal as the
                 // markers, so the failover modes are applied exactly once.
-                if let Some(e) = self.take_entry() {
+                if let Some(e) = self.take_entry(true) {
                     entries.push(e);
                 }
                 tracing::info!(site = ?self.site, purge, ?reset_to, "failover modes applied");
@@ -1784,24 +1784,16 @@ impl Core {
     /// whose entries are committed.
     fn end_iteration(&mut self, _now: Timestamp) {
         let ticket = self.next_ticket;
-        let journalled = if self.journal.is_some() {
-            match self.take_entry() {
-                Some(entry) => {
-                    let _ = self.proposer.send((ticket, vec![entry]));
-                    self.proposed = ticket;
-                    true
-                }
-                None => false,
+        // A single site has no journal: the entry only says something was applied (its session
+        // deltas are not built), and output is released at once.
+        if let Some(entry) = self.take_entry(self.journal.is_some()) {
+            if self.journal.is_some() {
+                let _ = self.proposer.send((ticket, vec![entry]));
+                self.proposed = ticket;
+            } else {
+                self.proposed = ticket;
+                self.committed = ticket;
             }
-        } else if self.mark_applied() {
-            // A single site: nothing is replicated, output is released once applied.
-            self.proposed = ticket;
-            self.committed = ticket;
-            true
-        } else {
-            false
-        };
-        if journalled {
             self.next_ticket += 1;
         } else {
             // Nothing to journal: this iteration's output waits only for what came before it.
@@ -1851,39 +1843,10 @@ impl Core {
         });
     }
 
-    /// A single site (no journal): what [`Core::take_entry`] would note as applied, without
-    /// building the entry nobody reads; true if anything was applied since the last time.
-    fn mark_applied(&mut self) -> bool {
-        let mut any = !self.batch.is_empty();
-        self.batch.clear();
-        if let Some(l) = self.live.as_mut() {
-            for (comp, synced) in self.synced.iter_mut() {
-                let Some(d) = l.durable(comp) else {
-                    continue;
-                };
-                let cur = Synced::of(d);
-                if cur != *synced {
-                    any = true;
-                    *synced = cur;
-                }
-            }
-            for (comp, synced) in l.fix_synced.iter_mut() {
-                let Some(s) = l.fix.durable(comp) else {
-                    continue;
-                };
-                let cur = (s.next_outbound_seq, s.next_inbound_seq);
-                if cur != *synced {
-                    any = true;
-                    *synced = cur;
-                }
-            }
-        }
-        any
-    }
-
     /// The journal entry for what was applied since the last one (inputs and the sessions they
-    /// changed), if anything was.
-    fn take_entry(&mut self) -> Option<Entry> {
+    /// changed), if anything was; without the session deltas unless `deltas`.
+    fn take_entry(&mut self, deltas: bool) -> Option<Entry> {
+        let mut changed = false;
         let mut sessions = Vec::new();
         if let Some(l) = &self.live {
             for (comp, synced) in self.synced.iter_mut() {
@@ -1892,7 +1855,10 @@ impl Core {
                 };
                 let cur = Synced::of(d);
                 if cur != *synced {
-                    sessions.push(replica::delta(d, synced.out_next));
+                    if deltas {
+                        sessions.push(replica::delta(d, synced.out_next));
+                    }
+                    changed = true;
                     *synced = cur;
                 }
             }
@@ -1905,12 +1871,15 @@ impl Core {
                 };
                 let cur = (s.next_outbound_seq, s.next_inbound_seq);
                 if cur != *synced {
-                    fix_sessions.push(replica::fix_delta(*comp, s, synced.0));
+                    if deltas {
+                        fix_sessions.push(replica::fix_delta(*comp, s, synced.0));
+                    }
+                    changed = true;
                     *synced = cur;
                 }
             }
         }
-        if self.batch.is_empty() && sessions.is_empty() && fix_sessions.is_empty() {
+        if self.batch.is_empty() && !changed {
             return None;
         }
         Some(Entry::Batch {

@@ -10,7 +10,6 @@ const T: std::time::Duration = CLUSTER_T;
 use std::net::SocketAddr;
 use std::time::Instant;
 use tokio::sync::broadcast;
-use twinsite_cluster::NodeRole;
 use twinsite_core::{Platform, Price, Qty};
 use twinsite_ocg::*;
 use twinsite_site::config::*;
@@ -287,21 +286,8 @@ async fn ccep_failover(crash: bool) {
         .unwrap();
     let ((ack_seq, _, _), _) = buyer.wait_for(T, er_of(ExecType::New)).await.unwrap();
 
-    let mut brx = c.backup.subscribe();
     let started = Instant::now();
-    if crash {
-        c.primary.take().unwrap().crash().await;
-    } else {
-        c.primary
-            .as_ref()
-            .unwrap()
-            .journal()
-            .unwrap()
-            .transfer_leadership(NodeRole::Backup)
-            .await
-            .unwrap();
-    }
-    assert!(wait_active(&mut brx).await);
+    let mut brx = c.fail_over(crash).await;
     eprintln!(
         "{} failover with a CCEP: backup active after {:?}",
         if crash { "crash" } else { "scheduled" },

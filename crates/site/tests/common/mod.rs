@@ -585,8 +585,9 @@ impl Cluster {
     }
 
     /// Fail over to the backup site: a scheduled leadership transfer, or a crash of the primary
-    /// site. Returns once the backup is active.
-    pub async fn fail_over(&mut self, crash: bool) {
+    /// site. Returns once the backup is active, with the backup's activity from before the
+    /// failover on (what follows the opening is still to be read).
+    pub async fn fail_over(&mut self, crash: bool) -> broadcast::Receiver<Activity> {
         let mut brx = self.backup.subscribe();
         if crash {
             self.primary.take().unwrap().crash().await;
@@ -604,6 +605,7 @@ impl Cluster {
             wait_active(&mut brx).await,
             "the backup opens after a failover"
         );
+        brx
     }
 
     /// The three nodes (the old primary too, if it is still up) hold the same state at the
