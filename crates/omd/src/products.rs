@@ -199,10 +199,14 @@ struct BookOrder {
     arrival: u64,
 }
 
-/// The full board-lot book of one security, as the builder tracks it.
+/// Every resting board-lot order of a channel, by (security code, order id): one table (one
+/// hash probe per order message) rather than one per security.
+type Orders = IdHashMap<(u32, u64), BookOrder>;
+
+/// The price levels of one security, as a builder whose product publishes them tracks them
+/// (the orders themselves are in the builder's [`Orders`]).
 #[derive(Debug, Clone, Default)]
 struct SecurityBook {
-    orders: IdHashMap<u64, BookOrder>,
     /// Per side: price -> order ids in time priority. Kept only by products that publish
     /// price levels (53, 54, 655): see [`ProductBuilder::keeps_levels`].
     levels: [BTreeMap<i32, VecDeque<u64>>; 2],
@@ -225,7 +229,12 @@ impl SecurityBook {
     }
 
     /// The levels a client must see: within 10 ticks of best (9 spreads), at most 10.
-    fn visible_levels(&self, side: BookSide) -> Vec<crate::image::Level> {
+    fn visible_levels(
+        &self,
+        orders: &Orders,
+        security: u32,
+        side: BookSide,
+    ) -> Vec<crate::image::Level> {
         let all = self.levels_best_first(side);
         let Some(&(best, _)) = all.first() else {
             return Vec::new();
@@ -239,7 +248,7 @@ impl SecurityBook {
                 price: *price,
                 aggregate_quantity: queue
                     .iter()
-                    .filter_map(|id| self.orders.get(id))
+                    .filter_map(|id| orders.get(&(security, *id)))
                     .map(|o| o.qty as u64)
                     .sum(),
                 number_of_orders: queue.len() as u32,
@@ -249,7 +258,12 @@ impl SecurityBook {
 
     /// Broker queue items of one side: brokers at the best price, then for each further
     /// price a spread marker (spreads from best) followed by its brokers; at most 40.
-    fn broker_items(&self, side: BookSide) -> (Vec<BrokerQueueItem>, bool) {
+    fn broker_items(
+        &self,
+        orders: &Orders,
+        security: u32,
+        side: BookSide,
+    ) -> (Vec<BrokerQueueItem>, bool) {
         let mut items = Vec::new();
         let all = self.levels_best_first(side);
         let best = all.first().map(|(p, _)| *p);
@@ -260,7 +274,7 @@ impl SecurityBook {
                 items.push(BrokerQueueItem::Spread(spreads as u16));
             }
             for id in queue.iter() {
-                if let Some(order) = self.orders.get(id) {
+                if let Some(order) = orders.get(&(security, *id)) {
                     items.push(BrokerQueueItem::Broker(order.broker));
                 }
             }
@@ -335,6 +349,8 @@ pub struct ProductBuilder {
     carried: [u64; 16],
     /// The product carries Trade Ticker (52): only then are tickers kept.
     keeps_tickers: bool,
+    orders: Orders,
+    /// Price levels per security (only when `keeps_levels`).
     books: IdHashMap<u32, SecurityBook>,
     trades: IdHashMap<u32, SecurityTrades>,
     /// What clients have been told: aggregate levels and broker queues per security.
@@ -374,6 +390,7 @@ impl ProductBuilder {
             },
             keeps_tickers: product.carries(TradeTicker::MSG_TYPE),
             product,
+            orders: Orders::default(),
             books: IdHashMap::default(),
             trades: IdHashMap::default(),
             published_aggregate: BTreeMap::new(),
@@ -409,22 +426,20 @@ impl ProductBuilder {
             return None;
         }
         let mut orders: Vec<(u64, Message)> = Vec::new();
-        for (&security_code, book) in &self.books {
-            for (&order_id, o) in &book.orders {
-                orders.push((
-                    o.arrival,
-                    AddOrder {
-                        security_code,
-                        order_id,
-                        price: o.price,
-                        quantity: o.qty,
-                        side: o.side,
-                        order_type: AsciiStr::from_char(b'2'),
-                        order_book_position: 0,
-                    }
-                    .into(),
-                ));
-            }
+        for (&(security_code, order_id), o) in &self.orders {
+            orders.push((
+                o.arrival,
+                AddOrder {
+                    security_code,
+                    order_id,
+                    price: o.price,
+                    quantity: o.qty,
+                    side: o.side,
+                    order_type: AsciiStr::from_char(b'2'),
+                    order_book_position: 0,
+                }
+                .into(),
+            ));
         }
         // Arrival ranks are unique: the map's iteration order does not show.
         orders.sort_unstable_by_key(|(arrival, _)| *arrival);
@@ -692,12 +707,7 @@ impl ProductBuilder {
             );
             return Ok(());
         }
-        let book = self.books.entry(security.0).or_default();
-        if self.keeps_levels && book.table.is_none() {
-            // Only the price levels need the spread table.
-            book.table = self.spread_tables.get(&security.0).copied();
-        }
-        match book.orders.entry(order_id.0) {
+        match self.orders.entry((security.0, order_id.0)) {
             std::collections::hash_map::Entry::Occupied(_) => {
                 return Err(ProductError::DuplicateOrder(order_id.0));
             }
@@ -713,6 +723,11 @@ impl ProductBuilder {
             }
         }
         if self.keeps_levels {
+            let book = self.books.entry(security.0).or_default();
+            if book.table.is_none() {
+                // Only the price levels need the spread table.
+                book.table = self.spread_tables.get(&security.0).copied();
+            }
             book.levels[side.index()]
                 .entry(price)
                 .or_default()
@@ -743,9 +758,8 @@ impl ProductBuilder {
     ) -> Result<(), ProductError> {
         let quantity = omd_qty(qty)?;
         let order = self
-            .books
-            .get_mut(&security.0)
-            .and_then(|b| b.orders.get_mut(&order_id.0))
+            .orders
+            .get_mut(&(security.0, order_id.0))
             .ok_or(ProductError::UnknownOrder(order_id.0))?;
         order.qty = quantity;
         let side = order.side;
@@ -771,23 +785,21 @@ impl ProductBuilder {
         order_id: OrderId,
         out: &mut Vec<Message>,
     ) -> Result<(), ProductError> {
-        let book = self
-            .books
-            .get_mut(&security.0)
-            .ok_or(ProductError::UnknownOrder(order_id.0))?;
-        let order = book
+        let order = self
             .orders
-            .remove(&order_id.0)
+            .remove(&(security.0, order_id.0))
             .ok_or(ProductError::UnknownOrder(order_id.0))?;
         if self.keeps_levels {
-            let levels = &mut book.levels[order.side.index()];
-            if let Some(queue) = levels.get_mut(&order.price) {
-                // Executions and cancels mostly take the queue's first orders.
-                if let Some(at) = queue.iter().position(|id| *id == order_id.0) {
-                    queue.remove(at);
-                }
-                if queue.is_empty() {
-                    levels.remove(&order.price);
+            if let Some(book) = self.books.get_mut(&security.0) {
+                let levels = &mut book.levels[order.side.index()];
+                if let Some(queue) = levels.get_mut(&order.price) {
+                    // Executions and cancels mostly take the queue's first orders.
+                    if let Some(at) = queue.iter().position(|id| *id == order_id.0) {
+                        queue.remove(at);
+                    }
+                    if queue.is_empty() {
+                        levels.remove(&order.price);
+                    }
                 }
             }
             self.dirty_books.insert(security.0);
@@ -1001,7 +1013,10 @@ impl ProductBuilder {
         };
         if let Some(book) = self.books.get(&security) {
             for side in [BookSide::Bid, BookSide::Offer] {
-                let best = book.visible_levels(side).first().copied();
+                let best = book
+                    .visible_levels(&self.orders, security, side)
+                    .first()
+                    .copied();
                 let (price, qty) = best.map_or((0, 0), |l| (l.price, l.aggregate_quantity));
                 match side {
                     BookSide::Bid => (top.bid_price, top.aggregate_bid_quantity) = (price, qty),
@@ -1021,7 +1036,9 @@ impl ProductBuilder {
         let mut entries = Vec::new();
         let published = self.published_aggregate.entry(security).or_default();
         for side in [BookSide::Bid, BookSide::Offer] {
-            let target = book.map(|b| b.visible_levels(side)).unwrap_or_default();
+            let target = book
+                .map(|b| b.visible_levels(&self.orders, security, side))
+                .unwrap_or_default();
             let current = &mut published.sides[side.index()];
             entries.extend(diff_levels(side, current, &target));
             debug_assert_eq!(
@@ -1048,7 +1065,7 @@ impl ProductBuilder {
             let current = self
                 .books
                 .get(&security)
-                .map(|b| b.broker_items(side))
+                .map(|b| b.broker_items(&self.orders, security, side))
                 .unwrap_or_default();
             let key = (security, side.index());
             if self.published_queues.get(&key) == Some(&current) {
@@ -1301,7 +1318,9 @@ mod tests {
                 .unwrap();
             b.on_event(&add(2, Side::Sell, 2_018, 100, 1), &mut out)
                 .unwrap();
-            b.books[&700].visible_levels(BookSide::Offer).len()
+            b.books[&700]
+                .visible_levels(&b.orders, 700, BookSide::Offer)
+                .len()
         };
         assert_eq!(visible("03"), 2);
         assert_eq!(visible("01"), 1);
@@ -1454,7 +1473,7 @@ mod tests {
                 }
                 let book = b.books.get(&700).cloned().unwrap_or_default();
                 for side in [BookSide::Bid, BookSide::Offer] {
-                    let want = book.visible_levels(side);
+                    let want = book.visible_levels(&b.orders, 700, side);
                     let have = image.aggregate.get(&700).map(|a| a.sides[side.index()].clone()).unwrap_or_default();
                     prop_assert_eq!(have, want);
                 }

@@ -8,7 +8,7 @@
 //! original sequence numbers. Output for a connection goes only to that connection.
 
 use crate::message::{
-    Logon, LogonResponse, Message, RetransmissionRequest, RetransmissionResponse,
+    Logon, LogonResponse, Message, RetransmissionRequest, RetransmissionResponse, SequenceReset,
 };
 use crate::packet::{heartbeat, Packet, PacketBuilder, PacketHeader, StreamDeframer};
 use crate::wire::{DecodeError, NulStr};
@@ -70,6 +70,12 @@ impl RtsServerConfig {
 }
 
 /// The last N messages of each channel, by sequence number.
+///
+/// Messages are kept as they were sent: a real-time channel records each Line A packet
+/// ([`RetransmissionStore::record_packet`]: one copy of its messages, about a dozen at load)
+/// instead of a copy per message; single messages can be recorded too
+/// ([`RetransmissionStore::record_copy`]). Either way exactly the last `capacity` messages are
+/// served, message by message.
 #[derive(Debug, Clone, Default)]
 pub struct RetransmissionStore {
     capacity: u32,
@@ -77,19 +83,33 @@ pub struct RetransmissionStore {
     channels: Vec<(u16, Kept)>,
 }
 
+/// A run of consecutive messages recorded at once (a packet's messages, or one message).
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    /// Sequence number of the chunk's first message.
+    first_seq: u32,
+    /// Messages in the chunk.
+    count: u32,
+    /// Absolute byte position just after the chunk's last message.
+    end: u64,
+}
+
 /// One channel's retained messages, oldest first, back to back in one byte buffer used as a
-/// ring: recording a message is a copy to the buffer's end (and, once the channel holds its
-/// capacity, forgetting the oldest is moving a start mark). The bytes of forgotten messages at
-/// the buffer's front are dropped (the live bytes moved down) once they outweigh the live ones,
-/// so the buffer stays under twice the retained bytes and never allocates once warm.
+/// ring: recording a chunk is one copy to the buffer's end; once the channel holds more than
+/// its capacity, the window's start mark moves on, and chunks wholly before it are forgotten
+/// (a start mark moved). The bytes of forgotten chunks at the buffer's front are dropped (the
+/// live bytes moved down) once they outweigh the live ones, so the buffer stays under twice
+/// the retained bytes and never allocates once warm.
 #[derive(Debug, Clone, Default)]
 struct Kept {
-    /// Sequence number of the oldest retained message (meaningless while `ends` is empty).
+    /// Sequence number of the oldest retained message (meaningless while `count` is 0).
     first_seq: u32,
-    /// Absolute byte position where the oldest retained message starts.
+    /// Messages retained (the window `first_seq..first_seq + count`).
+    count: u32,
+    /// The chunks holding the window, oldest first; the first may start before the window.
+    chunks: VecDeque<Chunk>,
+    /// Absolute byte position where the first chunk starts.
     start: u64,
-    /// Absolute byte position just after each retained message, oldest first.
-    ends: VecDeque<u64>,
     /// Absolute byte position of `data[0]`.
     base: u64,
     data: Vec<u8>,
@@ -100,39 +120,31 @@ impl Kept {
     const COMPACT_MIN: u64 = 64 * 1024;
 
     fn len(&self) -> usize {
-        self.ends.len()
+        self.count as usize
     }
 
     fn last_seq(&self) -> Option<u32> {
-        (!self.ends.is_empty()).then(|| self.first_seq.wrapping_add(self.ends.len() as u32 - 1))
+        (self.count > 0).then(|| self.first_seq.wrapping_add(self.count - 1))
     }
 
     fn clear(&mut self) {
-        self.ends.clear();
+        self.count = 0;
+        self.chunks.clear();
         self.data.clear();
         self.base = 0;
         self.start = 0;
     }
 
-    fn forget_oldest(&mut self) {
-        if let Some(end) = self.ends.pop_front() {
-            self.start = end;
-            self.first_seq = self.first_seq.wrapping_add(1);
-        }
-    }
-
-    fn push(&mut self, seq_num: u32, bytes: &[u8], capacity: usize) {
+    /// Keep `count` (>= 1) consecutive messages from `seq_num`, whose bytes are `bytes`.
+    fn push(&mut self, seq_num: u32, count: u32, bytes: &[u8], capacity: u32) {
         if self
             .last_seq()
             .is_some_and(|last| last.wrapping_add(1) != seq_num)
         {
             self.clear();
         }
-        if self.ends.is_empty() {
+        if self.count == 0 {
             self.first_seq = seq_num;
-        }
-        while self.ends.len() >= capacity {
-            self.forget_oldest();
         }
         let dead = self.start - self.base;
         if dead >= Self::COMPACT_MIN && dead >= self.data.len() as u64 - dead {
@@ -140,17 +152,74 @@ impl Kept {
             self.base = self.start;
         }
         self.data.extend_from_slice(bytes);
-        self.ends.push_back(self.base + self.data.len() as u64);
+        self.chunks.push_back(Chunk {
+            first_seq: seq_num,
+            count,
+            end: self.base + self.data.len() as u64,
+        });
+        self.count = self.count.saturating_add(count);
+        if self.count > capacity {
+            // The window moves on; chunks wholly before it are forgotten.
+            self.first_seq = self.first_seq.wrapping_add(self.count - capacity);
+            self.count = capacity;
+            while let Some(&oldest) = self.chunks.front() {
+                let past = self.first_seq.wrapping_sub(oldest.first_seq);
+                if past < oldest.count {
+                    break;
+                }
+                self.chunks.pop_front();
+                self.start = oldest.end;
+            }
+        }
     }
 
-    /// The bytes of the message at `index` (0 is the oldest retained).
-    fn get(&self, index: usize) -> &[u8] {
-        let from = match index {
+    /// The messages `begin..=end` (within the window), in order; `None` if the recorded
+    /// bytes do not frame (never for the publisher's own packets).
+    fn range(&self, begin: u32, end: u32) -> Option<Vec<(u32, &[u8])>> {
+        let origin = self.chunks.front()?.first_seq;
+        let target = begin.wrapping_sub(origin);
+        let at = self
+            .chunks
+            .partition_point(|c| c.first_seq.wrapping_sub(origin) <= target)
+            .checked_sub(1)?;
+        let mut out = Vec::with_capacity(end.wrapping_sub(begin) as usize + 1);
+        let mut seq = self.chunks[at].first_seq;
+        let mut pos = match at {
             0 => self.start,
-            i => self.ends[i - 1],
+            i => self.chunks[i - 1].end,
         };
-        let to = self.ends[index];
-        &self.data[(from - self.base) as usize..(to - self.base) as usize]
+        for chunk in self.chunks.range(at..) {
+            let mut left = chunk.count;
+            while left > 0 {
+                let from = (pos - self.base) as usize;
+                let to = (chunk.end - self.base) as usize;
+                let size = if left == 1 {
+                    // A chunk's last message runs to its end (a single message recorded on
+                    // its own need not carry a MsgSize).
+                    to - from
+                } else {
+                    let rest = self.data.get(from..to)?;
+                    if rest.len() < 4 {
+                        return None;
+                    }
+                    let size = crate::wire::u16_at(rest, 0) as usize;
+                    if size < 4 || size > rest.len() {
+                        return None;
+                    }
+                    size
+                };
+                if seq.wrapping_sub(begin) <= end.wrapping_sub(begin) {
+                    out.push((seq, &self.data[from..from + size]));
+                    if seq == end {
+                        return Some(out);
+                    }
+                }
+                pos += size as u64;
+                seq = seq.wrapping_add(1);
+                left -= 1;
+            }
+        }
+        None
     }
 }
 
@@ -189,8 +258,32 @@ impl RetransmissionStore {
     /// [`RetransmissionStore::record`] of a copy of `bytes` (a copy into the channel's ring;
     /// no allocation once the ring is warm).
     pub fn record_copy(&mut self, channel: u16, seq_num: u32, bytes: &[u8]) {
-        let capacity = self.capacity as usize;
-        self.kept_mut(channel).push(seq_num, bytes, capacity);
+        let capacity = self.capacity;
+        self.kept_mut(channel).push(seq_num, 1, bytes, capacity);
+    }
+
+    /// Keep every message of a packet as sent (one copy of its messages): the same as
+    /// [`RetransmissionStore::record_copy`] of each message with its sequence number. A
+    /// heartbeat keeps nothing; a packet starting with a Sequence Reset (100) forgets the
+    /// channel's messages (the reset itself is never retransmitted). Returns false (and keeps
+    /// nothing) for bytes that are not a well-framed packet.
+    pub fn record_packet(&mut self, channel: u16, packet: &[u8]) -> bool {
+        let Ok(parsed) = Packet::parse(packet) else {
+            return false;
+        };
+        let count = parsed.header.msg_count as u32;
+        if count == 0 {
+            return true;
+        }
+        let body = &packet[PacketHeader::LEN..];
+        if crate::packet::raw_msg_type(body) == Some(SequenceReset::MSG_TYPE) {
+            self.reset(channel);
+            return true;
+        }
+        let capacity = self.capacity;
+        self.kept_mut(channel)
+            .push(parsed.header.seq_num, count, body, capacity);
+        true
     }
 
     /// Messages retained for `channel`.
@@ -211,13 +304,7 @@ impl RetransmissionStore {
         if begin < first || end > last || begin > end {
             return None;
         }
-        let start = (begin - first) as usize;
-        let count = (end - begin) as usize + 1;
-        Some(
-            (start..start + count)
-                .map(|i| (first + i as u32, kept.get(i)))
-                .collect(),
-        )
+        kept.range(begin, end)
     }
 }
 
@@ -946,6 +1033,7 @@ pub type RtsDecodeError = DecodeError;
 mod tests {
     use super::*;
     use crate::message::NominalPrice;
+    use crate::publisher::Line;
 
     const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
 
@@ -1189,6 +1277,154 @@ mod tests {
         let kept = store.kept(9).unwrap();
         let live: usize = (19_001..=20_000).map(|s| bytes_of(s).len()).sum();
         assert!(kept.data.len() <= 2 * live + Kept::COMPACT_MIN as usize);
+    }
+
+    #[test]
+    fn packets_are_served_message_by_message_exactly_as_copies_are() {
+        // The same messages kept two ways: Line A's packets (as the feed keeps them) and one
+        // copy per message. Every window and every request must be answered the same.
+        let config = crate::publisher::PublisherConfig::new(5);
+        let t = T0;
+        let mut publisher = crate::publisher::ChannelPublisher::new(config, t);
+        publisher.sequence_reset(t);
+        let capacity = 1_000u32;
+        let mut by_packet = RetransmissionStore::new(capacity);
+        let mut by_message = RetransmissionStore::new(capacity);
+        // A stale message of the channel before the reset is forgotten by the reset packet.
+        by_packet.record_copy(5, 77, &[1, 2, 3, 4]);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut last = 0u32;
+        for i in 0..6_000u32 {
+            let msg: Message = if i % 5 == 0 {
+                crate::message::LiquidityProvider {
+                    security_code: i,
+                    lp_broker_numbers: vec![7; (next() % 30) as usize],
+                }
+                .into()
+            } else {
+                NominalPrice {
+                    security_code: i,
+                    nominal_price: next() as i32,
+                }
+                .into()
+            };
+            last = publisher
+                .publish_with(&msg, t, |seq, bytes| by_message.record_copy(5, seq, bytes))
+                .unwrap();
+            if next() % 20 == 0 {
+                publisher.flush(t);
+            }
+            while let Some(d) = publisher.poll_transmit() {
+                if d.line == Line::A {
+                    assert!(by_packet.record_packet(5, &d.bytes));
+                }
+            }
+            if i % 613 == 0 || i == 5_999 {
+                publisher.flush(t);
+                while let Some(d) = publisher.poll_transmit() {
+                    if d.line == Line::A {
+                        assert!(by_packet.record_packet(5, &d.bytes));
+                    }
+                }
+                assert_eq!(by_packet.retained(5), by_message.retained(5));
+                assert_eq!(by_packet.retained(5), last.min(capacity) as usize);
+                let first = last.saturating_sub(capacity - 1).max(1);
+                for (b, e) in [
+                    (first, last),
+                    (first.saturating_sub(1), last),
+                    (first, last + 1),
+                    (last, last),
+                    (first, first),
+                    (first + 3, first + 40),
+                    (last.saturating_sub(17), last.saturating_sub(2)),
+                    (e_of(first, next()), last),
+                ] {
+                    assert_eq!(
+                        by_packet.range(5, b, e),
+                        by_message.range(5, b, e),
+                        "{b}..={e} at {last}"
+                    );
+                }
+            }
+        }
+        assert!(last >= 6_000);
+        // Heartbeats keep nothing; bytes that are no packet are refused.
+        assert!(by_packet.record_packet(5, &heartbeat(last, T0)));
+        assert_eq!(by_packet.retained(5), capacity as usize);
+        assert!(!by_packet.record_packet(5, &[16, 0, 1]));
+        assert!(!by_packet.record_packet(5, &[40, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(
+            by_packet.range(5, last, last),
+            by_message.range(5, last, last)
+        );
+    }
+
+    /// A sequence number at or after `first`, spread by `r`.
+    fn e_of(first: u32, r: u64) -> u32 {
+        first + (r % 900) as u32
+    }
+
+    #[test]
+    fn a_server_on_packets_replies_as_on_copies() {
+        // Retransmission replies (response, then the messages in packets) are the same bytes
+        // whether the store kept packets or message copies.
+        let mut publisher =
+            crate::publisher::ChannelPublisher::new(crate::publisher::PublisherConfig::new(21), T0);
+        publisher.sequence_reset(T0);
+        let mut config = RtsServerConfig::new(["alice".to_string()], [21u16]);
+        config.retained_per_channel = 300;
+        let mut on_packets = RtsServer::new(config.clone());
+        let mut on_copies = RtsServer::new(config);
+        for i in 0..1_000u32 {
+            let msg = Message::from(NominalPrice {
+                security_code: i,
+                nominal_price: i as i32,
+            });
+            publisher
+                .publish_with(&msg, T0, |seq, b| {
+                    on_copies.store_mut().record_copy(21, seq, b)
+                })
+                .unwrap();
+            if i % 50 == 49 {
+                publisher.flush(T0);
+            }
+            while let Some(d) = publisher.poll_transmit() {
+                if d.line == Line::A {
+                    on_packets.store_mut().record_packet(21, &d.bytes);
+                }
+            }
+        }
+        let replies = |s: &mut RtsServer| {
+            let mut c = logged_on(s, 1, "alice");
+            let mut out = Vec::new();
+            for (b, e) in [
+                (700, 1_000),
+                (701, 1_000),
+                (900, 950),
+                (650, 700),
+                (1_000, 1_000),
+            ] {
+                c.request(21, b, e, T0).unwrap();
+                while let Some(bytes) = c.poll_transmit() {
+                    s.handle_data(1, &bytes, T0);
+                }
+                while let Some(bytes) = s.poll_transmit(1) {
+                    c.handle_data(&bytes, T0);
+                    out.push(bytes);
+                }
+                while c.poll_event().is_some() {}
+            }
+            out
+        };
+        let a = replies(&mut on_packets);
+        assert_eq!(a, replies(&mut on_copies));
+        assert!(a.len() > 8);
     }
 
     impl NominalPrice {

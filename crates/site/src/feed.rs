@@ -33,7 +33,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use twinsite_core::{MarketSegment, Timestamp};
 use twinsite_engine::Event;
-use twinsite_omd::rts::RetransmissionStore;
 use twinsite_omd::{
     ChannelPublisher, DrChannelPublisher, DrStatus, FeedHandler, HandlerConfig, Line, MarketEvent,
     Message, Product, ProductBuilder, PublisherConfig, RefreshConfig, RefreshService,
@@ -140,35 +139,22 @@ struct Counts {
 
 impl RtChannel {
     /// One market event through this channel's builder, its messages published at once.
-    fn build_and_publish(
-        &mut self,
-        event: &MarketEvent,
-        store: &mut RetransmissionStore,
-        now: Timestamp,
-        counts: &mut Counts,
-    ) {
+    fn build_and_publish(&mut self, event: &MarketEvent, now: Timestamp, counts: &mut Counts) {
         let mut msgs = std::mem::take(&mut self.msgs);
         msgs.clear();
         if self.builder.on_event(event, &mut msgs).is_err() {
             counts.dropped += 1;
         }
-        self.publish(&msgs, store, now, counts);
+        self.publish(&msgs, now, counts);
         self.msgs = msgs;
     }
 
-    /// Publish `msgs` on both lines, keep them for retransmission, show them to the refresh
-    /// service.
-    fn publish(
-        &mut self,
-        msgs: &[Message],
-        store: &mut RetransmissionStore,
-        now: Timestamp,
-        counts: &mut Counts,
-    ) {
+    /// Publish `msgs` on both lines and show them to the refresh service. (The retransmission
+    /// store keeps Line A's packets as they are sent: [`FeedCore::poll_transmit`].)
+    fn publish(&mut self, msgs: &[Message], now: Timestamp, counts: &mut Counts) {
         let id = self.id;
         for msg in msgs {
-            let kept = |seq_num, bytes: &[u8]| store.record_copy(id, seq_num, bytes);
-            match self.publisher.publish_with(msg, now, kept) {
+            match self.publisher.publish_with(msg, now, |_, _| {}) {
                 Ok(seq_num) => {
                     if let Some(r) = &mut self.refresh {
                         r.service.on_realtime(seq_num, msg);
@@ -409,14 +395,13 @@ impl FeedCore {
         }
         let mut counts = Counts::default();
         let mut routed = std::mem::take(&mut self.routed);
-        let store = self.rts.store_mut();
         for e in events {
             routed.clear();
             self.map.map(e, now, &mut routed);
             for (route, event) in &routed {
                 for ch in &mut self.channels {
                     if ch.route == *route {
-                        ch.build_and_publish(event, store, now, &mut counts);
+                        ch.build_and_publish(event, now, &mut counts);
                     }
                 }
             }
@@ -429,11 +414,10 @@ impl FeedCore {
     /// The routed events of an activation (reference data, books), published as one batch.
     fn publish_routed(&mut self, now: Timestamp) {
         let mut counts = Counts::default();
-        let store = self.rts.store_mut();
         for (route, event) in &self.routed {
             for ch in &mut self.channels {
                 if ch.route == *route {
-                    ch.build_and_publish(event, store, now, &mut counts);
+                    ch.build_and_publish(event, now, &mut counts);
                 }
             }
         }
@@ -444,12 +428,11 @@ impl FeedCore {
     /// End of a batch: every channel's conflated messages (aggregate book, broker queues,
     /// tickers, statistics) published, Line A flushed; the counters updated.
     fn end_batch(&mut self, now: Timestamp, mut counts: Counts) {
-        let store = self.rts.store_mut();
         for ch in &mut self.channels {
             let mut msgs = std::mem::take(&mut ch.msgs);
             msgs.clear();
             ch.builder.end_batch(&mut msgs);
-            ch.publish(&msgs, store, now, &mut counts);
+            ch.publish(&msgs, now, &mut counts);
             ch.publisher.flush(now);
             ch.msgs = msgs;
         }
@@ -512,14 +495,22 @@ impl FeedCore {
         self.rts.handle_timeout(now);
     }
 
-    /// Every datagram ready to send, with its group address.
+    /// Every datagram ready to send, with its group address. Each real-time channel's Line A
+    /// packets are kept for retransmission as they go out (one copy per packet; Line A carries
+    /// every message and, with no linger, has sent every message of an input by the end of
+    /// its `poll_transmit`, before the RTS serves a request).
     pub fn poll_transmit(&mut self, mut send: impl FnMut(SocketAddr, &[u8])) {
         let mut n = 0u64;
         let mut bytes = 0u64;
+        let store = self.rts.store_mut();
         for ch in &mut self.channels {
             while let Some(d) = ch.publisher.poll_transmit() {
                 n += 1;
                 bytes += d.bytes.len() as u64;
+                if d.line == Line::A {
+                    let kept = store.record_packet(ch.id, &d.bytes);
+                    debug_assert!(kept, "Invariant: the publisher's packets are well framed");
+                }
                 send(ch.lines[line_index(d.line)], &d.bytes);
                 // The packet's buffer starts a later packet.
                 ch.publisher.recycle(d.bytes);
