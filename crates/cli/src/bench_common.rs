@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use crate::affinity::{allowed_cpus, Placement};
+
 /// p50 / p99 / p99.9 / max of nanosecond samples, as JSON.
 pub fn percentiles(mut v: Vec<u64>) -> serde_json::Value {
     v.sort_unstable();
@@ -35,4 +37,129 @@ pub async fn echo_server() -> anyhow::Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// What the round-trip phases of `bench gateway` / `bench fix` measure and their targets.
+pub struct RoundTripSpec<'a> {
+    /// The JSON key of the gateway's samples (e.g. `ocg_new_order_to_execution_report`).
+    pub label: &'a str,
+    pub warmup: usize,
+    pub orders: usize,
+    pub placements: &'a [Placement],
+    pub p50_ratio_max: f64,
+    /// None when the issue sets no p99 target for this gateway.
+    pub p99_ratio_max: Option<f64>,
+}
+
+/// The round trips of one placement.
+pub struct PlacedRoundTrips {
+    pub placement: Placement,
+    pub json: serde_json::Value,
+    pub met: bool,
+}
+
+/// Runs, for each placement in turn, `warmup + orders` round trips through the gateway (`order`,
+/// returning one round trip's nanoseconds) and then as many through the raw echo (`echo`), both
+/// with the threads pinned as the placement says (the calling thread is the client); restores
+/// the process's CPUs at the end. A placement this machine cannot give (two CPUs on a
+/// one-CPU machine) is reported as skipped.
+pub fn round_trips_by_placement(
+    spec: &RoundTripSpec,
+    mut order: impl FnMut() -> anyhow::Result<u64>,
+    mut echo: impl FnMut() -> anyhow::Result<u64>,
+) -> anyhow::Result<Vec<PlacedRoundTrips>> {
+    let allowed = allowed_cpus().unwrap_or_default();
+    let mut out = Vec::new();
+    for &placement in spec.placements {
+        let cpus = match (placement, allowed.is_empty()) {
+            // Nothing to pin (CPU placement unsupported here): the OS places the threads.
+            (Placement::Os, true) => Ok((Vec::new(), Vec::new())),
+            (_, true) => Err(std::io::Error::other("the process's CPUs are unknown")),
+            _ => placement.apply(&allowed),
+        };
+        let (client_cpus, site_cpus) = match cpus {
+            Ok(c) => c,
+            Err(e) => {
+                out.push(PlacedRoundTrips {
+                    placement,
+                    json: serde_json::json!({ "placement": placement.name(), "skipped": e.to_string() }),
+                    met: true,
+                });
+                continue;
+            }
+        };
+        let run = |f: &mut dyn FnMut() -> anyhow::Result<u64>| -> anyhow::Result<Vec<u64>> {
+            let mut v = Vec::with_capacity(spec.orders);
+            for n in 0..spec.warmup + spec.orders {
+                let ns = f()?;
+                if n >= spec.warmup {
+                    v.push(ns);
+                }
+            }
+            Ok(v)
+        };
+        let gw = percentiles(run(&mut order)?);
+        let raw = percentiles(run(&mut echo)?);
+        let ratio = |k: &str| {
+            gw[k].as_u64().unwrap_or(0) as f64 / raw[k].as_u64().unwrap_or(1).max(1) as f64
+        };
+        let (p50, p99) = (ratio("p50_ns"), ratio("p99_ns"));
+        let met = p50 <= spec.p50_ratio_max && spec.p99_ratio_max.is_none_or(|m| p99 <= m);
+        let mut json = serde_json::json!({
+            "placement": placement.name(),
+            "client_cpus": client_cpus,
+            "site_cpus": site_cpus,
+            spec.label: gw,
+            "raw_tcp_echo": raw,
+            "p50_ratio": (p50 * 100.0).round() / 100.0,
+            "p99_ratio": (p99 * 100.0).round() / 100.0,
+            "met": met,
+        });
+        if spec.p99_ratio_max.is_none() {
+            json["p99_ratio_note"] = "no p99 target for this gateway".into();
+        }
+        out.push(PlacedRoundTrips {
+            placement,
+            json,
+            met,
+        });
+    }
+    if !allowed.is_empty() {
+        let _ = Placement::Os.apply(&allowed);
+    }
+    Ok(out)
+}
+
+/// How the round trips are taken, for the reports.
+pub const WAKE_UP: &str =
+    "blocking (the client blocks in read; the site's tasks park in epoll); not busy-polling";
+
+/// The targets' verdict. `met` judges the pinned placements (where the gateway's and the echo's
+/// round trips run in the same wake-up mode by construction) and the sustained rate;
+/// `met_os_placement` the unpinned placement, where the OS picks each phase's wake-up mode.
+/// With only the unpinned placement measured, `met` judges that one.
+pub fn targets(
+    placed: &[PlacedRoundTrips],
+    rate: f64,
+    rate_min: f64,
+    mut limits: serde_json::Value,
+) -> serde_json::Value {
+    let pinned: Vec<_> = placed
+        .iter()
+        .filter(|p| p.placement != Placement::Os)
+        .collect();
+    let judged: Vec<_> = if pinned.is_empty() {
+        placed.iter().collect()
+    } else {
+        pinned
+    };
+    let os = placed.iter().find(|p| p.placement == Placement::Os);
+    limits["met"] = (!judged.is_empty() && judged.iter().all(|p| p.met) && rate >= rate_min).into();
+    limits["met_os_placement"] = os.map(|p| p.met && rate >= rate_min).into();
+    limits["verdict"] =
+        "`met`: the round trips under the pinned placements (same_cpu, split_cpus) \
+        and the sustained rate; `met_os_placement`: the unpinned round trips, whose wake-up mode \
+        the OS picks per phase (see BENCHMARKS.md)"
+            .into();
+    limits
 }

@@ -1,5 +1,6 @@
 //! The `twinsite` command.
 
+mod affinity;
 mod bench_cluster;
 mod bench_common;
 mod bench_engine;
@@ -215,7 +216,6 @@ enum BenchCmd {
         #[arg(long, hide = true)]
         no_baseline: bool,
     },
-    /// The FIX gateway: new order -> execution report round trip against a raw TCP echo, and
     /// The OCG-C binary gateway: order round trip vs raw TCP echo; sustained orders/s.
     Gateway {
         /// Measured round trips (after warm-up).
@@ -231,7 +231,17 @@ enum BenchCmd {
         /// Orders in flight per session in the sustained run.
         #[arg(long, default_value_t = 64)]
         window: usize,
+        /// CPU placements to measure the round trips under, in order: same-cpu (every thread on
+        /// one CPU), split-cpus (the client on one CPU, the site on another), os (unpinned).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "same-cpu,split-cpus,os"
+        )]
+        placement: Vec<affinity::Placement>,
     },
+    /// The FIX gateway: new order -> execution report round trip against a raw TCP echo, and
     /// sustained orders/s from several sessions with the throttle off.
     Fix {
         /// Measured round trips (after warm-up).
@@ -247,6 +257,15 @@ enum BenchCmd {
         /// Orders in flight per session in the sustained run.
         #[arg(long, default_value_t = 64)]
         window: usize,
+        /// CPU placements to measure the round trips under, in order: same-cpu (every thread on
+        /// one CPU), split-cpus (the client on one CPU, the site on another), os (unpinned).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "same-cpu,split-cpus,os"
+        )]
+        placement: Vec<affinity::Placement>,
     },
     /// The replicated cluster as three node processes: fdatasync baseline, replicated order
     /// round trip, orders/s and orders per fdatasync (group commit), failover RTO.
@@ -469,6 +488,7 @@ fn main() -> anyhow::Result<()> {
                     sessions,
                     per_session,
                     window,
+                    placement,
                 },
         } => {
             let report = bench_gateway::run(bench_gateway::Opts {
@@ -477,6 +497,7 @@ fn main() -> anyhow::Result<()> {
                 sessions,
                 per_session,
                 window,
+                placements: placement,
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
@@ -488,6 +509,7 @@ fn main() -> anyhow::Result<()> {
                     sessions,
                     per_session,
                     window,
+                    placement,
                 },
         } => {
             let report = bench_fix::run(bench_fix::Opts {
@@ -496,6 +518,7 @@ fn main() -> anyhow::Result<()> {
                 sessions,
                 per_session,
                 window,
+                placements: placement,
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
