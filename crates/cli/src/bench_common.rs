@@ -163,3 +163,86 @@ pub fn targets(
             .into();
     limits
 }
+
+/// The tokio runtime the benchmarked site (and the echo server) runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SiteRuntime {
+    /// One thread, as `twinsite node` runs a site: a hand-off between the site's tasks is a
+    /// queue push, never a wake-up of another thread.
+    CurrentThread,
+    /// A worker per CPU, as `twinsite serve` runs a site.
+    MultiThread,
+}
+
+impl SiteRuntime {
+    pub fn name(self) -> &'static str {
+        match self {
+            SiteRuntime::CurrentThread => "current_thread",
+            SiteRuntime::MultiThread => "multi_thread",
+        }
+    }
+}
+
+/// A runtime driven by its own threads, so the calling thread is free to be the blocking client:
+/// a multi-threaded runtime's workers, or one thread running a current-thread runtime.
+pub struct RuntimeThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _multi: Option<tokio::runtime::Runtime>,
+}
+
+impl RuntimeThread {
+    pub fn start(kind: SiteRuntime) -> anyhow::Result<RuntimeThread> {
+        match kind {
+            SiteRuntime::MultiThread => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?;
+                Ok(RuntimeThread {
+                    handle: rt.handle().clone(),
+                    stop: None,
+                    thread: None,
+                    _multi: Some(rt),
+                })
+            }
+            SiteRuntime::CurrentThread => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let handle = rt.handle().clone();
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let thread = std::thread::Builder::new()
+                    .name("site-runtime".into())
+                    .spawn(move || {
+                        rt.block_on(async {
+                            let _ = stopped.await;
+                        })
+                    })?;
+                Ok(RuntimeThread {
+                    handle,
+                    stop: Some(stop),
+                    thread: Some(thread),
+                    _multi: None,
+                })
+            }
+        }
+    }
+
+    /// Spawn on it, or `block_on` from the calling thread (the runtime's own thread drives the
+    /// I/O and timers meanwhile).
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for RuntimeThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -30,7 +30,10 @@ use rand_chacha::rand_core::SeedableRng;
 use serde_json::json;
 
 use crate::affinity::Placement;
-use crate::bench_common::{echo_server, round_trips_by_placement, targets, RoundTripSpec, WAKE_UP};
+use crate::bench_common::{
+    echo_server, round_trips_by_placement, targets, RoundTripSpec, RuntimeThread, SiteRuntime,
+    WAKE_UP,
+};
 use twinsite_core::{ClOrdId, Price, Qty, SecurityCode};
 use twinsite_fix::app::{NewOrderSingle, OrderSide, OrderTerms};
 use twinsite_fix::codec::BodyWriter;
@@ -52,6 +55,8 @@ pub struct Opts {
     pub window: usize,
     /// The CPU placements the round trips are measured under, in this order.
     pub placements: Vec<Placement>,
+    /// The runtime the site and the echo server run on.
+    pub runtime: SiteRuntime,
 }
 
 fn config(key: &Path, comps: &[String]) -> anyhow::Result<SiteConfig> {
@@ -189,9 +194,8 @@ impl Client {
 }
 
 pub fn run(o: Opts) -> anyhow::Result<serde_json::Value> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = RuntimeThread::start(o.runtime)?;
+    let rt = runtime.handle();
     let dir = std::env::temp_dir().join(format!("twinsite-bench-fix-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let key_path = dir.join("key.pem");
@@ -289,11 +293,15 @@ pub fn run(o: Opts) -> anyhow::Result<serde_json::Value> {
     let total = o.sessions * o.per_session;
     let rate = total as f64 / secs;
 
-    site.shutdown();
+    {
+        let _in_runtime = rt.enter();
+        site.shutdown();
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(json!({
         "bench": "fix",
         "wake_up": WAKE_UP,
+        "site_runtime": o.runtime.name(),
         "message_bytes": frame_len,
         "round_trip": placed.iter().map(|p| p.json.clone()).collect::<Vec<_>>(),
         "sustained": {

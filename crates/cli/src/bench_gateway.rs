@@ -29,7 +29,10 @@ use rand_chacha::rand_core::SeedableRng;
 use serde_json::json;
 
 use crate::affinity::Placement;
-use crate::bench_common::{echo_server, round_trips_by_placement, targets, RoundTripSpec, WAKE_UP};
+use crate::bench_common::{
+    echo_server, round_trips_by_placement, targets, RoundTripSpec, RuntimeThread, SiteRuntime,
+    WAKE_UP,
+};
 use twinsite_core::{Price, Qty};
 use twinsite_ocg::password::{encrypt_password, Padding};
 use twinsite_ocg::*;
@@ -47,6 +50,8 @@ pub struct Opts {
     pub window: usize,
     /// The CPU placements the round trips are measured under, in this order.
     pub placements: Vec<Placement>,
+    /// The runtime the site and the echo server run on.
+    pub runtime: SiteRuntime,
 }
 
 fn config(key: &std::path::Path, comps: &[String]) -> anyhow::Result<SiteConfig> {
@@ -182,9 +187,8 @@ impl Client {
 }
 
 pub fn run(o: Opts) -> anyhow::Result<serde_json::Value> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = RuntimeThread::start(o.runtime)?;
+    let rt = runtime.handle();
     let dir = std::env::temp_dir().join(format!("twinsite-bench-gateway-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let key_path = dir.join("key.pem");
@@ -282,11 +286,15 @@ pub fn run(o: Opts) -> anyhow::Result<serde_json::Value> {
     let secs = (end - start).as_secs_f64();
     let total = o.sessions * o.per_session;
     let rate = total as f64 / secs;
-    site.shutdown();
+    {
+        let _in_runtime = rt.enter();
+        site.shutdown();
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(json!({
         "bench": "gateway",
         "wake_up": WAKE_UP,
+        "site_runtime": o.runtime.name(),
         "message_bytes": frame_len,
         "round_trip": placed.iter().map(|p| p.json.clone()).collect::<Vec<_>>(),
         "sustained": {

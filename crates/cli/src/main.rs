@@ -240,6 +240,10 @@ enum BenchCmd {
             default_value = "same-cpu,split-cpus,os"
         )]
         placement: Vec<affinity::Placement>,
+        /// The runtime the site runs on: current-thread (as `twinsite node` runs a site) or
+        /// multi-thread (as `twinsite serve` does).
+        #[arg(long, value_enum, default_value = "current-thread")]
+        runtime: bench_common::SiteRuntime,
     },
     /// The FIX gateway: new order -> execution report round trip against a raw TCP echo, and
     /// sustained orders/s from several sessions with the throttle off.
@@ -266,6 +270,10 @@ enum BenchCmd {
             default_value = "same-cpu,split-cpus,os"
         )]
         placement: Vec<affinity::Placement>,
+        /// The runtime the site runs on: current-thread (as `twinsite node` runs a site) or
+        /// multi-thread (as `twinsite serve` does).
+        #[arg(long, value_enum, default_value = "current-thread")]
+        runtime: bench_common::SiteRuntime,
     },
     /// The replicated cluster as three node processes: fdatasync baseline, replicated order
     /// round trip, orders/s and orders per fdatasync (group commit), failover RTO.
@@ -489,6 +497,7 @@ fn main() -> anyhow::Result<()> {
                     per_session,
                     window,
                     placement,
+                    runtime,
                 },
         } => {
             let report = bench_gateway::run(bench_gateway::Opts {
@@ -498,6 +507,7 @@ fn main() -> anyhow::Result<()> {
                 per_session,
                 window,
                 placements: placement,
+                runtime,
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
@@ -510,6 +520,7 @@ fn main() -> anyhow::Result<()> {
                     per_session,
                     window,
                     placement,
+                    runtime,
                 },
         } => {
             let report = bench_fix::run(bench_fix::Opts {
@@ -519,6 +530,7 @@ fn main() -> anyhow::Result<()> {
                 per_session,
                 window,
                 placements: placement,
+                runtime,
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
