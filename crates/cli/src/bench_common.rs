@@ -246,3 +246,63 @@ impl Drop for RuntimeThread {
         }
     }
 }
+
+/// The options of `bench gateway` and `bench fix`.
+#[derive(clap::Args, Debug)]
+pub struct GatewayBenchOpts {
+    /// Measured round trips (after warm-up), per placement.
+    #[arg(long, default_value_t = 20_000)]
+    pub orders: usize,
+    #[arg(long, default_value_t = 2_000)]
+    pub warmup: usize,
+    /// Sessions in the sustained run.
+    #[arg(long, default_value_t = 10)]
+    pub sessions: usize,
+    /// Orders per session in the sustained run.
+    #[arg(long, default_value_t = 20_000)]
+    pub per_session: usize,
+    /// Orders in flight per session in the sustained run.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// CPU placements to measure the round trips under, in order: same-cpu (every thread on
+    /// one CPU), split-cpus (the client on one CPU, the site on another), os (unpinned).
+    #[arg(
+        long = "placement",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "same-cpu,split-cpus,os"
+    )]
+    pub placements: Vec<Placement>,
+    /// The runtime the site runs on: current-thread (as `twinsite node` runs a site) or
+    /// multi-thread (as `twinsite serve` does).
+    #[arg(long, value_enum, default_value = "current-thread")]
+    pub runtime: SiteRuntime,
+}
+
+/// The raw TCP echo's client end: a blocking socket, TCP_NODELAY, a message of a given size.
+pub struct EchoClient {
+    stream: std::net::TcpStream,
+    msg: Vec<u8>,
+    back: Vec<u8>,
+}
+
+impl EchoClient {
+    pub fn connect(addr: SocketAddr, message_bytes: usize) -> anyhow::Result<EchoClient> {
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(EchoClient {
+            stream,
+            msg: vec![b'x'; message_bytes.max(1)],
+            back: vec![0; message_bytes.max(1)],
+        })
+    }
+
+    /// One round trip, in nanoseconds.
+    pub fn round_trip(&mut self) -> anyhow::Result<u64> {
+        use std::io::{Read, Write};
+        let t0 = std::time::Instant::now();
+        self.stream.write_all(&self.msg)?;
+        self.stream.read_exact(&mut self.back)?;
+        Ok(t0.elapsed().as_nanos() as u64)
+    }
+}

@@ -29,10 +29,9 @@ use anyhow::Context;
 use rand_chacha::rand_core::SeedableRng;
 use serde_json::json;
 
-use crate::affinity::Placement;
 use crate::bench_common::{
-    echo_server, round_trips_by_placement, targets, RoundTripSpec, RuntimeThread, SiteRuntime,
-    WAKE_UP,
+    echo_server, round_trips_by_placement, targets, EchoClient, GatewayBenchOpts, RoundTripSpec,
+    RuntimeThread, WAKE_UP,
 };
 use twinsite_core::{ClOrdId, Price, Qty, SecurityCode};
 use twinsite_fix::app::{NewOrderSingle, OrderSide, OrderTerms};
@@ -46,18 +45,6 @@ use twinsite_site::gateway::{self, wall_clock};
 /// The test key of the site's tests (never use it for anything else).
 const KEY_PEM: &str = include_str!("../../site/tests/data/test-key.pem");
 const PASSWORD: &str = "Passw0rd";
-
-pub struct Opts {
-    pub orders: usize,
-    pub warmup: usize,
-    pub sessions: usize,
-    pub per_session: usize,
-    pub window: usize,
-    /// The CPU placements the round trips are measured under, in this order.
-    pub placements: Vec<Placement>,
-    /// The runtime the site and the echo server run on.
-    pub runtime: SiteRuntime,
-}
 
 fn config(key: &Path, comps: &[String]) -> anyhow::Result<SiteConfig> {
     let participants: Vec<_> = comps
@@ -193,7 +180,7 @@ impl Client {
     }
 }
 
-pub fn run(o: Opts) -> anyhow::Result<serde_json::Value> {
+pub fn run(o: GatewayBenchOpts) -> anyhow::Result<serde_json::Value> {
     let runtime = RuntimeThread::start(o.runtime)?;
     let rt = runtime.handle();
     let dir = std::env::temp_dir().join(format!("twinsite-bench-fix-{}", std::process::id()));
@@ -219,10 +206,7 @@ pub fn run(o: Opts) -> anyhow::Result<serde_json::Value> {
     while c.ers == 0 {
         c.read()?;
     }
-    let mut e = TcpStream::connect(echo_addr)?;
-    e.set_nodelay(true)?;
-    let msg = vec![b'x'; frame_len.max(1)];
-    let mut back = vec![0u8; msg.len()];
+    let mut echo = EchoClient::connect(echo_addr, frame_len)?;
     let mut n = 0;
     let placed = round_trips_by_placement(
         &RoundTripSpec {
@@ -246,12 +230,7 @@ pub fn run(o: Opts) -> anyhow::Result<serde_json::Value> {
             }
             Ok(t0.elapsed().as_nanos() as u64)
         },
-        || {
-            let t0 = Instant::now();
-            e.write_all(&msg)?;
-            e.read_exact(&mut back)?;
-            Ok(t0.elapsed().as_nanos() as u64)
-        },
+        || echo.round_trip(),
     )?;
 
     // Sustained: every session pipelined with a window of orders in flight.

@@ -217,64 +217,10 @@ enum BenchCmd {
         no_baseline: bool,
     },
     /// The OCG-C binary gateway: order round trip vs raw TCP echo; sustained orders/s.
-    Gateway {
-        /// Measured round trips (after warm-up).
-        #[arg(long, default_value_t = 20_000)]
-        orders: usize,
-        #[arg(long, default_value_t = 2_000)]
-        warmup: usize,
-        #[arg(long, default_value_t = 10)]
-        sessions: usize,
-        /// Orders per session in the sustained run.
-        #[arg(long, default_value_t = 20_000)]
-        per_session: usize,
-        /// Orders in flight per session in the sustained run.
-        #[arg(long, default_value_t = 64)]
-        window: usize,
-        /// CPU placements to measure the round trips under, in order: same-cpu (every thread on
-        /// one CPU), split-cpus (the client on one CPU, the site on another), os (unpinned).
-        #[arg(
-            long,
-            value_enum,
-            value_delimiter = ',',
-            default_value = "same-cpu,split-cpus,os"
-        )]
-        placement: Vec<affinity::Placement>,
-        /// The runtime the site runs on: current-thread (as `twinsite node` runs a site) or
-        /// multi-thread (as `twinsite serve` does).
-        #[arg(long, value_enum, default_value = "current-thread")]
-        runtime: bench_common::SiteRuntime,
-    },
+    Gateway(bench_common::GatewayBenchOpts),
     /// The FIX gateway: new order -> execution report round trip against a raw TCP echo, and
     /// sustained orders/s from several sessions with the throttle off.
-    Fix {
-        /// Measured round trips (after warm-up).
-        #[arg(long, default_value_t = 20_000)]
-        orders: usize,
-        #[arg(long, default_value_t = 2_000)]
-        warmup: usize,
-        #[arg(long, default_value_t = 10)]
-        sessions: usize,
-        /// Orders per session in the sustained run.
-        #[arg(long, default_value_t = 20_000)]
-        per_session: usize,
-        /// Orders in flight per session in the sustained run.
-        #[arg(long, default_value_t = 64)]
-        window: usize,
-        /// CPU placements to measure the round trips under, in order: same-cpu (every thread on
-        /// one CPU), split-cpus (the client on one CPU, the site on another), os (unpinned).
-        #[arg(
-            long,
-            value_enum,
-            value_delimiter = ',',
-            default_value = "same-cpu,split-cpus,os"
-        )]
-        placement: Vec<affinity::Placement>,
-        /// The runtime the site runs on: current-thread (as `twinsite node` runs a site) or
-        /// multi-thread (as `twinsite serve` does).
-        #[arg(long, value_enum, default_value = "current-thread")]
-        runtime: bench_common::SiteRuntime,
-    },
+    Fix(bench_common::GatewayBenchOpts),
     /// The replicated cluster as three node processes: fdatasync baseline, replicated order
     /// round trip, orders/s and orders per fdatasync (group commit), failover RTO.
     Cluster {
@@ -489,49 +435,15 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Cmd::Bench {
-            what:
-                BenchCmd::Gateway {
-                    orders,
-                    warmup,
-                    sessions,
-                    per_session,
-                    window,
-                    placement,
-                    runtime,
-                },
+            what: BenchCmd::Gateway(o),
         } => {
-            let report = bench_gateway::run(bench_gateway::Opts {
-                orders,
-                warmup,
-                sessions,
-                per_session,
-                window,
-                placements: placement,
-                runtime,
-            })?;
+            let report = bench_gateway::run(o)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Cmd::Bench {
-            what:
-                BenchCmd::Fix {
-                    orders,
-                    warmup,
-                    sessions,
-                    per_session,
-                    window,
-                    placement,
-                    runtime,
-                },
+            what: BenchCmd::Fix(o),
         } => {
-            let report = bench_fix::run(bench_fix::Opts {
-                orders,
-                warmup,
-                sessions,
-                per_session,
-                window,
-                placements: placement,
-                runtime,
-            })?;
+            let report = bench_fix::run(o)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Cmd::Bench {
