@@ -458,6 +458,17 @@ impl ProductBuilder {
             out.truncate(start);
             return Err(e);
         }
+        if matches!(
+            event,
+            MarketEvent::OrderAdded { .. }
+                | MarketEvent::OrderModified { .. }
+                | MarketEvent::OrderDeleted { .. }
+                | MarketEvent::Trade { .. }
+        ) {
+            // The order and trade paths push only what the product carries (the bulk of
+            // the flow: no second look at each message).
+            return Ok(());
+        }
         // Keep the product's types in order, without a temporary vector per event.
         let mut kept = start;
         for i in start..out.len() {
@@ -694,6 +705,9 @@ impl ProductBuilder {
             u16::try_from(broker.0).map_err(|_| ProductError::BrokerOutOfRange(broker.0))?;
         let side = BookSide::from_core(side);
         if odd_lot {
+            if !self.carries(AddOddLotOrder::MSG_TYPE) {
+                return Ok(());
+            }
             out.push(
                 AddOddLotOrder {
                     security_code: security.0,
@@ -734,6 +748,9 @@ impl ProductBuilder {
                 .push_back(order_id.0);
             self.dirty_books.insert(security.0);
         }
+        if !self.carries(AddOrder::MSG_TYPE) {
+            return Ok(());
+        }
         out.push(
             AddOrder {
                 security_code: security.0,
@@ -765,6 +782,9 @@ impl ProductBuilder {
         let side = order.side;
         if self.keeps_levels {
             self.dirty_books.insert(security.0);
+        }
+        if !self.carries(ModifyOrder::MSG_TYPE) {
+            return Ok(());
         }
         out.push(
             ModifyOrder {
@@ -803,6 +823,9 @@ impl ProductBuilder {
                 }
             }
             self.dirty_books.insert(security.0);
+        }
+        if !self.carries(DeleteOrder::MSG_TYPE) {
+            return Ok(());
         }
         out.push(
             DeleteOrder {
@@ -887,6 +910,9 @@ impl ProductBuilder {
             self.carries(Statistics::MSG_TYPE) || self.carries(CcStatistics::MSG_TYPE);
         if trd_type != 104 && stats_carried {
             self.dirty_stats.insert(security.0);
+        }
+        if !self.carries(Trade::MSG_TYPE) {
+            return Ok(());
         }
         out.push(
             Trade {

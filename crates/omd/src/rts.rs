@@ -90,16 +90,18 @@ struct Chunk {
     first_seq: u32,
     /// Messages in the chunk.
     count: u32,
-    /// Absolute byte position just after the chunk's last message.
-    end: u64,
+    /// Absolute number of the block holding the chunk's bytes.
+    block: u64,
+    /// The chunk's bytes in its block.
+    start: u32,
+    end: u32,
 }
 
-/// One channel's retained messages, oldest first, back to back in one byte buffer used as a
-/// ring: recording a chunk is one copy to the buffer's end; once the channel holds more than
-/// its capacity, the window's start mark moves on, and chunks wholly before it are forgotten
-/// (a start mark moved). The bytes of forgotten chunks at the buffer's front are dropped (the
-/// live bytes moved down) once they outweigh the live ones, so the buffer stays under twice
-/// the retained bytes and never allocates once warm.
+/// One channel's retained messages, oldest first, in fixed-size blocks: recording a chunk is
+/// one copy to the end of the newest block (a new block when it does not fit); once the
+/// channel holds more than its capacity, the window's start mark moves on, chunks wholly before
+/// it are forgotten, and blocks holding only forgotten chunks are recycled. No byte is ever
+/// moved again and, once warm, nothing is allocated.
 #[derive(Debug, Clone, Default)]
 struct Kept {
     /// Sequence number of the oldest retained message (meaningless while `count` is 0).
@@ -108,16 +110,16 @@ struct Kept {
     count: u32,
     /// The chunks holding the window, oldest first; the first may start before the window.
     chunks: VecDeque<Chunk>,
-    /// Absolute byte position where the first chunk starts.
-    start: u64,
-    /// Absolute byte position of `data[0]`.
-    base: u64,
-    data: Vec<u8>,
+    /// The blocks holding the chunks, oldest first; `blocks[0]` is block `first_block`.
+    blocks: VecDeque<Vec<u8>>,
+    first_block: u64,
+    /// Recycled blocks.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Kept {
-    /// Forgotten bytes are dropped from the buffer's front once there are at least this many.
-    const COMPACT_MIN: u64 = 64 * 1024;
+    /// Bytes per block (a chunk larger than this gets a block of its own size).
+    const BLOCK: usize = 64 * 1024;
 
     fn len(&self) -> usize {
         self.count as usize
@@ -130,9 +132,17 @@ impl Kept {
     fn clear(&mut self) {
         self.count = 0;
         self.chunks.clear();
-        self.data.clear();
-        self.base = 0;
-        self.start = 0;
+        while let Some(block) = self.blocks.pop_front() {
+            self.recycle(block);
+        }
+        self.first_block = 0;
+    }
+
+    fn recycle(&mut self, mut block: Vec<u8>) {
+        if self.spare.len() < 2 && block.capacity() == Self::BLOCK {
+            block.clear();
+            self.spare.push(block);
+        }
     }
 
     /// Keep `count` (>= 1) consecutive messages from `seq_num`, whose bytes are `bytes`.
@@ -146,29 +156,49 @@ impl Kept {
         if self.count == 0 {
             self.first_seq = seq_num;
         }
-        let dead = self.start - self.base;
-        if dead >= Self::COMPACT_MIN && dead >= self.data.len() as u64 - dead {
-            self.data.drain(..dead as usize);
-            self.base = self.start;
+        let fits = self
+            .blocks
+            .back()
+            .is_some_and(|b| b.len() + bytes.len() <= b.capacity());
+        if !fits {
+            let block = match self.spare.pop() {
+                Some(b) if bytes.len() <= Self::BLOCK => b,
+                _ => Vec::with_capacity(Self::BLOCK.max(bytes.len())),
+            };
+            self.blocks.push_back(block);
         }
-        self.data.extend_from_slice(bytes);
+        let block_no = self.first_block + self.blocks.len() as u64 - 1;
+        let block = self
+            .blocks
+            .back_mut()
+            .expect("Invariant: a block was just ensured");
+        let start = block.len() as u32;
+        block.extend_from_slice(bytes);
         self.chunks.push_back(Chunk {
             first_seq: seq_num,
             count,
-            end: self.base + self.data.len() as u64,
+            block: block_no,
+            start,
+            end: block.len() as u32,
         });
         self.count = self.count.saturating_add(count);
         if self.count > capacity {
-            // The window moves on; chunks wholly before it are forgotten.
+            // The window moves on; chunks wholly before it are forgotten, then their blocks.
             self.first_seq = self.first_seq.wrapping_add(self.count - capacity);
             self.count = capacity;
             while let Some(&oldest) = self.chunks.front() {
-                let past = self.first_seq.wrapping_sub(oldest.first_seq);
-                if past < oldest.count {
+                if self.first_seq.wrapping_sub(oldest.first_seq) < oldest.count {
                     break;
                 }
                 self.chunks.pop_front();
-                self.start = oldest.end;
+            }
+            let live = self.chunks.front().map_or(u64::MAX, |c| c.block);
+            while self.first_block < live {
+                let Some(block) = self.blocks.pop_front() else {
+                    break;
+                };
+                self.first_block += 1;
+                self.recycle(block);
             }
         }
     }
@@ -183,22 +213,18 @@ impl Kept {
             .partition_point(|c| c.first_seq.wrapping_sub(origin) <= target)
             .checked_sub(1)?;
         let mut out = Vec::with_capacity(end.wrapping_sub(begin) as usize + 1);
-        let mut seq = self.chunks[at].first_seq;
-        let mut pos = match at {
-            0 => self.start,
-            i => self.chunks[i - 1].end,
-        };
         for chunk in self.chunks.range(at..) {
-            let mut left = chunk.count;
-            while left > 0 {
-                let from = (pos - self.base) as usize;
-                let to = (chunk.end - self.base) as usize;
+            let block = self
+                .blocks
+                .get(chunk.block.checked_sub(self.first_block)? as usize)?;
+            let mut rest = block.get(chunk.start as usize..chunk.end as usize)?;
+            let mut seq = chunk.first_seq;
+            for left in (1..=chunk.count).rev() {
                 let size = if left == 1 {
                     // A chunk's last message runs to its end (a single message recorded on
                     // its own need not carry a MsgSize).
-                    to - from
+                    rest.len()
                 } else {
-                    let rest = self.data.get(from..to)?;
                     if rest.len() < 4 {
                         return None;
                     }
@@ -208,15 +234,15 @@ impl Kept {
                     }
                     size
                 };
+                let (msg, next) = rest.split_at(size);
                 if seq.wrapping_sub(begin) <= end.wrapping_sub(begin) {
-                    out.push((seq, &self.data[from..from + size]));
+                    out.push((seq, msg));
                     if seq == end {
                         return Some(out);
                     }
                 }
-                pos += size as u64;
+                rest = next;
                 seq = seq.wrapping_add(1);
-                left -= 1;
             }
         }
         None
@@ -255,8 +281,8 @@ impl RetransmissionStore {
         self.record_copy(channel, seq_num, &bytes);
     }
 
-    /// [`RetransmissionStore::record`] of a copy of `bytes` (a copy into the channel's ring;
-    /// no allocation once the ring is warm).
+    /// [`RetransmissionStore::record`] of a copy of `bytes` (a copy into the channel's
+    /// blocks; no allocation once they are warm).
     pub fn record_copy(&mut self, channel: u16, seq_num: u32, bytes: &[u8]) {
         let capacity = self.capacity;
         self.kept_mut(channel).push(seq_num, 1, bytes, capacity);
@@ -266,23 +292,28 @@ impl RetransmissionStore {
     /// [`RetransmissionStore::record_copy`] of each message with its sequence number. A
     /// heartbeat keeps nothing; a packet starting with a Sequence Reset (100) forgets the
     /// channel's messages (the reset itself is never retransmitted). Returns false (and keeps
-    /// nothing) for bytes that are not a well-framed packet.
+    /// nothing) for bytes whose packet header does not frame them (PktSize); messages whose
+    /// MsgSize fields do not frame the packet are refused when requested (never served).
     pub fn record_packet(&mut self, channel: u16, packet: &[u8]) -> bool {
-        let Ok(parsed) = Packet::parse(packet) else {
+        // The header is checked here; the messages' framing when they are served.
+        let Ok(header) = PacketHeader::decode(packet) else {
             return false;
         };
-        let count = parsed.header.msg_count as u32;
-        if count == 0 {
-            return true;
+        if header.pkt_size as usize != packet.len() {
+            return false;
         }
+        let count = header.msg_count as u32;
         let body = &packet[PacketHeader::LEN..];
+        if count == 0 {
+            return body.is_empty();
+        }
         if crate::packet::raw_msg_type(body) == Some(SequenceReset::MSG_TYPE) {
             self.reset(channel);
             return true;
         }
         let capacity = self.capacity;
         self.kept_mut(channel)
-            .push(parsed.header.seq_num, count, body, capacity);
+            .push(header.seq_num, count, body, capacity);
         true
     }
 
@@ -1273,10 +1304,11 @@ mod tests {
                 assert!(store.range(9, first, seq + 1).is_none());
             }
         }
-        // The buffer holds under twice the retained bytes plus the compaction threshold.
+        // The blocks hold the retained bytes plus at most one block of forgotten ones.
         let kept = store.kept(9).unwrap();
         let live: usize = (19_001..=20_000).map(|s| bytes_of(s).len()).sum();
-        assert!(kept.data.len() <= 2 * live + Kept::COMPACT_MIN as usize);
+        let held: usize = kept.blocks.iter().map(Vec::len).sum();
+        assert!(held <= live + Kept::BLOCK, "{held} bytes held for {live}");
     }
 
     #[test]

@@ -101,13 +101,26 @@ impl FeedImage {
 #[derive(Debug, Clone, Copy)]
 struct SecInfo {
     segment: MarketSegment,
+    /// Trades today (Closing Price's NumberOfTrades).
+    trades: u32,
 }
+
+/// Security codes below this are found by a dense index (HKEX codes have 5 digits, SSE and
+/// SZSE codes 6); others by a hash map.
+const DENSE_CODES: u32 = 1 << 20;
 
 /// Maps engine events to routed market events; keeps what the mapping needs across events.
 #[derive(Debug, Default)]
 pub struct FeedMap {
-    securities: IdHashMap<SecurityCode, SecInfo>,
-    trades: IdHashMap<SecurityCode, u32>,
+    /// The image's securities, in image order.
+    securities: Vec<SecInfo>,
+    /// Security code -> index in `securities` + 1 (0: not in the image), for codes below
+    /// [`DENSE_CODES`] (sized to the largest such code).
+    dense: Vec<u32>,
+    /// The same for codes from [`DENSE_CODES`] on.
+    sparse: IdHashMap<SecurityCode, u32>,
+    /// Trades of securities not in the image.
+    other_trades: IdHashMap<SecurityCode, u32>,
     daily_quota: i64,
     /// Markets whose quota balance went below 30 % today (the value is shown from then on).
     quota_shown: BTreeMap<MarketSegment, bool>,
@@ -154,10 +167,38 @@ impl FeedMap {
         FeedMap::default()
     }
 
+    /// Index of `security` in `securities`.
+    #[inline]
+    fn index_of(&self, security: SecurityCode) -> Option<usize> {
+        let slot = if security.0 < DENSE_CODES {
+            self.dense.get(security.0 as usize).copied().unwrap_or(0)
+        } else {
+            self.sparse.get(&security).copied().unwrap_or(0)
+        };
+        (slot as usize).checked_sub(1)
+    }
+
+    #[inline]
     fn route_of(&self, security: SecurityCode) -> Route {
-        match self.securities.get(&security) {
-            Some(i) if i.segment.is_china_connect() => Route::OmdCc(i.segment),
+        match self.index_of(security).map(|i| self.securities[i].segment) {
+            Some(segment) if segment.is_china_connect() => Route::OmdCc(segment),
             _ => Route::OmdC,
+        }
+    }
+
+    /// Count a trade of `security`.
+    fn count_trade(&mut self, security: SecurityCode) {
+        match self.index_of(security) {
+            Some(i) => self.securities[i].trades += 1,
+            None => *self.other_trades.entry(security).or_default() += 1,
+        }
+    }
+
+    /// Trades of `security` today.
+    fn trades_of(&self, security: SecurityCode) -> u32 {
+        match self.index_of(security) {
+            Some(i) => self.securities[i].trades,
+            None => self.other_trades.get(&security).copied().unwrap_or(0),
         }
     }
 
@@ -171,8 +212,31 @@ impl FeedMap {
         let mut out = Vec::new();
         let mut per_market: BTreeMap<MarketSegment, u32> = BTreeMap::new();
         for s in &image.securities {
-            self.securities
-                .insert(s.code, SecInfo { segment: s.segment });
+            let slot = match self.index_of(s.code) {
+                // A code listed twice: the last listing counts, as a map's insert would.
+                Some(i) => {
+                    self.securities[i].segment = s.segment;
+                    None
+                }
+                None => {
+                    self.securities.push(SecInfo {
+                        segment: s.segment,
+                        trades: 0,
+                    });
+                    Some(self.securities.len() as u32)
+                }
+            };
+            if let Some(slot) = slot {
+                if s.code.0 < DENSE_CODES {
+                    let at = s.code.0 as usize;
+                    if self.dense.len() <= at {
+                        self.dense.resize(at + 1, 0);
+                    }
+                    self.dense[at] = slot;
+                } else {
+                    self.sparse.insert(s.code, slot);
+                }
+            }
             *per_market.entry(s.segment).or_default() += 1;
         }
         for (&m, &n) in &per_market {
@@ -378,7 +442,7 @@ impl FeedMap {
                 time,
                 ..
             } => {
-                *self.trades.entry(security).or_default() += 1;
+                self.count_trade(security);
                 let route = self.route_of(security);
                 if let Route::OmdCc(m) = route {
                     *self.cc_turnover.entry(m).or_default() += price.0 as i128 * qty.0 as i128;
@@ -433,7 +497,7 @@ impl FeedMap {
                 MarketEvent::ClosingPrice {
                     security,
                     price,
-                    number_of_trades: self.trades.get(&security).copied().unwrap_or(0),
+                    number_of_trades: self.trades_of(security),
                 },
             )),
             Event::PhaseChanged { phase } => out.extend(self.phase_events(phase, now)),
