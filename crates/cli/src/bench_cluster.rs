@@ -30,6 +30,7 @@ use twinsite_site::config::ParticipantEntry;
 use twinsite_site::gateway::wall_clock;
 
 use crate::bench_common::percentiles;
+use crate::placement::{cpus_text, online_cpus, parse_cpus};
 
 const KEY_PEM: &str = include_str!("../../site/tests/data/test-key.pem");
 const PASSWORD: &str = "Passw0rd";
@@ -44,6 +45,74 @@ pub struct Opts {
     pub window: usize,
     pub rto_runs: usize,
     pub fsyncs: usize,
+    pub witness_linger_us: Option<u64>,
+    pub placement: Placement,
+}
+
+/// Where each process of the bench runs (`--cpus`): this process (the fdatasync probe and the
+/// participants) and the three nodes. An empty list: the OS places it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub bench: Vec<usize>,
+    pub primary: Vec<usize>,
+    pub backup: Vec<usize>,
+    pub witness: Vec<usize>,
+}
+
+impl Placement {
+    /// `CPUS` (every process there) or `bench=CPUS;primary=CPUS;backup=CPUS;witness=CPUS`.
+    pub fn parse(s: &str) -> anyhow::Result<Placement> {
+        let s = s.trim();
+        if !s.contains('=') {
+            let cpus = parse_cpus(s)?;
+            return Ok(Placement {
+                bench: cpus.clone(),
+                primary: cpus.clone(),
+                backup: cpus.clone(),
+                witness: cpus,
+            });
+        }
+        let mut p = Placement::default();
+        for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (who, cpus) = part
+                .split_once('=')
+                .with_context(|| format!("--cpus {s:?}: {part:?} is not NAME=CPUS"))?;
+            let cpus = parse_cpus(cpus)?;
+            match who.trim() {
+                "bench" => p.bench = cpus,
+                "primary" => p.primary = cpus,
+                "backup" => p.backup = cpus,
+                "witness" => p.witness = cpus,
+                other => anyhow::bail!(
+                    "--cpus {s:?}: {other:?} is not bench, primary, backup or witness"
+                ),
+            }
+        }
+        Ok(p)
+    }
+
+    /// A node's CPUs as written to the cluster file. A node not placed gets every online CPU,
+    /// so it does not inherit this process's placement.
+    fn node(&self, r: NodeRole) -> Vec<usize> {
+        let cpus = match r {
+            NodeRole::Primary => &self.primary,
+            NodeRole::Backup => &self.backup,
+            NodeRole::Witness => &self.witness,
+        };
+        if !cpus.is_empty() || self.bench.is_empty() {
+            return cpus.clone();
+        }
+        (0..online_cpus()).collect()
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        json!({
+            "bench_process": cpus_text(&self.bench),
+            "primary": cpus_text(&self.primary),
+            "backup": cpus_text(&self.backup),
+            "witness": cpus_text(&self.witness),
+        })
+    }
 }
 
 fn participant(i: usize) -> ParticipantEntry {
@@ -153,7 +222,12 @@ struct Cluster {
     admin: AdminClient,
 }
 
-async fn start_cluster(dir: &Path, key: &Path, sessions: usize) -> anyhow::Result<Cluster> {
+async fn start_cluster(
+    dir: &Path,
+    key: &Path,
+    opts: &Opts,
+) -> anyhow::Result<Cluster> {
+    let sessions = opts.sessions;
     let exe = std::env::current_exe().context("find the twinsite binary")?;
     let mut last = None;
     for attempt in 0..5 {
@@ -166,6 +240,12 @@ async fn start_cluster(dir: &Path, key: &Path, sessions: usize) -> anyhow::Resul
             (1..=sessions + 1).map(participant).collect(),
         )?;
         cfg.session.throttle = false;
+        if let Some(us) = opts.witness_linger_us {
+            cfg.cluster.witness_linger_us = us;
+        }
+        for r in ROLES {
+            cfg.node_mut(r).cpus = opts.placement.node(r);
+        }
         let path = sub.join("cluster.toml");
         cfg.write(&path)?;
         let mut nodes = std::collections::BTreeMap::new();
@@ -226,7 +306,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<serde_json::Value> {
     let key_path = dir.join("bench-key.pem");
     std::fs::write(&key_path, KEY_PEM)?;
     let key = twinsite_site::gateway::load_key(&key_path)?;
-    let mut c = start_cluster(&dir, &key_path, opts.sessions).await?;
+    let mut c = start_cluster(&dir, &key_path, &opts).await?;
     let result = measure(&opts, &mut c, &key, fsync_p, fsync_p50).await;
     for (_, n) in std::mem::take(&mut c.nodes) {
         n.stop(Duration::from_secs(10)).await;
@@ -378,7 +458,9 @@ async fn measure(
     let crash_med = median(crash.clone());
     Ok(json!({
         "machine": {
-            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "cores": online_cpus(),
+            "placement": opts.placement.describe(),
+            "witness_linger_us": c.cfg.cluster.witness_linger_us,
             "journal_dir": opts.dir.display().to_string(),
             "build": if cfg!(debug_assertions) { "debug" } else { "release" },
         },

@@ -10,6 +10,7 @@ mod bench_gateway;
 mod demo;
 mod feed_cmd;
 mod node_cmds;
+mod placement;
 mod site_cmds;
 
 use clap::{Parser, Subcommand};
@@ -152,6 +153,10 @@ enum Cmd {
         /// Stop when standard input closes (how `twinsite up` stops its children).
         #[arg(long, hide = true)]
         stop_on_stdin_eof: bool,
+        /// CPUs to run on (`1`, `0,1`, `0-1`; `none`: the OS places it); overrides the node's
+        /// `cpus` in the cluster file.
+        #[arg(long)]
+        cpus: Option<String>,
     },
     /// Start the three nodes of a cluster file as separate local processes, until Ctrl-C.
     Up {
@@ -246,6 +251,16 @@ enum BenchCmd {
         /// fdatasync samples for the disk baseline.
         #[arg(long, default_value_t = 1_000)]
         fsyncs: usize,
+        /// Microseconds the leader holds each AppendEntries to the witness (the cluster file's
+        /// `witness_linger_us`); the cluster file's default when absent.
+        #[arg(long)]
+        witness_linger_us: Option<u64>,
+        /// CPU placement, the same for the probe and the round trips: `CPUS` pins this process
+        /// (the fdatasync probe and the participants) and every node to CPUS; or per process,
+        /// `bench=CPUS;primary=CPUS;backup=CPUS;witness=CPUS` (a process not named is not
+        /// pinned). CPUS is `1`, `0,1` or `0-1`. Default: no placement (the OS decides).
+        #[arg(long)]
+        cpus: Option<String>,
     },
     /// The market-data feed: engine events to multicast vs raw UDP sends; handler decode.
     Feed {
@@ -356,8 +371,19 @@ fn main() -> anyhow::Result<()> {
             role,
             config,
             stop_on_stdin_eof,
+            cpus,
         } => {
             let role = twinsite_site::cluster_config::parse_role(&role)?;
+            // Placement first, on the only thread: the runtime, the WAL writer and every
+            // other thread the node starts inherit it.
+            let cpus = match cpus {
+                Some(c) => placement::parse_cpus(&c)?,
+                None => twinsite_site::cluster_config::ClusterConfig::load(&config)?
+                    .node(role)
+                    .cpus
+                    .clone(),
+            };
+            placement::pin_current_thread(&cpus)?;
             site_cmds::node_runtime()?.block_on(node_cmds::node(
                 &config,
                 role,
@@ -419,8 +445,13 @@ fn main() -> anyhow::Result<()> {
                     window,
                     rto_runs,
                     fsyncs,
+                    witness_linger_us,
+                    cpus,
                 },
         } => {
+            let placement = bench_cluster::Placement::parse(cpus.as_deref().unwrap_or(""))?;
+            // Before the runtime starts: the probe and the participants' tasks run here.
+            placement::pin_current_thread(&placement.bench)?;
             let report =
                 site_cmds::node_runtime()?.block_on(bench_cluster::run(bench_cluster::Opts {
                     dir,
@@ -431,6 +462,8 @@ fn main() -> anyhow::Result<()> {
                     window,
                     rto_runs,
                     fsyncs,
+                    witness_linger_us,
+                    placement,
                 }))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }

@@ -217,6 +217,7 @@ impl<S: StateMachine> Journal<S> {
             addresses: Arc::new(addresses.clone()),
             self_id: id,
             append_timeout_floor: config.election_timeout_min,
+            witness_linger: config.witness_linger,
             sim: match &wiring {
                 Wiring::Tcp(_) => None,
                 Wiring::Sim(net, _) => Some(net.clone()),

@@ -282,6 +282,8 @@ pub(crate) struct NetworkFactory {
     /// again, so replication (and every commit) stalls. A leader need not give up on a follower
     /// sooner than a follower gives up on its leader: the election timeout's minimum.
     pub(crate) append_timeout_floor: Duration,
+    /// `JournalConfig::witness_linger`.
+    pub(crate) witness_linger: Duration,
     pub(crate) sim: Option<SimNetwork>,
 }
 
@@ -301,6 +303,11 @@ impl RaftNetworkFactory<C> for NetworkFactory {
             faults: self.faults.clone(),
             self_id: self.self_id,
             append_timeout_floor: self.append_timeout_floor,
+            witness_linger: if target == crate::node_id(crate::NodeRole::Witness) {
+                self.witness_linger
+            } else {
+                Duration::ZERO
+            },
             sim: self.sim.clone(),
         }
     }
@@ -314,6 +321,8 @@ pub(crate) struct PeerClient {
     faults: Arc<Faults>,
     self_id: u64,
     append_timeout_floor: Duration,
+    /// Held before each AppendEntries to this peer (the witness only; zero for the others).
+    witness_linger: Duration,
     sim: Option<SimNetwork>,
 }
 
@@ -411,6 +420,9 @@ impl RaftNetworkV2<C> for PeerClient {
         } else {
             option.soft_ttl().max(self.append_timeout_floor)
         };
+        if self.sim.is_none() && !self.witness_linger.is_zero() {
+            tokio::time::sleep(self.witness_linger).await;
+        }
         match self.call(Request::Append(rpc), timeout).await {
             Ok(Response::Append(r)) => Ok(r),
             Ok(_) => Err(rpc_error(unexpected("append"))),

@@ -62,6 +62,11 @@ pub struct ClusterSection {
     pub election_timeout_min_ms: u64,
     #[serde(default = "election_max")]
     pub election_timeout_max_ms: u64,
+    /// Microseconds the leader holds each AppendEntries to the witness before sending it, so
+    /// the witness takes several proposals per fdatasync (`JournalConfig::witness_linger`,
+    /// docs/cluster.md); 0 sends at once.
+    #[serde(default = "witness_linger")]
+    pub witness_linger_us: u64,
 }
 
 /// One node. The witness needs only `raft`, `admin` and `journal_dir`; the two sites also
@@ -94,6 +99,11 @@ pub struct NodeSection {
     pub csc_gateway_mirror: Option<SocketAddr>,
     #[serde(default)]
     pub market_data: Option<MarketDataSection>,
+    /// CPUs this node's process runs on, set with `sched_setaffinity` before its threads start
+    /// (`twinsite node --cpus` overrides; docs/operations.md, "CPU placement"). Empty: the OS
+    /// places it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpus: Vec<usize>,
 }
 
 fn disk() -> String {
@@ -107,6 +117,9 @@ fn election_min() -> u64 {
 }
 fn election_max() -> u64 {
     300
+}
+fn witness_linger() -> u64 {
+    0
 }
 
 /// `primary`, `backup`, `witness`.
@@ -162,7 +175,7 @@ impl ClusterConfig {
             NodeRole::Witness => &self.witness,
         }
     }
-    fn node_mut(&mut self, r: NodeRole) -> &mut NodeSection {
+    pub fn node_mut(&mut self, r: NodeRole) -> &mut NodeSection {
         match r {
             NodeRole::Primary => &mut self.primary,
             NodeRole::Backup => &mut self.backup,
@@ -255,6 +268,7 @@ impl ClusterConfig {
         c.heartbeat_interval = Duration::from_millis(self.cluster.heartbeat_ms);
         c.election_timeout_min = Duration::from_millis(self.cluster.election_timeout_min_ms);
         c.election_timeout_max = Duration::from_millis(self.cluster.election_timeout_max_ms);
+        c.witness_linger = Duration::from_micros(self.cluster.witness_linger_us);
         c
     }
 
@@ -312,6 +326,7 @@ impl ClusterConfig {
                 csc_gateway_primary: None,
                 csc_gateway_mirror: None,
                 market_data: None,
+                cpus: Vec::new(),
             }
         };
         let (primary, backup, witness) = (
@@ -328,6 +343,7 @@ impl ClusterConfig {
                 heartbeat_ms: heartbeat(),
                 election_timeout_min_ms: election_min(),
                 election_timeout_max_ms: election_max(),
+                witness_linger_us: witness_linger(),
             },
             primary,
             backup,
