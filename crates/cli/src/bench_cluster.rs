@@ -222,11 +222,7 @@ struct Cluster {
     admin: AdminClient,
 }
 
-async fn start_cluster(
-    dir: &Path,
-    key: &Path,
-    opts: &Opts,
-) -> anyhow::Result<Cluster> {
+async fn start_cluster(dir: &Path, key: &Path, opts: &Opts) -> anyhow::Result<Cluster> {
     let sessions = opts.sessions;
     let exe = std::env::current_exe().context("find the twinsite binary")?;
     let mut last = None;

@@ -383,7 +383,7 @@ fn main() -> anyhow::Result<()> {
                     .cpus
                     .clone(),
             };
-            placement::pin_current_thread(&cpus)?;
+            placement::pin_process(&cpus)?;
             site_cmds::node_runtime()?.block_on(node_cmds::node(
                 &config,
                 role,
@@ -451,7 +451,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let placement = bench_cluster::Placement::parse(cpus.as_deref().unwrap_or(""))?;
             // Before the runtime starts: the probe and the participants' tasks run here.
-            placement::pin_current_thread(&placement.bench)?;
+            placement::pin_process(&placement.bench)?;
             let report =
                 site_cmds::node_runtime()?.block_on(bench_cluster::run(bench_cluster::Opts {
                     dir,

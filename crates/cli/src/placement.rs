@@ -1,6 +1,7 @@
-//! CPU placement of a process: `sched_setaffinity` on the calling thread before any other
-//! thread exists, so every thread the process starts later (tokio runtime, journal WAL writer,
-//! blocking pool) and every child process inherits the same CPU set.
+//! CPU placement of a node process and of `bench cluster` (`cpus` in the cluster file,
+//! `--cpus`): CPU lists, and pinning the whole process before it starts its runtime, so every
+//! thread it starts later (tokio runtime, journal WAL writer, blocking pool) and every child
+//! process inherits the same CPU set. The pinning itself is [`crate::affinity`].
 //!
 //! Why (docs/operations.md, "CPU placement"): on a small VM an idle vCPU is halted, and waking
 //! a thread whose vCPU is halted costs tens of microseconds; a replicated order is a chain of
@@ -57,29 +58,14 @@ pub fn cpus_text(cpus: &[usize]) -> String {
         .join(",")
 }
 
-/// Pin the calling thread (and so every thread and child process started after this call) to
-/// `cpus`. An empty list leaves the placement to the OS.
-pub fn pin_current_thread(cpus: &[usize]) -> anyhow::Result<()> {
+/// Pin this process (every thread it has, and so every thread and child process it starts
+/// later) to `cpus`, with [`crate::affinity::pin_process`]. An empty list leaves the placement
+/// to the OS.
+pub fn pin_process(cpus: &[usize]) -> anyhow::Result<()> {
     if cpus.is_empty() {
         return Ok(());
     }
-    // SAFETY: cpu_set_t is a plain bit array; CPU_ZERO/CPU_SET write inside it, and every CPU
-    // number was checked against CPU_SETSIZE by the caller's parse (checked again here).
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
-        anyhow::ensure!(
-            c < libc::CPU_SETSIZE as usize,
-            "CPU {c} is out of range"
-        );
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
-    // SAFETY: pid 0 is the calling thread; the set is initialised above.
-    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("pin to CPUs {}", cpus_text(cpus)));
-    }
-    Ok(())
+    crate::affinity::pin_process(cpus).with_context(|| format!("pin to CPUs {}", cpus_text(cpus)))
 }
 
 #[cfg(test)]
@@ -97,22 +83,5 @@ mod tests {
         assert!(parse_cpus("a").is_err());
         assert!(parse_cpus("1-").is_err());
         assert!(parse_cpus("99999").is_err());
-    }
-
-    #[test]
-    fn pinning_to_the_current_cpus_set_works() {
-        // Pin a fresh thread to CPU 0 (always present) and read it back.
-        std::thread::spawn(|| {
-            pin_current_thread(&[0]).unwrap();
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            let r = unsafe {
-                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
-            };
-            assert_eq!(r, 0);
-            assert!(unsafe { libc::CPU_ISSET(0, &set) });
-            assert_eq!(unsafe { libc::CPU_COUNT(&set) }, 1);
-        })
-        .join()
-        .unwrap();
     }
 }

@@ -62,7 +62,7 @@ struct Cluster {
 
 /// Start the three nodes on free ports; a port taken between the probe and the bind makes a
 /// node exit, and the whole cluster is retried on fresh ports.
-async fn start_cluster(dir: &Path, clients: usize) -> Cluster {
+async fn start_cluster(dir: &Path, clients: usize, tweak: fn(&mut ClusterConfig)) -> Cluster {
     let mut last = String::new();
     for attempt in 0..5 {
         let sub = dir.join(format!("try{attempt}"));
@@ -74,6 +74,7 @@ async fn start_cluster(dir: &Path, clients: usize) -> Cluster {
         )
         .unwrap();
         cfg.session.heartbeat_ms = 1_000;
+        tweak(&mut cfg);
         let path = sub.join("cluster.toml");
         cfg.write(&path).unwrap();
         let mut nodes = BTreeMap::new();
@@ -430,7 +431,7 @@ async fn check(
 async fn run(seed: u64) -> Result<(), String> {
     let dir = scratch(&format!("kill9-{seed}"));
     let clients = 3;
-    let mut c = start_cluster(&dir, clients).await;
+    let mut c = start_cluster(&dir, clients, |_| {}).await;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     c.admin
         .wait_active(NodeRole::Primary, T)
@@ -572,7 +573,24 @@ async fn kill_dash_nine_the_active_node_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_needs_the_token_and_moves_the_active_site() {
     let dir = scratch("admin");
-    let mut c = start_cluster(&dir, 1).await;
+    // The witness placed on CPU 0 (`cpus` in the cluster file); the others left to the OS.
+    let mut c = start_cluster(&dir, 1, |cfg| {
+        cfg.node_mut(NodeRole::Witness).cpus = vec![0]
+    })
+    .await;
+    let witness = c.nodes[&NodeRole::Witness].child.id().expect("witness pid");
+    let tasks = std::fs::read_dir(format!("/proc/{witness}/task")).unwrap();
+    let mut threads = 0;
+    for t in tasks {
+        let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        let allowed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(str::trim);
+        assert_eq!(allowed, Some("0"), "every witness thread runs on CPU 0");
+        threads += 1;
+    }
+    assert!(threads >= 2, "the runtime and the journal's WAL writer");
     let addr = c.cfg.node(NodeRole::Primary).admin;
     let (status, _) = admin_request(addr, "GET", "/api/status", None, None, T)
         .await
