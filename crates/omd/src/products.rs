@@ -199,9 +199,161 @@ struct BookOrder {
     arrival: u64,
 }
 
-/// Every resting board-lot order of a channel, by (security code, order id): one table (one
-/// hash probe per order message) rather than one per security.
-type Orders = IdHashMap<(u32, u64), BookOrder>;
+/// Order ids per page of [`Orders`].
+const ORDER_PAGE: u64 = 256;
+/// Most pages [`Orders`] spans (ids further from the others go to its hash map).
+const ORDER_MAX_PAGES: u64 = 1 << 16;
+
+#[derive(Debug, Clone, Copy)]
+struct OrderSlot {
+    security: u32,
+    order: BookOrder,
+}
+
+#[derive(Debug, Clone)]
+struct OrderPage {
+    used: u32,
+    slots: [Option<OrderSlot>; ORDER_PAGE as usize],
+}
+
+/// Every resting board-lot order of a channel, by (security code, order id): one table for
+/// all securities. The exchange numbers orders in arrival order across the market, so most
+/// orders sit in pages indexed by order id (an order is found by its id's page and slot; new
+/// orders land next to the last ones, which a hash table would scatter); a page is freed
+/// once its last order goes. Ids far from the others (more than [`ORDER_MAX_PAGES`] pages)
+/// or already used in another security go to a hash map.
+#[derive(Debug, Clone, Default)]
+struct Orders {
+    /// Page `i` holds ids `(first_page + i) * ORDER_PAGE ..` (None: no order there).
+    pages: VecDeque<Option<Box<OrderPage>>>,
+    first_page: u64,
+    other: IdHashMap<(u32, u64), BookOrder>,
+    /// The last page freed (empty), for the next page needed.
+    spare: Option<Box<OrderPage>>,
+}
+
+impl Orders {
+    /// The page and slot of `id`, if its page is in the window.
+    #[inline]
+    fn place(&self, id: u64) -> Option<(usize, usize)> {
+        let page = (id / ORDER_PAGE).checked_sub(self.first_page)?;
+        (page < self.pages.len() as u64).then_some((page as usize, (id % ORDER_PAGE) as usize))
+    }
+
+    #[inline]
+    fn slot(&self, security: u32, id: u64) -> Option<&OrderSlot> {
+        let (page, slot) = self.place(id)?;
+        let slot = self.pages[page].as_ref()?.slots[slot].as_ref()?;
+        (slot.security == security).then_some(slot)
+    }
+
+    /// Read the slot of (security, id) without using it: loads issued one after the other
+    /// for a batch of orders overlap their cache misses. Returns the order's quantity (0 if
+    /// none), to be fed to `black_box`.
+    #[inline]
+    fn touch(&self, security: u32, id: u64) -> u32 {
+        self.slot(security, id).map_or(0, |s| s.order.qty)
+    }
+
+    fn get(&self, security: u32, id: u64) -> Option<&BookOrder> {
+        match self.slot(security, id) {
+            Some(slot) => Some(&slot.order),
+            None if self.other.is_empty() => None,
+            None => self.other.get(&(security, id)),
+        }
+    }
+
+    fn get_mut(&mut self, security: u32, id: u64) -> Option<&mut BookOrder> {
+        if self.slot(security, id).is_some() {
+            let (page, slot) = self.place(id)?;
+            let slot = self.pages[page].as_mut()?.slots[slot].as_mut()?;
+            return Some(&mut slot.order);
+        }
+        self.other.get_mut(&(security, id))
+    }
+
+    /// Add an order; false (and nothing changed) if (security, id) is already there.
+    fn insert(&mut self, security: u32, id: u64, order: BookOrder) -> bool {
+        if self.get(security, id).is_some() {
+            return false;
+        }
+        let page_no = id / ORDER_PAGE;
+        if self.pages.is_empty() {
+            self.first_page = page_no;
+        }
+        let end = self.first_page + self.pages.len() as u64;
+        if end.max(page_no + 1) - self.first_page.min(page_no) <= ORDER_MAX_PAGES {
+            while page_no < self.first_page {
+                self.pages.push_front(None);
+                self.first_page -= 1;
+            }
+            while page_no >= self.first_page + self.pages.len() as u64 {
+                self.pages.push_back(None);
+            }
+            let spare = &mut self.spare;
+            let page = self.pages[(page_no - self.first_page) as usize].get_or_insert_with(|| {
+                spare.take().unwrap_or_else(|| {
+                    Box::new(OrderPage {
+                        used: 0,
+                        slots: [None; ORDER_PAGE as usize],
+                    })
+                })
+            });
+            let slot = &mut page.slots[(id % ORDER_PAGE) as usize];
+            if slot.is_none() {
+                *slot = Some(OrderSlot { security, order });
+                page.used += 1;
+                return true;
+            }
+            // The slot holds the same id in another security.
+        }
+        self.other.insert((security, id), order);
+        true
+    }
+
+    fn remove(&mut self, security: u32, id: u64) -> Option<BookOrder> {
+        if self.slot(security, id).is_none() {
+            return self.other.remove(&(security, id));
+        }
+        let (page, slot) = self.place(id)?;
+        let p = self.pages[page].as_mut()?;
+        let removed = p.slots[slot].take()?.order;
+        p.used -= 1;
+        if p.used == 0 {
+            // Every slot is empty again: the page is kept for the next one needed.
+            self.spare = self.pages[page].take();
+            self.trim();
+        }
+        Some(removed)
+    }
+
+    /// Drop empty pages at both ends of the window.
+    fn trim(&mut self) {
+        while matches!(self.pages.front(), Some(None)) {
+            self.pages.pop_front();
+            self.first_page += 1;
+        }
+        while matches!(self.pages.back(), Some(None)) {
+            self.pages.pop_back();
+        }
+    }
+
+    /// Every order as (security, order id, order), in no particular order.
+    fn iter(&self) -> impl Iterator<Item = (u32, u64, &BookOrder)> {
+        let first = self.first_page;
+        self.pages
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, p)| p.as_ref().map(|p| (first + i as u64, p)))
+            .flat_map(|(page_no, p)| {
+                p.slots.iter().enumerate().filter_map(move |(k, s)| {
+                    s.as_ref()
+                        .map(|s| (s.security, page_no * ORDER_PAGE + k as u64, &s.order))
+                })
+            })
+            .chain(self.other.iter().map(|(&(sec, id), o)| (sec, id, o)))
+    }
+}
 
 /// The price levels of one security, as a builder whose product publishes them tracks them
 /// (the orders themselves are in the builder's [`Orders`]).
@@ -248,7 +400,7 @@ impl SecurityBook {
                 price: *price,
                 aggregate_quantity: queue
                     .iter()
-                    .filter_map(|id| orders.get(&(security, *id)))
+                    .filter_map(|id| orders.get(security, *id))
                     .map(|o| o.qty as u64)
                     .sum(),
                 number_of_orders: queue.len() as u32,
@@ -274,7 +426,7 @@ impl SecurityBook {
                 items.push(BrokerQueueItem::Spread(spreads as u16));
             }
             for id in queue.iter() {
-                if let Some(order) = orders.get(&(security, *id)) {
+                if let Some(order) = orders.get(security, *id) {
                     items.push(BrokerQueueItem::Broker(order.broker));
                 }
             }
@@ -414,6 +566,15 @@ impl ProductBuilder {
         self.product
     }
 
+    /// Read where the resting order (security, order id) is kept, changing nothing: a caller
+    /// about to apply a batch of events touches the orders they delete or modify first, so
+    /// their cache misses overlap instead of coming one after another. Returns a value to
+    /// feed to `std::hint::black_box`.
+    #[inline]
+    pub fn touch_order(&self, security: SecurityCode, order_id: OrderId) -> u32 {
+        self.orders.touch(security.0, order_id.0)
+    }
+
     /// The board-lot order book as a refresh snapshot shows it: one Add Order (30) per resting
     /// order, in arrival order across securities; `None` if the product carries no Add Order.
     /// The same messages, in the same order, as [`MarketImage::snapshot_messages`] of an image
@@ -426,7 +587,7 @@ impl ProductBuilder {
             return None;
         }
         let mut orders: Vec<(u64, Message)> = Vec::new();
-        for (&(security_code, order_id), o) in &self.orders {
+        for (security_code, order_id, o) in self.orders.iter() {
             orders.push((
                 o.arrival,
                 AddOrder {
@@ -721,21 +882,17 @@ impl ProductBuilder {
             );
             return Ok(());
         }
-        match self.orders.entry((security.0, order_id.0)) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                return Err(ProductError::DuplicateOrder(order_id.0));
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                self.arrivals += 1;
-                v.insert(BookOrder {
-                    side,
-                    price,
-                    qty: quantity,
-                    broker: broker_id,
-                    arrival: self.arrivals,
-                });
-            }
+        let order = BookOrder {
+            side,
+            price,
+            qty: quantity,
+            broker: broker_id,
+            arrival: self.arrivals + 1,
+        };
+        if !self.orders.insert(security.0, order_id.0, order) {
+            return Err(ProductError::DuplicateOrder(order_id.0));
         }
+        self.arrivals += 1;
         if self.keeps_levels {
             let book = self.books.entry(security.0).or_default();
             if book.table.is_none() {
@@ -776,7 +933,7 @@ impl ProductBuilder {
         let quantity = omd_qty(qty)?;
         let order = self
             .orders
-            .get_mut(&(security.0, order_id.0))
+            .get_mut(security.0, order_id.0)
             .ok_or(ProductError::UnknownOrder(order_id.0))?;
         order.qty = quantity;
         let side = order.side;
@@ -807,7 +964,7 @@ impl ProductBuilder {
     ) -> Result<(), ProductError> {
         let order = self
             .orders
-            .remove(&(security.0, order_id.0))
+            .remove(security.0, order_id.0)
             .ok_or(ProductError::UnknownOrder(order_id.0))?;
         if self.keeps_levels {
             if let Some(book) = self.books.get_mut(&security.0) {
@@ -1177,6 +1334,47 @@ mod tests {
     use super::*;
     use crate::image::{Level, MarketImage};
     use proptest::prelude::*;
+
+    proptest! {
+        /// The order table answers as a map keyed by (security, order id) would, whatever the
+        /// ids: increasing, reused in another security, far apart, below the first page.
+        #[test]
+        fn order_table_is_a_map_by_security_and_order_id(ops in proptest::collection::vec((0u8..4, 0u32..3, 0u64..6, 0u64..2_000), 1..400)) {
+            let mut table = Orders::default();
+            let mut model = BTreeMap::new();
+            for (i, (op, security, band, low)) in ops.into_iter().enumerate() {
+                // Ids in bands: adjacent, a few pages apart, beyond the page window, huge.
+                let id = [0, 700, 5_000, ORDER_PAGE * ORDER_MAX_PAGES * 3, u64::MAX / 2, u64::MAX - 2_000][band as usize] + low;
+                let order = BookOrder { side: BookSide::Bid, price: i as i32, qty: 1, broker: 2, arrival: i as u64 };
+                match op {
+                    0 | 1 => {
+                        let fresh = !model.contains_key(&(security, id));
+                        prop_assert_eq!(table.insert(security, id, order), fresh);
+                        if fresh {
+                            model.insert((security, id), order);
+                        }
+                    }
+                    2 => {
+                        let got = table.remove(security, id).map(|o| o.arrival);
+                        prop_assert_eq!(got, model.remove(&(security, id)).map(|o| o.arrival));
+                    }
+                    _ => {
+                        if let Some(o) = table.get_mut(security, id) {
+                            o.qty += 1;
+                        }
+                        if let Some(o) = model.get_mut(&(security, id)) {
+                            o.qty += 1;
+                        }
+                    }
+                }
+                let mut all: Vec<_> = table.iter().map(|(s, id, o)| (s, id, o.arrival, o.qty)).collect();
+                all.sort_unstable();
+                let want: Vec<_> = model.iter().map(|(&(s, id), o)| (s, id, o.arrival, o.qty)).collect();
+                prop_assert_eq!(all, want);
+                prop_assert!(table.pages.len() as u64 <= ORDER_MAX_PAGES);
+            }
+        }
+    }
 
     fn add(id: u64, side: Side, price: i64, qty: u64, broker: u32) -> MarketEvent {
         MarketEvent::OrderAdded {
