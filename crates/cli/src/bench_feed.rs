@@ -12,10 +12,10 @@
 //! # Measurement
 //!
 //! * `publish`: `FeedCore` (event mapping, FullTick product builder, sequencing, Line A / Line B
-//!   packetisation, RTS store, refresh image) plus the send of every datagram to its multicast
-//!   group on 127.0.0.1 (IP_MULTICAST_IF, loopback on, nobody joined) as the site sends them:
-//!   what one input produced, gathered into a `SendBatch` and sent with one `sendmmsg` call.
-//!   One timed loop.
+//!   packetisation, refresh bookkeeping, and in `poll_transmit` the RTS store's copy of each
+//!   Line A packet) plus the send of every datagram to its multicast group on 127.0.0.1
+//!   (IP_MULTICAST_IF, loopback on, nobody joined) as the site sends them: what one input
+//!   produced, gathered into a `SendBatch` and sent with one `sendmmsg` call. One timed loop.
 //! * `raw_udp`: the same datagrams (same bytes, same groups, same order, same socket) sent two
 //!   ways, each one timed loop: one `send_to` per datagram, and `sendmmsg` with the publish
 //!   run's batches, prepared before the clock starts. The faster of the two is the machine's
