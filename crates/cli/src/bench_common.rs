@@ -46,6 +46,8 @@ pub struct RoundTripSpec<'a> {
     pub warmup: usize,
     pub orders: usize,
     pub placements: &'a [Placement],
+    /// Alternating blocks of gateway and echo round trips per placement.
+    pub blocks: usize,
     pub p50_ratio_max: f64,
     /// None when the issue sets no p99 target for this gateway.
     pub p99_ratio_max: Option<f64>,
@@ -58,8 +60,9 @@ pub struct PlacedRoundTrips {
     pub met: bool,
 }
 
-/// Runs, for each placement in turn, `warmup + orders` round trips through the gateway (`order`,
-/// returning one round trip's nanoseconds) and then as many through the raw echo (`echo`), both
+/// Runs, for each placement in turn, `warmup` round trips through the gateway (`order`, returning
+/// one round trip's nanoseconds) and the raw echo (`echo`), then `orders` of each in `blocks`
+/// alternating blocks (gateway, echo, gateway, ...), all
 /// with the threads pinned as the placement says (the calling thread is the client); restores
 /// the process's CPUs at the end. A placement this machine cannot give (two CPUs on a
 /// one-CPU machine) is reported as skipped.
@@ -88,18 +91,29 @@ pub fn round_trips_by_placement(
                 continue;
             }
         };
-        let run = |f: &mut dyn FnMut() -> anyhow::Result<u64>| -> anyhow::Result<Vec<u64>> {
-            let mut v = Vec::with_capacity(spec.orders);
-            for n in 0..spec.warmup + spec.orders {
-                let ns = f()?;
-                if n >= spec.warmup {
-                    v.push(ns);
-                }
+        // Warm both paths up, then alternate blocks of gateway and echo round trips, so that a
+        // drift of the machine's state during the placement (another process waking, the host
+        // descheduling a vCPU) falls on both alike.
+        for _ in 0..spec.warmup {
+            order()?;
+            echo()?;
+        }
+        let blocks = spec.blocks.clamp(1, spec.orders.max(1));
+        let (mut gw_ns, mut echo_ns) = (
+            Vec::with_capacity(spec.orders),
+            Vec::with_capacity(spec.orders),
+        );
+        for b in 0..blocks {
+            let n = spec.orders * (b + 1) / blocks - spec.orders * b / blocks;
+            for _ in 0..n {
+                gw_ns.push(order()?);
             }
-            Ok(v)
-        };
-        let gw = percentiles(run(&mut order)?);
-        let raw = percentiles(run(&mut echo)?);
+            for _ in 0..n {
+                echo_ns.push(echo()?);
+            }
+        }
+        let gw = percentiles(gw_ns);
+        let raw = percentiles(echo_ns);
         let ratio = |k: &str| {
             gw[k].as_u64().unwrap_or(0) as f64 / raw[k].as_u64().unwrap_or(1).max(1) as f64
         };
@@ -273,6 +287,10 @@ pub struct GatewayBenchOpts {
         default_value = "same-cpu,split-cpus,os"
     )]
     pub placements: Vec<Placement>,
+    /// Alternating blocks of gateway and echo round trips per placement (1: all the gateway's,
+    /// then all the echo's).
+    #[arg(long, default_value_t = 10)]
+    pub blocks: usize,
     /// The runtime the site runs on: current-thread (as `twinsite node` runs a site) or
     /// multi-thread (as `twinsite serve` does).
     #[arg(long, value_enum, default_value = "current-thread")]

@@ -214,6 +214,7 @@ pub fn run(o: GatewayBenchOpts) -> anyhow::Result<serde_json::Value> {
             warmup: o.warmup,
             orders: o.orders,
             placements: &o.placements,
+            blocks: o.blocks,
             p50_ratio_max: 2.0,
             p99_ratio_max: None,
         },

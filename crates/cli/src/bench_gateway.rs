@@ -205,6 +205,7 @@ pub fn run(o: GatewayBenchOpts) -> anyhow::Result<serde_json::Value> {
             warmup: o.warmup,
             orders: o.orders,
             placements: &o.placements,
+            blocks: o.blocks,
             p50_ratio_max: 1.5,
             p99_ratio_max: Some(2.0),
         },
