@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 use twinsite_bots::*;
 use twinsite_cluster::{Durability, JournalConfig, NodeRole};
@@ -347,13 +346,7 @@ async fn failover_scorecards(crash: bool, with_vendors: bool) {
     let _one = ONE_AT_A_TIME.lock().await;
     let regs = register(SESSIONS[crash as usize]);
     let entries = participant_entries(&regs);
-    let mut listeners = BTreeMap::new();
-    let mut addrs = BTreeMap::new();
-    for r in [NodeRole::Primary, NodeRole::Backup, NodeRole::Witness] {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.insert(r, l.local_addr().unwrap());
-        listeners.insert(r, l);
-    }
+    let (addrs, mut listeners) = twinsite_cluster::loopback_listeners().await.unwrap();
     let jc = |r| JournalConfig::new(r, addrs.clone(), Durability::Memory);
     let s = session(SESSIONS[crash as usize]);
     let vendors: Vec<&Registration> = regs

@@ -39,31 +39,33 @@ pub async fn echo_server() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// What the round-trip phases of `bench gateway` / `bench fix` measure and their targets.
-pub struct RoundTripSpec<'a> {
-    /// The JSON key of the gateway's samples (e.g. `ocg_new_order_to_execution_report`).
-    pub label: &'a str,
-    pub warmup: usize,
-    pub orders: usize,
-    pub placements: &'a [Placement],
-    /// Alternating blocks of gateway and echo round trips per placement.
-    pub blocks: usize,
+/// The targets of `bench gateway` / `bench fix` (ratios against the same run's raw echo).
+pub struct Targets {
     pub p50_ratio_max: f64,
     /// None when the issue sets no p99 target for this gateway.
     pub p99_ratio_max: Option<f64>,
+    pub orders_per_sec_min: f64,
+}
+
+/// What the round-trip phases of `bench gateway` / `bench fix` measure.
+pub struct RoundTripSpec<'a> {
+    /// The JSON key of the gateway's samples (e.g. `ocg_new_order_to_execution_report`).
+    pub label: &'a str,
+    pub opts: &'a GatewayBenchOpts,
+    pub targets: &'a Targets,
 }
 
 /// The round trips of one placement.
 pub struct PlacedRoundTrips {
     pub placement: Placement,
     pub json: serde_json::Value,
-    pub met: bool,
+    /// None when the placement was skipped (not measured, so not judged).
+    pub met: Option<bool>,
 }
 
 /// Runs, for each placement in turn, `warmup` round trips through the gateway (`order`, returning
 /// one round trip's nanoseconds) and the raw echo (`echo`), then `orders` of each in `blocks`
-/// alternating blocks (gateway, echo, gateway, ...), all
-/// with the threads pinned as the placement says (the calling thread is the client); restores
+/// alternating blocks (gateway, echo, gateway, ...), all with the threads pinned as the placement says (the calling thread is the client); restores
 /// the process's CPUs at the end. A placement this machine cannot give (two CPUs on a
 /// one-CPU machine) is reported as skipped.
 pub fn round_trips_by_placement(
@@ -71,9 +73,10 @@ pub fn round_trips_by_placement(
     mut order: impl FnMut() -> anyhow::Result<u64>,
     mut echo: impl FnMut() -> anyhow::Result<u64>,
 ) -> anyhow::Result<Vec<PlacedRoundTrips>> {
+    let (o, t) = (spec.opts, spec.targets);
     let allowed = allowed_cpus().unwrap_or_default();
     let mut out = Vec::new();
-    for &placement in spec.placements {
+    for &placement in &o.placements {
         let cpus = match (placement, allowed.is_empty()) {
             // Nothing to pin (CPU placement unsupported here): the OS places the threads.
             (Placement::Os, true) => Ok((Vec::new(), Vec::new())),
@@ -86,7 +89,7 @@ pub fn round_trips_by_placement(
                 out.push(PlacedRoundTrips {
                     placement,
                     json: serde_json::json!({ "placement": placement.name(), "skipped": e.to_string() }),
-                    met: true,
+                    met: None,
                 });
                 continue;
             }
@@ -94,17 +97,14 @@ pub fn round_trips_by_placement(
         // Warm both paths up, then alternate blocks of gateway and echo round trips, so that a
         // drift of the machine's state during the placement (another process waking, the host
         // descheduling a vCPU) falls on both alike.
-        for _ in 0..spec.warmup {
+        for _ in 0..o.warmup {
             order()?;
             echo()?;
         }
-        let blocks = spec.blocks.clamp(1, spec.orders.max(1));
-        let (mut gw_ns, mut echo_ns) = (
-            Vec::with_capacity(spec.orders),
-            Vec::with_capacity(spec.orders),
-        );
+        let blocks = o.blocks.clamp(1, o.orders.max(1));
+        let (mut gw_ns, mut echo_ns) = (Vec::with_capacity(o.orders), Vec::with_capacity(o.orders));
         for b in 0..blocks {
-            let n = spec.orders * (b + 1) / blocks - spec.orders * b / blocks;
+            let n = o.orders * (b + 1) / blocks - o.orders * b / blocks;
             for _ in 0..n {
                 gw_ns.push(order()?);
             }
@@ -118,7 +118,7 @@ pub fn round_trips_by_placement(
             gw[k].as_u64().unwrap_or(0) as f64 / raw[k].as_u64().unwrap_or(1).max(1) as f64
         };
         let (p50, p99) = (ratio("p50_ns"), ratio("p99_ns"));
-        let met = p50 <= spec.p50_ratio_max && spec.p99_ratio_max.is_none_or(|m| p99 <= m);
+        let met = p50 <= t.p50_ratio_max && t.p99_ratio_max.is_none_or(|m| p99 <= m);
         let mut json = serde_json::json!({
             "placement": placement.name(),
             "client_cpus": client_cpus,
@@ -129,13 +129,13 @@ pub fn round_trips_by_placement(
             "p99_ratio": (p99 * 100.0).round() / 100.0,
             "met": met,
         });
-        if spec.p99_ratio_max.is_none() {
+        if t.p99_ratio_max.is_none() {
             json["p99_ratio_note"] = "no p99 target for this gateway".into();
         }
         out.push(PlacedRoundTrips {
             placement,
             json,
-            met,
+            met: Some(met),
         });
     }
     if !allowed.is_empty() {
@@ -148,34 +148,31 @@ pub fn round_trips_by_placement(
 pub const WAKE_UP: &str =
     "blocking (the client blocks in read; the site's tasks park in epoll); not busy-polling";
 
-/// The targets' verdict. `met` judges the pinned placements (where the gateway's and the echo's
-/// round trips run in the same wake-up mode by construction) and the sustained rate;
-/// `met_os_placement` the unpinned placement, where the OS picks each phase's wake-up mode.
-/// With only the unpinned placement measured, `met` judges that one.
-pub fn targets(
-    placed: &[PlacedRoundTrips],
-    rate: f64,
-    rate_min: f64,
-    mut limits: serde_json::Value,
-) -> serde_json::Value {
-    let pinned: Vec<_> = placed
-        .iter()
-        .filter(|p| p.placement != Placement::Os)
-        .collect();
-    let judged: Vec<_> = if pinned.is_empty() {
-        placed.iter().collect()
-    } else {
-        pinned
+/// The targets and their verdict. `met` judges the measured pinned placements (where the
+/// gateway's and the echo's round trips run in the same wake-up mode by construction) and the
+/// sustained rate; `met_os_placement` the unpinned placement, where the OS picks each phase's
+/// wake-up mode. With no pinned placement measured, `met` judges the unpinned one.
+pub fn verdict(placed: &[PlacedRoundTrips], rate: f64, t: &Targets) -> serde_json::Value {
+    let measured = |pinned: bool| {
+        placed
+            .iter()
+            .filter(move |p| (p.placement != Placement::Os) == pinned)
+            .filter_map(|p| p.met)
+            .collect::<Vec<_>>()
     };
-    let os = placed.iter().find(|p| p.placement == Placement::Os);
-    limits["met"] = (!judged.is_empty() && judged.iter().all(|p| p.met) && rate >= rate_min).into();
-    limits["met_os_placement"] = os.map(|p| p.met && rate >= rate_min).into();
-    limits["verdict"] =
-        "`met`: the round trips under the pinned placements (same_cpu, split_cpus) \
-        and the sustained rate; `met_os_placement`: the unpinned round trips, whose wake-up mode \
-        the OS picks per phase (see BENCHMARKS.md)"
-            .into();
-    limits
+    let (pinned, os) = (measured(true), measured(false));
+    let judged = if pinned.is_empty() { &os } else { &pinned };
+    let rate_met = rate >= t.orders_per_sec_min;
+    serde_json::json!({
+        "p50_ratio_max": t.p50_ratio_max,
+        "p99_ratio_max": t.p99_ratio_max,
+        "orders_per_sec_min": t.orders_per_sec_min,
+        "met": !judged.is_empty() && judged.iter().all(|&m| m) && rate_met,
+        "met_os_placement": (!os.is_empty()).then(|| os.iter().all(|&m| m) && rate_met),
+        "verdict": "`met`: the round trips under the pinned placements (same_cpu, split_cpus) \
+            and the sustained rate; `met_os_placement`: the unpinned round trips, whose wake-up \
+            mode the OS picks per phase (see BENCHMARKS.md)",
+    })
 }
 
 /// The tokio runtime the benchmarked site (and the echo server) runs on.

@@ -30,8 +30,8 @@ use rand_chacha::rand_core::SeedableRng;
 use serde_json::json;
 
 use crate::bench_common::{
-    echo_server, round_trips_by_placement, targets, EchoClient, GatewayBenchOpts, RoundTripSpec,
-    RuntimeThread, WAKE_UP,
+    echo_server, round_trips_by_placement, verdict, EchoClient, GatewayBenchOpts, RoundTripSpec,
+    RuntimeThread, Targets, WAKE_UP,
 };
 use twinsite_core::{ClOrdId, Price, Qty, SecurityCode};
 use twinsite_fix::app::{NewOrderSingle, OrderSide, OrderTerms};
@@ -208,15 +208,16 @@ pub fn run(o: GatewayBenchOpts) -> anyhow::Result<serde_json::Value> {
     }
     let mut echo = EchoClient::connect(echo_addr, frame_len)?;
     let mut n = 0;
+    let targets = Targets {
+        p50_ratio_max: 2.0,
+        p99_ratio_max: None,
+        orders_per_sec_min: 50_000.0,
+    };
     let placed = round_trips_by_placement(
         &RoundTripSpec {
             label: "fix_new_order_to_execution_report",
-            warmup: o.warmup,
-            orders: o.orders,
-            placements: &o.placements,
-            blocks: o.blocks,
-            p50_ratio_max: 2.0,
-            p99_ratio_max: None,
+            opts: &o,
+            targets: &targets,
         },
         || {
             n += 1;
@@ -291,9 +292,6 @@ pub fn run(o: GatewayBenchOpts) -> anyhow::Result<serde_json::Value> {
             "seconds": (secs * 1000.0).round() / 1000.0,
             "orders_per_sec": rate.round(),
         },
-        "targets": targets(&placed, rate, 50_000.0, json!({
-            "p50_ratio_max": 2.0,
-            "orders_per_sec_min": 50_000,
-        })),
+        "targets": verdict(&placed, rate, &targets),
     }))
 }

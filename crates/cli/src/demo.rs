@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use twinsite_bots::{BotConfig, BotHandle, Fault, Role, VendorConfig, VendorFault, VendorHandle};
 use twinsite_cluster::{Durability, JournalConfig, NodeRole};
@@ -437,13 +436,7 @@ async fn start_nodes(
     md: Option<MarketDataSection>,
     rts_users: Vec<String>,
 ) -> anyhow::Result<Nodes> {
-    let mut listeners = BTreeMap::new();
-    let mut addrs = BTreeMap::new();
-    for r in [NodeRole::Primary, NodeRole::Backup, NodeRole::Witness] {
-        let l = TcpListener::bind("127.0.0.1:0").await?;
-        addrs.insert(r, l.local_addr()?);
-        listeners.insert(r, l);
-    }
+    let (addrs, mut listeners) = twinsite_cluster::loopback_listeners().await?;
     let jc = |r: NodeRole| {
         let durability = if memory {
             Durability::Memory

@@ -162,6 +162,22 @@ pub fn node_id(role: NodeRole) -> u64 {
     }
 }
 
+/// Raft listeners for the three roles on 127.0.0.1 (ephemeral ports), with their addresses: a
+/// cluster inside one process (the demo, tests) hands each node its listener, so no port is
+/// chosen before it is bound.
+pub async fn loopback_listeners() -> std::io::Result<(
+    BTreeMap<NodeRole, SocketAddr>,
+    BTreeMap<NodeRole, tokio::net::TcpListener>,
+)> {
+    let (mut addrs, mut listeners) = (BTreeMap::new(), BTreeMap::new());
+    for r in [NodeRole::Primary, NodeRole::Backup, NodeRole::Witness] {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        addrs.insert(r, l.local_addr()?);
+        listeners.insert(r, l);
+    }
+    Ok((addrs, listeners))
+}
+
 /// The role of a raft node id, if it is one of ours.
 pub fn role_of(node_id: u64) -> Option<NodeRole> {
     match node_id {

@@ -3,12 +3,12 @@
 #![allow(dead_code)]
 
 use rand_chacha::rand_core::SeedableRng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 use twinsite_cluster::{Durability, JournalConfig, NodeRole};
 use twinsite_core::{CompId, Price, Qty, Site};
@@ -515,13 +515,7 @@ pub async fn wait_active(rx: &mut broadcast::Receiver<Activity>) -> bool {
 /// Three nodes on loopback with the configs `cfg(name)` gives ("primary", "backup", "witness";
 /// journal in memory), the primary site leading and active.
 pub async fn cluster(cfg: impl Fn(&str) -> SiteConfig) -> Cluster {
-    let mut listeners = BTreeMap::new();
-    let mut addrs = BTreeMap::new();
-    for r in [NodeRole::Primary, NodeRole::Backup, NodeRole::Witness] {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.insert(r, l.local_addr().unwrap());
-        listeners.insert(r, l);
-    }
+    let (addrs, mut listeners) = twinsite_cluster::loopback_listeners().await.unwrap();
     let jc = |r| JournalConfig::new(r, addrs.clone(), Durability::Memory);
     let (primary, feed) = gateway::start_node(
         cfg("primary"),
