@@ -261,7 +261,8 @@ pub mod party_role {
 pub trait FieldSink {
     fn put(&mut self, tag: u32, value: &str);
     fn put_uint(&mut self, tag: u32, n: u64);
-    fn put_display(&mut self, tag: u32, value: &dyn std::fmt::Display);
+    /// A price, as its `Display` form.
+    fn put_price(&mut self, tag: u32, price: Price);
     /// A UTCTimestamp with microseconds (TransactTime, as OCG-C's binary Transaction Time).
     fn put_time(&mut self, tag: u32, t: Timestamp) {
         let mut buf = [0u8; UTC_TIMESTAMP_MAX_LEN];
@@ -278,8 +279,8 @@ impl FieldSink for Message {
     fn put_uint(&mut self, tag: u32, n: u64) {
         self.push(tag, n.to_string());
     }
-    fn put_display(&mut self, tag: u32, value: &dyn std::fmt::Display) {
-        self.push(tag, value.to_string());
+    fn put_price(&mut self, tag: u32, price: Price) {
+        self.push(tag, price.to_string());
     }
 }
 
@@ -290,8 +291,8 @@ impl FieldSink for BodyWriter {
     fn put_uint(&mut self, tag: u32, n: u64) {
         self.uint(tag, n);
     }
-    fn put_display(&mut self, tag: u32, value: &dyn std::fmt::Display) {
-        self.display(tag, value);
+    fn put_price(&mut self, tag: u32, price: Price) {
+        self.price(tag, price);
     }
 }
 
@@ -328,7 +329,8 @@ impl Parties {
         for (role, id) in &ids {
             let Some(id) = id else { continue };
             match id {
-                Id::Broker(b) => m.put_display(448, b),
+                // A broker id's text is its number.
+                Id::Broker(b) => m.put_uint(448, u64::from(b.0)),
                 Id::Text(t) => m.put(448, t),
             }
             m.put(447, "D");
@@ -413,8 +415,8 @@ impl OrderTerms {
         m.put_time(60, self.transact_time);
         m.put(54, self.side.code());
         m.put(40, self.ord_type.code());
-        if let Some(p) = &self.price {
-            m.put_display(44, p);
+        if let Some(p) = self.price {
+            m.put_price(44, p);
         }
         m.put_uint(38, self.qty.0);
         if self.time_in_force != TimeInForce::Day {
@@ -751,7 +753,8 @@ pub struct ExecutionReport {
     pub order_id: OrderId,
     pub cl_ord_id: Option<ClOrdId>,
     pub orig_cl_ord_id: Option<ClOrdId>,
-    pub exec_id: String,
+    /// Inline up to 24 bytes (no allocation per report).
+    pub exec_id: crate::message::FieldValue,
     pub exec_type: ExecType,
     pub ord_status: OrdStatus,
     pub parties: Parties,
@@ -799,7 +802,7 @@ impl ExecutionReport {
             order_id,
             cl_ord_id: None,
             orig_cl_ord_id: None,
-            exec_id: exec_id.to_string(),
+            exec_id: exec_id.into(),
             exec_type,
             ord_status,
             parties: Parties::default(),
@@ -855,8 +858,8 @@ impl ExecutionReport {
         if let Some(t) = self.ord_type {
             m.put(40, t.code());
         }
-        if let Some(p) = &self.price {
-            m.put_display(44, p);
+        if let Some(p) = self.price {
+            m.put_price(44, p);
         }
         if let Some(q) = self.qty {
             m.put_uint(38, q.0);
@@ -875,8 +878,8 @@ impl ExecutionReport {
         if let Some(q) = self.last_qty {
             m.put_uint(32, q.0);
         }
-        if let Some(p) = &self.last_px {
-            m.put_display(31, p);
+        if let Some(p) = self.last_px {
+            m.put_price(31, p);
         }
         if let Some(t) = self.transact_time {
             m.put_time(60, t);
@@ -917,7 +920,7 @@ impl ExecutionReport {
             orig_cl_ord_id: optional(m, 41)
                 .map(|v| parse_cl_ord_id(41, v))
                 .transpose()?,
-            exec_id: required(m, 17)?.to_string(),
+            exec_id: required(m, 17)?.into(),
             exec_type: ExecType::from_code(required(m, 150)?)?,
             ord_status: OrdStatus::from_code(required(m, 39)?)?,
             parties: Parties::read(m)?,
@@ -1110,7 +1113,8 @@ fn optional(m: &Message, tag: u32) -> Option<&str> {
 }
 
 fn write_instrument(m: &mut impl FieldSink, security: SecurityCode) {
-    m.put_display(48, &security);
+    // A security code's text is its number.
+    m.put_uint(48, u64::from(security.0));
     m.put(22, SECURITY_ID_SOURCE);
     m.put(207, SECURITY_EXCHANGE);
 }

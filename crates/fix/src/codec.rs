@@ -99,61 +99,106 @@ impl FrameSplitter {
         Some(taken.1)
     }
 
-    fn step(&self) -> Step {
-        let b = &self.buffer[self.start..];
-        if b.is_empty() {
-            return Step::NeedMore;
+    /// Push `bytes` and hand each complete frame (or framing error) to `f`, in order, as
+    /// [`FrameSplitter::next_frame`] would give them. When nothing is buffered (the usual case:
+    /// a read ends at a frame's end) frames are taken straight from `bytes`, without copying;
+    /// only an incomplete tail is kept for the next call. `f` returns `false` to stop; the bytes
+    /// not yet handed out then stay buffered.
+    pub fn feed(&mut self, bytes: &[u8], mut f: impl FnMut(Result<&[u8], FrameError>) -> bool) {
+        if self.buffered_len() > 0 {
+            self.push(bytes);
+            loop {
+                let b = &self.buffer[self.start..];
+                let (n, go_on) = match step(b) {
+                    Step::NeedMore => return,
+                    Step::Skip(n, error) => (n, f(Err(error))),
+                    Step::Frame(n) => (n, f(Ok(&b[..n]))),
+                };
+                self.start += n;
+                if self.start == self.buffer.len() {
+                    self.buffer.clear();
+                    self.start = 0;
+                }
+                if !go_on {
+                    return;
+                }
+            }
         }
-        if !b.starts_with(b"8=") {
-            return skip_to_next_start(b, 0);
-        }
-        let Some(begin_end) = find_soh(b, 2, BEGIN_STRING_LEN_MAX + 3) else {
-            return if b.len() > BEGIN_STRING_LEN_MAX + 3 {
-                skip_to_next_start(b, 1).with_error(FrameError::BadBeginString)
-            } else {
-                Step::NeedMore
+        let mut at = 0;
+        while at < bytes.len() {
+            let b = &bytes[at..];
+            let (n, go_on) = match step(b) {
+                Step::NeedMore => break,
+                Step::Skip(n, error) => (n, f(Err(error))),
+                Step::Frame(n) => (n, f(Ok(&b[..n]))),
             };
-        };
-        let length_start = begin_end + 1;
-        let (body_start, body_length) = match parse_body_length(b, length_start) {
-            LengthParse::NeedMore => return Step::NeedMore,
-            LengthParse::Bad => {
-                return skip_to_next_start(b, 1).with_error(FrameError::BadBodyLength)
+            at += n;
+            if !go_on {
+                break;
             }
-            LengthParse::Ok(start, len) => (start, len),
-        };
-        if body_length > BODY_LENGTH_MAX {
-            return skip_to_next_start(b, 1).with_error(FrameError::BodyTooLong(body_length));
         }
-        let body_end = body_start + body_length;
-        if b.len() < body_end + TRAILER_LEN {
-            // If the next frame has already started inside the claimed body, the length lies.
-            if let Some(next) = find_frame_start(b, body_start) {
-                return Step::Skip(next, FrameError::BodyLengthMismatch);
-            }
-            return Step::NeedMore;
+        if at < bytes.len() {
+            self.push(&bytes[at..]);
         }
-        let trailer = &b[body_end..body_end + TRAILER_LEN];
-        let trailer_ok = body_length > 0
-            && b[body_end - 1] == SOH
-            && trailer.starts_with(b"10=")
-            && trailer[3..6].iter().all(u8::is_ascii_digit)
-            && trailer[6] == SOH;
-        if !trailer_ok {
-            return skip_to_next_start(b, 1).with_error(FrameError::BodyLengthMismatch);
-        }
-        let received = trailer[3..6]
-            .iter()
-            .fold(0u32, |acc, d| acc * 10 + (d - b'0') as u32);
-        let computed = checksum(&b[..body_end]);
-        if received != computed {
-            return Step::Skip(
-                body_end + TRAILER_LEN,
-                FrameError::BadChecksum { received, computed },
-            );
-        }
-        Step::Frame(body_end + TRAILER_LEN)
     }
+
+    fn step(&self) -> Step {
+        step(&self.buffer[self.start..])
+    }
+}
+
+/// What the stream `b` starts with: a frame of n bytes, n bytes to discard, or too few bytes.
+fn step(b: &[u8]) -> Step {
+    if b.is_empty() {
+        return Step::NeedMore;
+    }
+    if !b.starts_with(b"8=") {
+        return skip_to_next_start(b, 0);
+    }
+    let Some(begin_end) = find_soh(b, 2, BEGIN_STRING_LEN_MAX + 3) else {
+        return if b.len() > BEGIN_STRING_LEN_MAX + 3 {
+            skip_to_next_start(b, 1).with_error(FrameError::BadBeginString)
+        } else {
+            Step::NeedMore
+        };
+    };
+    let length_start = begin_end + 1;
+    let (body_start, body_length) = match parse_body_length(b, length_start) {
+        LengthParse::NeedMore => return Step::NeedMore,
+        LengthParse::Bad => return skip_to_next_start(b, 1).with_error(FrameError::BadBodyLength),
+        LengthParse::Ok(start, len) => (start, len),
+    };
+    if body_length > BODY_LENGTH_MAX {
+        return skip_to_next_start(b, 1).with_error(FrameError::BodyTooLong(body_length));
+    }
+    let body_end = body_start + body_length;
+    if b.len() < body_end + TRAILER_LEN {
+        // If the next frame has already started inside the claimed body, the length lies.
+        if let Some(next) = find_frame_start(b, body_start) {
+            return Step::Skip(next, FrameError::BodyLengthMismatch);
+        }
+        return Step::NeedMore;
+    }
+    let trailer = &b[body_end..body_end + TRAILER_LEN];
+    let trailer_ok = body_length > 0
+        && b[body_end - 1] == SOH
+        && trailer.starts_with(b"10=")
+        && trailer[3..6].iter().all(u8::is_ascii_digit)
+        && trailer[6] == SOH;
+    if !trailer_ok {
+        return skip_to_next_start(b, 1).with_error(FrameError::BodyLengthMismatch);
+    }
+    let received = trailer[3..6]
+        .iter()
+        .fold(0u32, |acc, d| acc * 10 + (d - b'0') as u32);
+    let computed = checksum(&b[..body_end]);
+    if received != computed {
+        return Step::Skip(
+            body_end + TRAILER_LEN,
+            FrameError::BadChecksum { received, computed },
+        );
+    }
+    Step::Frame(body_end + TRAILER_LEN)
 }
 
 impl Step {
@@ -255,17 +300,49 @@ const DATA_FIELDS: &[(u32, u32)] = &[(95, 96), (354, 355), (1401, 1402), (1403, 
 /// Empty values are kept (the validator rejects them with the right reason).
 pub fn tokenize(frame: &[u8]) -> Result<Vec<Field>, TokenizeError> {
     let mut fields = Vec::with_capacity(32);
-    let mut i = 0;
-    let mut data_length: Option<(u32, usize)> = None;
-    let whole = std::str::from_utf8(frame).ok();
-    while i < frame.len() {
-        let eq = (i..frame.len())
-            .find(|&j| frame[j] == b'=' || frame[j] == SOH)
+    for f in Tokens::new(frame) {
+        let (tag, value) = f?;
+        fields.push(Field::new(tag, value));
+    }
+    Ok(fields)
+}
+
+/// The fields of a frame as `(tag, value)` borrowed from it, in wire order (what [`tokenize`]
+/// collects): reading a message through it copies each value once, into its final place.
+/// After the first error it yields nothing more.
+#[derive(Debug, Clone)]
+pub struct Tokens<'a> {
+    frame: &'a [u8],
+    /// The whole frame as text, if it is valid UTF-8 (checked once).
+    text: Option<&'a str>,
+    at: usize,
+    /// A data field's length, announced by its length field: (data tag, length).
+    data_length: Option<(u32, usize)>,
+}
+
+impl<'a> Tokens<'a> {
+    pub fn new(frame: &'a [u8]) -> Tokens<'a> {
+        Tokens {
+            frame,
+            text: std::str::from_utf8(frame).ok(),
+            at: 0,
+            data_length: None,
+        }
+    }
+
+    fn field(&mut self) -> Result<(u32, &'a str), TokenizeError> {
+        let frame = self.frame;
+        let i = self.at;
+        // The tag runs to the first `=`; an SOH before it means the field has none.
+        let eq = frame[i..]
+            .iter()
+            .position(|&c| c == b'=' || c == SOH)
+            .map(|n| i + n)
             .filter(|&j| frame[j] == b'=')
             .ok_or(TokenizeError::MissingEquals(i))?;
         let tag = parse_tag(&frame[i..eq]).ok_or(TokenizeError::BadTag(i))?;
         let value_start = eq + 1;
-        let value_end = match data_length.take() {
+        let value_end = match self.data_length.take() {
             Some((data_tag, len)) if data_tag == tag => {
                 let end = value_start + len;
                 if end >= frame.len() || frame[end] != SOH {
@@ -273,25 +350,40 @@ pub fn tokenize(frame: &[u8]) -> Result<Vec<Field>, TokenizeError> {
                 }
                 end
             }
-            _ => (value_start..frame.len())
-                .find(|&j| frame[j] == SOH)
-                .unwrap_or(frame.len()),
+            _ => frame[value_start..]
+                .iter()
+                .position(|&c| c == SOH)
+                .map_or(frame.len(), |n| value_start + n),
         };
         // Delimiters are ASCII, so a field of a valid UTF-8 frame is a valid slice of it.
-        let value = match whole.and_then(|t| t.get(value_start..value_end)) {
+        let value = match self.text.and_then(|t| t.get(value_start..value_end)) {
             Some(v) => v,
             None => std::str::from_utf8(&frame[value_start..value_end])
                 .map_err(|_| TokenizeError::NotUtf8(tag))?,
         };
         if let Some(&(_, data_tag)) = DATA_FIELDS.iter().find(|(l, _)| *l == tag) {
             if let Ok(len) = value.parse::<usize>() {
-                data_length = Some((data_tag, len));
+                self.data_length = Some((data_tag, len));
             }
         }
-        fields.push(Field::new(tag, value));
-        i = value_end + 1;
+        self.at = value_end + 1;
+        Ok((tag, value))
     }
-    Ok(fields)
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Result<(u32, &'a str), TokenizeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.frame.len() {
+            return None;
+        }
+        let field = self.field();
+        if field.is_err() {
+            self.at = self.frame.len();
+        }
+        Some(field)
+    }
 }
 
 fn parse_tag(bytes: &[u8]) -> Option<u32> {
@@ -398,6 +490,17 @@ impl BodyWriter {
         self
     }
 
+    /// `tag=` a price as its `Display` form writes it (`65.200`, `-0.005`), without the
+    /// formatting machinery.
+    pub fn price(&mut self, tag: u32, price: twinsite_core::Price) -> &mut Self {
+        self.bytes
+            .extend_from_slice(decimal(tag as u64, &mut [0; 20]));
+        self.bytes.push(b'=');
+        write_price(&mut self.bytes, price);
+        self.bytes.push(SOH);
+        self
+    }
+
     /// `tag=` the value's `Display` form, formatted in place.
     pub fn display(&mut self, tag: u32, value: impl std::fmt::Display) -> &mut Self {
         use std::io::Write;
@@ -439,6 +542,24 @@ pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
             return &buf[i..];
         }
     }
+}
+
+/// A price in the text [`twinsite_core::Price`]'s `Display` writes: sign, whole units, `.`,
+/// exactly three decimals.
+pub fn write_price(out: &mut Vec<u8>, price: twinsite_core::Price) {
+    const ONE: u64 = twinsite_core::price::PRICE_ONE as u64;
+    if price.0 < 0 {
+        out.push(b'-');
+    }
+    let a = price.0.unsigned_abs();
+    out.extend_from_slice(decimal(a / ONE, &mut [0; 20]));
+    let frac = a % ONE;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 fn push_field(out: &mut Vec<u8>, tag: u32, value: &[u8]) {
@@ -632,6 +753,64 @@ mod tests {
                 guard += 1;
                 prop_assert!(guard < 10_000);
             }
+        }
+
+        #[test]
+        fn price_is_written_as_display_writes_it(p in any::<i64>()) {
+            let price = twinsite_core::Price(p);
+            let mut out = Vec::new();
+            write_price(&mut out, price);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), price.to_string());
+        }
+
+        #[test]
+        fn feed_gives_what_next_frame_gives(
+            cuts in proptest::collection::vec(0usize..600, 0..6),
+            garbage in proptest::collection::vec(any::<u8>(), 0..12),
+            stop_after in 0usize..8,
+        ) {
+            let one = encode(BEGIN_STRING, &logon_fields());
+            let mut bad = one.clone();
+            let n = bad.len();
+            bad[n - 2] = if bad[n - 2] == b'0' { b'1' } else { b'0' };
+            let stream = [&one[..], &garbage, &bad, &one, b"8=FIXT.1.1\x019=5", &one].concat();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+            cuts.push(0);
+            cuts.push(stream.len());
+            cuts.sort_unstable();
+            // Everything, in chunks, pulled with next_frame; and fed in the same chunks.
+            let (mut pulled, mut fed) = (Vec::new(), Vec::new());
+            let (mut a, mut b) = (FrameSplitter::new(), FrameSplitter::new());
+            for w in cuts.windows(2) {
+                let chunk = &stream[w[0]..w[1]];
+                a.push(chunk);
+                while let Some(r) = a.next_frame() {
+                    pulled.push(r.map(|f| f.bytes));
+                }
+                b.feed(chunk, |r| {
+                    fed.push(r.map(<[u8]>::to_vec));
+                    true
+                });
+            }
+            prop_assert_eq!(&pulled, &fed);
+            prop_assert_eq!(a.buffered_len(), b.buffered_len());
+            // Stopping keeps the rest: pulling it afterwards gives the remaining results.
+            let mut c = FrameSplitter::new();
+            let mut got = Vec::new();
+            c.feed(&stream, |r| {
+                got.push(r.map(<[u8]>::to_vec));
+                got.len() <= stop_after
+            });
+            while let Some(r) = c.next_frame() {
+                got.push(r.map(|f| f.bytes));
+            }
+            let mut d = FrameSplitter::new();
+            d.push(&stream);
+            let mut all = Vec::new();
+            while let Some(r) = d.next_frame() {
+                all.push(r.map(|f| f.bytes));
+            }
+            prop_assert_eq!(got, all);
         }
 
         #[test]

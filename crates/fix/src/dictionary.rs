@@ -597,10 +597,22 @@ pub const UNSUPPORTED_MSG_TYPES: &[&str] = &[
 ];
 
 pub fn field(tag: u32) -> Option<&'static FieldDef> {
-    FIELDS
-        .binary_search_by_key(&tag, |f| f.tag)
-        .ok()
-        .map(|i| &FIELDS[i])
+    // Every field of every message is looked up here: an index by tag (built once, a few KB)
+    // instead of a binary search.
+    static BY_TAG: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    let by_tag = BY_TAG.get_or_init(|| {
+        let max = FIELDS.iter().map(|f| f.tag as usize).max().unwrap_or(0);
+        let mut v = vec![0u16; max + 1];
+        for (i, f) in FIELDS.iter().enumerate() {
+            // Position + 1; 0 = not a field. Far fewer than 65,535 fields.
+            v[f.tag as usize] = u16::try_from(i + 1).unwrap_or(0);
+        }
+        v
+    });
+    match by_tag.get(usize::try_from(tag).ok()?) {
+        Some(&i) if i > 0 => FIELDS.get(usize::from(i) - 1),
+        _ => None,
+    }
 }
 
 pub fn message(msg_type: &str) -> Option<&'static MessageDef> {
@@ -936,6 +948,15 @@ fn find_group(members: &[Member], count_tag: u32) -> Option<&'static GroupDef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_lookup_finds_every_field_and_nothing_else() {
+        for tag in 0..7_000u32 {
+            let expected = FIELDS.iter().find(|f| f.tag == tag).map(|f| f.name);
+            assert_eq!(field(tag).map(|f| f.name), expected, "tag {tag}");
+        }
+        assert!(field(u32::MAX).is_none());
+    }
 
     fn all_members(members: &[Member], out: &mut Vec<Member>) {
         for m in members {

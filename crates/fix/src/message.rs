@@ -31,14 +31,15 @@ impl Field {
 /// written as a count field followed by their entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
-    pub msg_type: String,
+    /// Inline (no allocation): MsgType is one or two characters.
+    pub msg_type: FieldValue,
     pub body: Vec<Field>,
 }
 
 impl Message {
     pub fn new(msg_type: &str) -> Message {
         Message {
-            msg_type: msg_type.to_string(),
+            msg_type: msg_type.into(),
             body: Vec::new(),
         }
     }
@@ -73,6 +74,10 @@ impl Message {
     /// The entries of the repeating group counted by `count_tag`, each a slice of fields in
     /// wire order (nested groups included). Uses the dictionary to know the group's members.
     pub fn group(&self, count_tag: u32) -> Vec<&[Field]> {
+        // Most messages have no group: no dictionary lookup then.
+        if !self.body.iter().any(|f| f.tag == count_tag) {
+            return Vec::new();
+        }
         crate::dictionary::group_entries(&self.msg_type, &self.body, count_tag)
     }
 
@@ -93,18 +98,43 @@ pub const HEADER_TAGS: &[u32] = &[
 ];
 
 pub fn is_header_tag(tag: u32) -> bool {
-    HEADER_TAGS.contains(&tag)
+    header_index(tag).is_some()
+}
+
+/// Position of `tag` in [`HEADER_TAGS`] (a jump table, not a scan: every received field is
+/// looked up).
+fn header_index(tag: u32) -> Option<u32> {
+    Some(match tag {
+        8 => 0,
+        9 => 1,
+        35 => 2,
+        34 => 3,
+        43 => 4,
+        49 => 5,
+        50 => 6,
+        52 => 7,
+        56 => 8,
+        57 => 9,
+        97 => 10,
+        122 => 11,
+        142 => 12,
+        143 => 13,
+        369 => 14,
+        1128 => 15,
+        _ => return None,
+    })
 }
 
 /// The standard header of a received message, read leniently: each field is `None` if absent
-/// or malformed, and the session layer decides what that costs.
+/// or malformed, and the session layer decides what that costs. Text values are held inline
+/// (reading a header does not allocate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    pub begin_string: String,
-    pub msg_type: String,
+    pub begin_string: FieldValue,
+    pub msg_type: FieldValue,
     pub msg_seq_num: Option<u64>,
-    pub sender_comp_id: Option<String>,
-    pub target_comp_id: Option<String>,
+    pub sender_comp_id: Option<FieldValue>,
+    pub target_comp_id: Option<FieldValue>,
     pub sending_time: Option<Timestamp>,
     pub sending_time_present: bool,
     pub poss_dup: bool,
@@ -136,32 +166,28 @@ pub enum GarbledError {
     EmptyMsgType,
 }
 
-/// Split a checksum-valid frame into header and body.
+/// Split a checksum-valid frame into header and body. The fields are read in one pass
+/// ([`crate::codec::Tokens`]): each body value is copied once, into the body, and header values
+/// are held inline.
 pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
-    let fields = crate::codec::tokenize(frame)?;
-    if fields.len() < 4 || fields[0].tag != 8 || fields[1].tag != 9 || fields[2].tag != 35 {
-        return Err(GarbledError::BadPrefix);
+    let mut tokens = crate::codec::Tokens::new(frame);
+    // The first three fields must be 8, 9 and 35; the last one 10. A malformed prefix is
+    // reported only if the whole frame tokenizes (a tokenizing error comes first).
+    let mut prefix: [(u32, &str); 3] = [(0, ""); 3];
+    let mut count = 0;
+    for slot in prefix.iter_mut() {
+        match tokens.next() {
+            Some(f) => {
+                *slot = f?;
+                count += 1;
+            }
+            None => break,
+        }
     }
-    if fields[2].value.is_empty() {
-        return Err(GarbledError::EmptyMsgType);
-    }
-    if fields[fields.len() - 1].tag != 10 {
-        return Err(GarbledError::BadPrefix);
-    }
-    let last = fields.len() - 1;
-    let mut fields = fields.into_iter();
-    let begin_string = fields
-        .next()
-        .map(|f| f.value.into_string())
-        .unwrap_or_default();
-    fields.next();
-    let msg_type = fields
-        .next()
-        .map(|f| f.value.into_string())
-        .unwrap_or_default();
+    let bad_prefix = count < 3 || prefix[0].0 != 8 || prefix[1].0 != 9 || prefix[2].0 != 35;
     let mut header = Header {
-        begin_string,
-        msg_type,
+        begin_string: prefix[0].1.into(),
+        msg_type: prefix[2].1.into(),
         msg_seq_num: None,
         sender_comp_id: None,
         target_comp_id: None,
@@ -172,29 +198,34 @@ pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
         orig_sending_time: None,
         orig_sending_time_present: false,
     };
-    let mut body = Vec::with_capacity(last.saturating_sub(3));
+    let mut body = Vec::with_capacity(24);
     let mut header_out_of_order = None;
     let mut header_duplicate = None;
-    let mut seen: Vec<u32> = Vec::with_capacity(8);
-    // Fields 3..last: the header after 35 and the body (the trailer, CheckSum, is left).
-    for field in fields.take(last - 3) {
-        if !is_header_tag(field.tag) {
-            body.push(field);
+    // Bit i: HEADER_TAGS[i] was seen.
+    let mut seen: u32 = 0;
+    // The field before the current one: it was the trailer only if nothing follows it.
+    let mut last: Option<(u32, &str)> = None;
+    for field in tokens {
+        let field = field?;
+        let Some((tag, v)) = last.replace(field) else {
+            continue;
+        };
+        let Some(index) = header_index(tag) else {
+            body.push(Field::new(tag, v));
+            continue;
+        };
+        if matches!(tag, 8 | 9 | 35) || seen & (1 << index) != 0 {
+            header_duplicate.get_or_insert(tag);
             continue;
         }
-        if matches!(field.tag, 8 | 9 | 35) || seen.contains(&field.tag) {
-            header_duplicate.get_or_insert(field.tag);
-            continue;
-        }
-        seen.push(field.tag);
+        seen |= 1 << index;
         if !body.is_empty() {
-            header_out_of_order.get_or_insert(field.tag);
+            header_out_of_order.get_or_insert(tag);
         }
-        let v = field.value.as_str();
-        match field.tag {
+        match tag {
             34 => header.msg_seq_num = parse_seq_num(v),
-            49 => header.sender_comp_id = Some(v.to_string()),
-            56 => header.target_comp_id = Some(v.to_string()),
+            49 => header.sender_comp_id = Some(v.into()),
+            56 => header.target_comp_id = Some(v.into()),
             52 => {
                 header.sending_time_present = true;
                 header.sending_time = parse_utc_timestamp(v);
@@ -207,6 +238,15 @@ pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
             }
             _ => {}
         }
+    }
+    if bad_prefix {
+        return Err(GarbledError::BadPrefix);
+    }
+    if header.msg_type.is_empty() {
+        return Err(GarbledError::EmptyMsgType);
+    }
+    if last.is_none_or(|(tag, _)| tag != 10) {
+        return Err(GarbledError::BadPrefix);
     }
     Ok(Received {
         message: Message {
@@ -315,6 +355,104 @@ mod tests {
             ],
         );
         assert_eq!(read_frame(&bytes).unwrap().header_out_of_order, Some(34));
+    }
+
+    /// The reading rules spelt out the simple way (every field tokenized first, then the
+    /// prefix, the trailer, and the header fields between): `read_frame` must agree.
+    fn read_frame_reference(frame: &[u8]) -> Result<Received, GarbledError> {
+        let fields = crate::codec::tokenize(frame)?;
+        if fields.len() < 4 || fields[0].tag != 8 || fields[1].tag != 9 || fields[2].tag != 35 {
+            return Err(GarbledError::BadPrefix);
+        }
+        if fields[2].value.is_empty() {
+            return Err(GarbledError::EmptyMsgType);
+        }
+        if fields[fields.len() - 1].tag != 10 {
+            return Err(GarbledError::BadPrefix);
+        }
+        let mut header = Header {
+            begin_string: fields[0].value.clone(),
+            msg_type: fields[2].value.clone(),
+            msg_seq_num: None,
+            sender_comp_id: None,
+            target_comp_id: None,
+            sending_time: None,
+            sending_time_present: false,
+            poss_dup: false,
+            poss_resend: false,
+            orig_sending_time: None,
+            orig_sending_time_present: false,
+        };
+        let (mut body, mut out_of_order, mut duplicate, mut seen) =
+            (Vec::new(), None, None, Vec::new());
+        for f in &fields[3..fields.len() - 1] {
+            if !is_header_tag(f.tag) {
+                body.push(f.clone());
+                continue;
+            }
+            if matches!(f.tag, 8 | 9 | 35) || seen.contains(&f.tag) {
+                duplicate.get_or_insert(f.tag);
+                continue;
+            }
+            seen.push(f.tag);
+            if !body.is_empty() {
+                out_of_order.get_or_insert(f.tag);
+            }
+            let v = f.value.as_str();
+            match f.tag {
+                34 => header.msg_seq_num = parse_seq_num(v),
+                49 => header.sender_comp_id = Some(v.into()),
+                56 => header.target_comp_id = Some(v.into()),
+                52 => {
+                    header.sending_time_present = true;
+                    header.sending_time = parse_utc_timestamp(v);
+                }
+                43 => header.poss_dup = v == "Y",
+                97 => header.poss_resend = v == "Y",
+                122 => {
+                    header.orig_sending_time_present = true;
+                    header.orig_sending_time = parse_utc_timestamp(v);
+                }
+                _ => {}
+            }
+        }
+        Ok(Received {
+            message: Message {
+                msg_type: header.msg_type.clone(),
+                body,
+            },
+            header,
+            header_out_of_order: out_of_order,
+            header_duplicate: duplicate,
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::proptest_config(2048))]
+        #[test]
+        fn read_frame_agrees_with_the_reference(parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("8=FIXT.1.1\x01".to_string()),
+                proptest::strategy::Just("9=12\x01".to_string()),
+                proptest::strategy::Just("35=D\x01".to_string()),
+                proptest::strategy::Just("35=\x01".to_string()),
+                proptest::strategy::Just("10=123\x01".to_string()),
+                proptest::strategy::Just("52=20231125-01:02:03.456\x01".to_string()),
+                proptest::strategy::Just("95=3\x0196=a\x01b\x01".to_string()),
+                "(8|9|10|34|35|43|49|52|56|97|122|11|44|38)=[A-Z0-9]{0,3}\x01",
+                "[0-9=\x01A]{1,4}",
+            ], 0..16)) {
+            let bytes = parts.concat().into_bytes();
+            proptest::prop_assert_eq!(read_frame(&bytes), read_frame_reference(&bytes));
+        }
+    }
+
+    #[test]
+    fn header_index_is_the_position_in_header_tags() {
+        for tag in 0..2_000u32 {
+            let expected = HEADER_TAGS.iter().position(|&t| t == tag).map(|i| i as u32);
+            assert_eq!(header_index(tag), expected, "tag {tag}");
+        }
     }
 
     #[test]

@@ -102,7 +102,8 @@ pub struct StoredMessage {
     pub seq: u64,
     pub sending_time: Timestamp,
     pub poss_resend: bool,
-    pub msg_type: String,
+    /// Inline (no allocation per stored message); serialized as a string.
+    pub msg_type: crate::message::FieldValue,
     /// The body fields in wire form (`tag=value` SOH ..., no header or trailer), see
     /// [`codec::encode_body`].
     pub body: Vec<u8>,
@@ -440,14 +441,16 @@ impl Session {
         if self.phase == Phase::Closed {
             return;
         }
-        self.splitter.push(bytes);
-        while self.phase != Phase::Closed {
-            match self.splitter.next_frame() {
-                None => break,
-                Some(Err(_)) => self.stats.garbled_frames += 1,
-                Some(Ok(frame)) => self.on_frame(now, &frame.bytes),
+        // Frames are read straight from `bytes` (the splitter keeps only an incomplete tail).
+        let mut splitter = std::mem::take(&mut self.splitter);
+        splitter.feed(bytes, |frame| {
+            match frame {
+                Err(_) => self.stats.garbled_frames += 1,
+                Ok(frame) => self.on_frame(now, frame),
             }
-        }
+            self.phase != Phase::Closed
+        });
+        self.splitter = splitter;
         self.state.check_invariants();
     }
 
@@ -541,7 +544,7 @@ impl Session {
         poss_resend: bool,
     ) -> Result<u64, SendError> {
         if message.is_admin() {
-            return Err(SendError::AdminMessage(message.msg_type));
+            return Err(SendError::AdminMessage(message.msg_type.into_string()));
         }
         dictionary::validate(&message.msg_type, &message.body).map_err(SendError::Invalid)?;
         let body = codec::encode_body(&message.body);
@@ -569,13 +572,13 @@ impl Session {
             "Invariant: an outbound {msg_type} passes the dictionary: {}",
             codec::to_pipes(&body)
         );
-        self.send_encoded(now, msg_type.to_string(), body, false)
+        self.send_encoded(now, msg_type.into(), body, false)
     }
 
     fn send_encoded(
         &mut self,
         now: Timestamp,
-        msg_type: String,
+        msg_type: crate::message::FieldValue,
         body: Vec<u8>,
         poss_resend: bool,
     ) -> Result<u64, SendError> {
@@ -712,9 +715,9 @@ impl Session {
     ) -> bool {
         let h = &r.header;
         let in_sequence = seq == self.state.next_inbound_seq;
-        let comp_tag = if h.sender_comp_id.as_deref() != Some(&self.config.remote_comp_id) {
+        let comp_tag = if h.sender_comp_id.as_deref() != Some(self.config.remote_comp_id.as_str()) {
             Some(49)
-        } else if h.target_comp_id.as_deref() != Some(&self.config.local_comp_id) {
+        } else if h.target_comp_id.as_deref() != Some(self.config.local_comp_id.as_str()) {
             Some(56)
         } else {
             None
@@ -1065,8 +1068,8 @@ impl Session {
     fn on_logon(&mut self, now: Timestamp, r: Received, seq: u64) {
         let h = &r.header;
         let acceptor = matches!(self.role, Role::Acceptor(_));
-        let comp_ok = h.sender_comp_id.as_deref() == Some(&self.config.remote_comp_id)
-            && h.target_comp_id.as_deref() == Some(&self.config.local_comp_id);
+        let comp_ok = h.sender_comp_id.as_deref() == Some(self.config.remote_comp_id.as_str())
+            && h.target_comp_id.as_deref() == Some(self.config.local_comp_id.as_str());
         if !comp_ok {
             if acceptor {
                 self.disconnect(DisconnectReason::SilentDrop);
@@ -1348,7 +1351,12 @@ fn header_violation(r: &Received) -> Option<Violation> {
 fn logon_credentials(r: &Received) -> LogonCredentials {
     let get = |tag| r.message.get(tag).map(str::to_string);
     LogonCredentials {
-        sender_comp_id: r.header.sender_comp_id.clone().unwrap_or_default(),
+        sender_comp_id: r
+            .header
+            .sender_comp_id
+            .as_deref()
+            .unwrap_or_default()
+            .to_string(),
         encrypted_password_method: get(1400),
         encrypted_password: get(1402),
         encrypted_new_password: get(1404),
@@ -1369,7 +1377,10 @@ pub fn identify_logon(bytes: &[u8]) -> Option<(String, String)> {
         if r.header.msg_type != "A" {
             return None;
         }
-        return Some((r.header.sender_comp_id?, r.header.target_comp_id?));
+        return Some((
+            r.header.sender_comp_id?.into_string(),
+            r.header.target_comp_id?.into_string(),
+        ));
     }
     None
 }

@@ -860,7 +860,7 @@ fn resend_request_replays_business_and_gap_fills_admin() {
         .iter()
         .map(|m| {
             (
-                m.message.msg_type.clone(),
+                m.message.msg_type.to_string(),
                 m.header.msg_seq_num,
                 m.message.get(36),
                 m.message.get(17),
@@ -1171,7 +1171,7 @@ fn gateway_answers_mapping_errors_with_reject_or_business_reject() {
         collect(&mut s, &mut answered);
         let m = &answered.sent[0].message;
         expected.push((
-            m.msg_type.clone(),
+            m.msg_type.to_string(),
             m.get(373).or(m.get(380)).map(str::to_string),
         ));
         assert_eq!(m.get(45), Some(seq.to_string().as_str()));
@@ -1208,4 +1208,73 @@ fn logon_with_seq_above_expected_waits_for_the_participant_replay() {
     assert_eq!(out.delivered.len(), 2);
     assert!(out.sent.is_empty());
     assert_eq!(s.state().next_inbound_seq, 4);
+}
+
+/// The bytes of an ExecutionReport as the gateway writes it (body by
+/// `ExecutionReport::write_body`, header and trailer by the session), first sent and then
+/// replayed with PossDupFlag: pinned byte for byte, so a faster writer must write the same frame.
+#[test]
+fn execution_report_frame_bytes_are_pinned() {
+    use crate::app::{
+        ExecType, ExecutionReport, LotType, OrdStatus, OrdType, OrderSide, TimeInForce,
+    };
+    use crate::codec::{to_pipes, BodyWriter};
+    use twinsite_core::{BrokerId, ClOrdId, OrderId, Price, Qty, SecurityCode};
+
+    let mut pair = Pair::fresh();
+    let at = pair.now.plus_nanos(123_456_789);
+    let mut er = ExecutionReport::new(
+        OrderId(4_000_017),
+        "E000017",
+        ExecType::New,
+        OrdStatus::New,
+        SecurityCode(5),
+        OrderSide::Buy,
+        Qty(0),
+        Qty(400),
+    );
+    er.cl_ord_id = Some(ClOrdId::new("O17").unwrap());
+    er.parties.submitting_broker = Some(BrokerId(2001));
+    er.ord_type = Some(OrdType::Limit);
+    er.price = Some(Price(65_200));
+    er.qty = Some(Qty(400));
+    er.time_in_force = Some(TimeInForce::Day);
+    er.transact_time = Some(at);
+    er.lot_type = Some(LotType::BoardLot);
+    er.last_qty = Some(Qty(100));
+    er.last_px = Some(Price(65_205));
+    let mut body = BodyWriter::with_capacity(256);
+    er.write_body(&mut body);
+    pair.exchange.send_body(at, "8", body.into_bytes()).unwrap();
+    let mut out = Outputs::default();
+    let sent = collect(&mut pair.exchange, &mut out);
+    assert_eq!(
+        to_pipes(&sent[0]),
+        "8=FIXT.1.1|9=234|35=8|49=HKEX|56=CO01|34=2|52=20231114-22:13:20.123|37=4000017|11=O17|17=E000017|150=0|39=0|453=1|448=2001|447=D|452=1|48=5|22=8|207=XHKG|54=1|40=2|44=65.200|38=400|59=0|14=0|151=400|32=100|31=65.205|60=20231114-22:13:20.123456|1093=2|10=199|"
+    );
+    // Replayed after a reconnect: PossDupFlag and OrigSendingTime, same body.
+    let later = at.plus_nanos(5 * SECOND);
+    let mut state = pair.exchange.into_state();
+    state.next_inbound_seq = 2;
+    let mut again = acceptor(state, later);
+    let logon = raw_to_exchange(
+        "A",
+        2,
+        &[],
+        &[(98, "0"), (108, "20"), (789, "2"), (1137, "9")],
+        later,
+    );
+    again.handle_bytes(later, &logon);
+    let mut out = Outputs::default();
+    let sent = collect(&mut again, &mut out);
+    assert_eq!(
+        sent.iter().map(|b| to_pipes(b)).collect::<Vec<_>>(),
+        vec![
+            // The Logon reply, then the replay: the ExecutionReport again, the Logon reply's
+            // number gap-filled.
+            "8=FIXT.1.1|9=83|35=A|49=HKEX|56=CO01|34=3|52=20231114-22:13:25.123|98=0|108=20|789=3|1409=0|1137=9|10=254|",
+            "8=FIXT.1.1|9=265|35=8|49=HKEX|56=CO01|34=2|43=Y|52=20231114-22:13:25.123|122=20231114-22:13:20.123|37=4000017|11=O17|17=E000017|150=0|39=0|453=1|448=2001|447=D|452=1|48=5|22=8|207=XHKG|54=1|40=2|44=65.200|38=400|59=0|14=0|151=400|32=100|31=65.205|60=20231114-22:13:20.123456|1093=2|10=190|",
+            "8=FIXT.1.1|9=93|35=4|49=HKEX|56=CO01|34=3|43=Y|52=20231114-22:13:25.123|122=20231114-22:13:25.123|123=Y|36=4|10=061|",
+        ]
+    );
 }

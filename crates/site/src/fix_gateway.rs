@@ -382,7 +382,7 @@ impl FixServer {
                 seq,
                 sending_time: now,
                 poss_resend: false,
-                msg_type: msg.msg_type.to_string(),
+                msg_type: msg.msg_type.into(),
                 body: msg.body,
             });
             return Ok(seq);
@@ -595,7 +595,7 @@ impl FixServer {
             Err(text) => {
                 let bmr = app::BusinessMessageReject {
                     ref_seq_num: Some(inbound.seq),
-                    ref_msg_type: msg_type,
+                    ref_msg_type: msg_type.to_string(),
                     business_reject_ref_id: inbound.message.get(11).map(str::to_string),
                     reason: app::business_reject_reason::OTHER,
                     text: Some(text),
@@ -642,8 +642,17 @@ fn tif(t: app::TimeInForce) -> ocg::TimeInForce {
     }
 }
 
+/// A number's decimal text, written on the stack (no allocation on the order path).
+fn number_text(n: u32, buf: &mut [u8; 20]) -> &str {
+    // Decimal digits are ASCII.
+    std::str::from_utf8(twinsite_fix::codec::decimal(u64::from(n), buf)).unwrap_or_default()
+}
+
 fn broker(p: &Parties, default: BrokerId) -> Result<ocg::Broker12, String> {
-    fixed(&p.submitting_broker.unwrap_or(default).to_string())
+    fixed(number_text(
+        p.submitting_broker.unwrap_or(default).0,
+        &mut [0; 20],
+    ))
 }
 
 fn location(p: &Parties) -> Result<Option<ocg::Location11>, String> {
@@ -651,7 +660,7 @@ fn location(p: &Parties) -> Result<Option<ocg::Location11>, String> {
 }
 
 fn sec(s: SecurityCode) -> ocg::Id21 {
-    FixedStr::new(&s.to_string())
+    FixedStr::new(number_text(s.0, &mut [0; 20]))
 }
 
 fn mass_type(
@@ -916,7 +925,7 @@ impl FixReply {
     /// The reply as fields (tests, inspection).
     pub fn message(&self) -> FixMessage {
         FixMessage {
-            msg_type: self.msg_type.to_string(),
+            msg_type: self.msg_type.into(),
             body: twinsite_fix::codec::tokenize(&self.body).unwrap_or_default(),
         }
     }
