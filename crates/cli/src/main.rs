@@ -277,6 +277,8 @@ enum BenchCmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread starts: the heap grows in large steps, never on an order's path.
+    twinsite_site::heap::keep_heap();
     let cli = Cli::parse();
     site_cmds::init_logs();
     match cli.cmd {

@@ -57,6 +57,10 @@ impl OutboundLog {
     }
 
     pub fn get(&self, seq: u32) -> Option<&StoredMessage> {
+        // The live path asks for the message just stored: no search for it.
+        if let Some(last) = self.messages.back().filter(|m| m.seq == seq) {
+            return Some(last);
+        }
         self.first_at_or_after(seq).filter(|m| m.seq == seq)
     }
 

@@ -115,6 +115,31 @@ impl<const N: usize> FixedStr<N> {
     pub fn display_checked(v: impl fmt::Display) -> Result<Self, FieldError> {
         Self::checked(compact_str::ToCompactString::to_compact_string(&v))
     }
+    /// The decimal digits of `n`, checked like [`Self::new_checked`]: written straight into
+    /// a stack buffer, without the formatting machinery (ids of every Execution Report).
+    pub fn number_checked(n: u64) -> Result<Self, FieldError> {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        // Digits are ASCII, hence UTF-8.
+        let digits = std::str::from_utf8(&buf[i..]).map_err(|_| FieldError::BadString)?;
+        Self::new_checked(digits)
+    }
+    /// [`Self::number_checked`] for numbers known to fit; panics on one the field cannot hold.
+    pub fn number(n: u64) -> Self {
+        match Self::number_checked(n) {
+            Ok(f) => f,
+            Err(e) => panic!("Condition failed: {n} is not a valid char[{N}]: {e}"),
+        }
+    }
     /// [`Self::display_checked`] for values known to fit; panics on one the field cannot hold.
     pub fn display(v: impl fmt::Display) -> Self {
         match Self::display_checked(&v) {
@@ -346,6 +371,33 @@ mod tests {
         assert_eq!(T::get(&mut r).unwrap(), v);
         assert_eq!(r.remaining(), 0);
         out
+    }
+
+    proptest::proptest! {
+        /// The digit writer gives what formatting the number gives, and refuses the same
+        /// numbers (too long for the field).
+        #[test]
+        fn number_is_the_decimal_text(n in proptest::prelude::any::<u64>()) {
+            proptest::prop_assert_eq!(
+                FixedStr::<21>::number_checked(n).ok(),
+                FixedStr::<21>::display_checked(n).ok()
+            );
+            proptest::prop_assert_eq!(
+                FixedStr::<12>::number_checked(n).ok(),
+                FixedStr::<12>::display_checked(n).ok()
+            );
+        }
+    }
+
+    #[test]
+    fn number_edges() {
+        assert_eq!(FixedStr::<21>::number(0).as_str(), "0");
+        assert_eq!(
+            FixedStr::<21>::number(u64::MAX).as_str(),
+            "18446744073709551615"
+        );
+        assert!(FixedStr::<3>::number_checked(100).is_err());
+        assert_eq!(FixedStr::<3>::number(99).as_str(), "99");
     }
 
     #[test]

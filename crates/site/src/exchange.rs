@@ -162,7 +162,7 @@ impl Exchange {
     fn exec_id(&mut self) -> Id21 {
         let id = self.next_exec_id;
         self.next_exec_id += 1;
-        FixedStr::display(id)
+        FixedStr::number(id)
     }
 
     /// Apply an engine command that did not come from a participant message (phase changes,
@@ -183,7 +183,11 @@ impl Exchange {
         msg: &Message,
         now: Timestamp,
     ) -> Output {
-        let mut out = Output::default();
+        // Most inputs answer with one report: room for it without growing to four.
+        let mut out = Output {
+            replies: Vec::with_capacity(1),
+            events: Vec::new(),
+        };
         let Some(profile) = self.profiles.get(comp).cloned() else {
             return out;
         };
@@ -751,8 +755,8 @@ impl Exchange {
         };
         ExecutionReport {
             cl_ord_id: Some(id21(o.cl_ord_id.as_str())),
-            submitting_broker_id: Some(FixedStr::display(o.owner.broker)),
-            security_id: Some(FixedStr::display(o.security)),
+            submitting_broker_id: Some(FixedStr::number(u64::from(o.owner.broker.0))),
+            security_id: Some(FixedStr::number(u64::from(o.security.0))),
             security_id_source: Some(8),
             security_exchange: Some(FixedStr::new("XHKG")),
             transact_time: Some(transact_time(now)),
@@ -760,7 +764,7 @@ impl Exchange {
                 Side::Buy => twinsite_ocg::Side::Buy,
                 Side::Sell => twinsite_ocg::Side::Sell,
             }),
-            order_id: Some(FixedStr::display(o.order_id)),
+            order_id: Some(FixedStr::number(o.order_id.0)),
             ord_type: Some(ord_type),
             price: o.price.map(Decimal::from_price),
             order_qty: Some(Decimal::from_qty(o.qty)),
@@ -812,8 +816,8 @@ impl Exchange {
                 } => {
                     let mut er = ExecutionReport {
                         cl_ord_id: Some(id21(cl_ord_id.as_str())),
-                        submitting_broker_id: Some(FixedStr::display(owner.broker)),
-                        security_id: Some(FixedStr::display(security)),
+                        submitting_broker_id: Some(FixedStr::number(u64::from(owner.broker.0))),
+                        security_id: Some(FixedStr::number(u64::from(security.0))),
                         security_id_source: Some(8),
                         transact_time: Some(transact_time(now)),
                         side: Some(if *side == Side::Buy {
@@ -851,7 +855,7 @@ impl Exchange {
                         ord_status: Some(Self::status(order)),
                         last_qty: Some(Decimal::from_qty(*qty)),
                         last_px: Some(Decimal::from_price(*price)),
-                        counterparty_broker_id: Some(FixedStr::display(counterparty)),
+                        counterparty_broker_id: Some(FixedStr::number(u64::from(counterparty.0))),
                         match_type: Some(match kind {
                             MatchKind::Continuous => MatchType::AutoMatch,
                             MatchKind::Auction => MatchType::CrossAuction,
@@ -886,7 +890,8 @@ impl Exchange {
                         exec_type: Some(exec_type),
                         ord_status: Some(status),
                         exec_restatement_reason: restate,
-                        owning_broker_id: by.map(|_| FixedStr::display(order.owner.broker)),
+                        owning_broker_id: by
+                            .map(|_| FixedStr::number(u64::from(order.owner.broker.0))),
                         ..self.order_er(order, now)
                     };
                     // A requested cancel echoes the request's ids.
@@ -923,9 +928,9 @@ impl Exchange {
                     let er = ExecutionReport {
                         cl_ord_id: Some(id21(cl_ord_id.as_str())),
                         orig_cl_ord_id: orig_cl_ord_id.map(|c| id21(c.as_str())),
-                        order_id: order_id.map(FixedStr::display),
-                        submitting_broker_id: Some(FixedStr::display(owner.broker)),
-                        security_id: Some(FixedStr::display(security)),
+                        order_id: order_id.map(|o| FixedStr::number(o.0)),
+                        submitting_broker_id: Some(FixedStr::number(u64::from(owner.broker.0))),
+                        security_id: Some(FixedStr::number(u64::from(security.0))),
                         transact_time: Some(transact_time(now)),
                         exec_id: Some(self.exec_id()),
                         exec_type: Some(ExecType::CancelReject),
@@ -951,8 +956,8 @@ impl Exchange {
                     let er = ExecutionReport {
                         cl_ord_id: Some(id21(cl_ord_id.as_str())),
                         orig_cl_ord_id: Some(id21(orig_cl_ord_id.as_str())),
-                        submitting_broker_id: Some(FixedStr::display(owner.broker)),
-                        security_id: Some(FixedStr::display(security)),
+                        submitting_broker_id: Some(FixedStr::number(u64::from(owner.broker.0))),
+                        security_id: Some(FixedStr::number(u64::from(security.0))),
                         transact_time: Some(transact_time(now)),
                         exec_id: Some(self.exec_id()),
                         exec_type: Some(ExecType::AmendReject),
@@ -997,7 +1002,7 @@ impl Exchange {
                     };
                     let m = OrderMassCancelReport {
                         cl_ord_id: Some(id21(cl_ord_id.as_str())),
-                        submitting_broker_id: Some(FixedStr::display(owner.broker)),
+                        submitting_broker_id: Some(FixedStr::number(u64::from(owner.broker.0))),
                         security_id: sec,
                         security_id_source: None,
                         security_exchange: None,

@@ -6,6 +6,7 @@
 //! * [`fix_gateway`]: the FIX acceptor sessions and the FIX <-> OCG-C message mapping.
 //! * [`feed`]: the market-data feed (OMD-C / OMD-CC multicast, RTS, refresh, DR, pcap) and
 //!   the reference handler on a live site; [`feed_map`]: engine events to OMD; [`pcap`].
+//! * [`heap`]: the process's heap settings (no heap-growth system call on an order's path).
 
 pub mod client;
 pub mod cluster_config;
@@ -15,5 +16,6 @@ pub mod feed;
 pub mod feed_map;
 pub mod fix_gateway;
 pub mod gateway;
+pub mod heap;
 pub mod pcap;
 pub mod replica;
