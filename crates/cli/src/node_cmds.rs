@@ -320,7 +320,12 @@ pub async fn node(config: &Path, role: NodeRole, stop_on_stdin_eof: bool) -> any
     if cc.cluster.durability == "memory" {
         println!("DURABILITY=MEMORY (demo mode): a restart of this node loses its journal");
     }
-    let jc = cc.journal_config(role);
+    let mut jc = cc.journal_config(role);
+    // `TWINSITE_APPEND_PIPELINE=0`: one AppendEntries at a time per follower, as before the
+    // pipelined transport (for before/after measurements; docs/cluster.md).
+    if std::env::var("TWINSITE_APPEND_PIPELINE").as_deref() == Ok("0") {
+        jc.append_pipeline = false;
+    }
     let (view_tx, view_rx) = watch::channel(SiteView::default());
     let mut lines = vec![format!(
         "  {} node, pid {}, raft {}, journal {}",

@@ -218,6 +218,7 @@ impl<S: StateMachine> Journal<S> {
             self_id: id,
             append_timeout_floor: config.election_timeout_min,
             witness_linger: config.witness_linger,
+            pipeline: config.append_pipeline,
             sim: match &wiring {
                 Wiring::Tcp(_) => None,
                 Wiring::Sim(net, _) => Some(net.clone()),

@@ -13,6 +13,7 @@
 //! its sockets (raft RPCs over TCP on loopback), its tokio tasks and its disk (the WAL).
 //! See `docs/cluster.md`.
 
+mod append_stream;
 mod framed_file;
 mod journal;
 mod log_store;
@@ -97,6 +98,11 @@ pub struct JournalConfig {
     /// While the backup site acknowledges, commits do not wait for the witness; while it does
     /// not, each commit waits up to this much longer. See `docs/cluster.md`.
     pub witness_linger: Duration,
+    /// Pipeline AppendEntries over TCP (default): the leader sends each follower the next
+    /// request without waiting for the answer to the previous one, so the entry-less request
+    /// carrying a commit index no longer holds up the next proposal's entries. Off: one request
+    /// at a time (openraft's sequential default), for comparison. See `docs/cluster.md`.
+    pub append_pipeline: bool,
 }
 
 impl JournalConfig {
@@ -119,6 +125,7 @@ impl JournalConfig {
             propose_timeout: Duration::from_secs(2),
             state_hash_history: 1 << 16,
             witness_linger: Duration::ZERO,
+            append_pipeline: true,
         }
     }
 }

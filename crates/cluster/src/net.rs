@@ -1,6 +1,7 @@
-//! Raft RPCs over TCP: one request at a time per connection, each message a 4-byte big-endian
-//! length followed by serde_json. Or, for the deterministic simulation, over the in-process
-//! [`SimNetwork`] (the same requests, handed over as values).
+//! Raft RPCs over TCP, each message a 4-byte big-endian length followed by serde_json: votes,
+//! snapshots and leader transfers one request at a time per connection; AppendEntries pipelined
+//! on a stream connection of its own (`append_stream`). Or, for the deterministic simulation,
+//! over the in-process [`SimNetwork`] (the same requests, handed over as values, one at a time).
 //!
 //! A [`Faults`] switch per node cuts it off from its peers (both directions) for partition
 //! tests and drills.
@@ -12,17 +13,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::Stream;
 use openraft::async_runtime::WatchReceiver;
+use openraft::base::{BoxFuture as RaftBoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::network::{stream_append_sequential, RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, OptionalSend, Raft, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::append_stream::{serve_stream, AppendPipeline};
 
 use crate::sim::{BoxFuture, Endpoint, SimNetwork};
 use crate::sm_store::SmStore;
@@ -30,7 +35,11 @@ use crate::types::{Snapshot, SnapshotMeta, Vote, C};
 use crate::StateMachine;
 
 /// The largest message accepted, so a corrupt length cannot allocate without bound.
-const MESSAGE_BYTES_MAX: usize = 256 << 20;
+pub(crate) const MESSAGE_BYTES_MAX: usize = 256 << 20;
+
+/// Read buffer of an accepted raft connection: a frame usually arrives in one read, and a
+/// stream connection's pipelined requests in as few as they came in.
+const READ_BUFFER_BYTES: usize = 64 << 10;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
@@ -43,6 +52,9 @@ pub(crate) enum Request {
         data: Vec<u8>,
     },
     TransferLeader(TransferLeaderRequest<C>),
+    /// One AppendEntries of a pipelined stream; the first turns the connection into a stream
+    /// connection (`append_stream`).
+    StreamAppend(AppendEntriesRequest<C>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +63,8 @@ pub(crate) enum Response {
     Vote(VoteResponse<C>),
     Snapshot(SnapshotResponse<C>),
     TransferLeader(TransferLeaderResponse<C>),
+    /// The answer to one `Request::StreamAppend`, in request order.
+    StreamAppend(StreamAppendResult<C>),
     Error(String),
 }
 
@@ -102,7 +116,7 @@ impl VoteGate {
         }
     }
 
-    fn on_append(&self, leader_term: u64, leader_commit: Option<u64>) {
+    pub(crate) fn on_append(&self, leader_term: u64, leader_commit: Option<u64>) {
         if self.empty_at_start {
             // Keep the newest leader's word: a later leader's term and commit only ask more.
             let seen = Some((leader_term, leader_commit.unwrap_or(0)));
@@ -134,7 +148,10 @@ impl VoteGate {
     }
 }
 
-async fn write_message<T: Serialize>(stream: &mut TcpStream, message: &T) -> std::io::Result<()> {
+pub(crate) async fn write_message<T: Serialize, W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    message: &T,
+) -> std::io::Result<()> {
     let body = serde_json::to_vec(message).map_err(std::io::Error::other)?;
     let mut framed = Vec::with_capacity(4 + body.len());
     framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -142,7 +159,9 @@ async fn write_message<T: Serialize>(stream: &mut TcpStream, message: &T) -> std
     stream.write_all(&framed).await
 }
 
-async fn read_message<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> std::io::Result<T> {
+pub(crate) async fn read_message<T: for<'de> Deserialize<'de>, R: AsyncRead + Unpin>(
+    stream: &mut R,
+) -> std::io::Result<T> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -183,18 +202,26 @@ pub(crate) async fn serve<S: StateMachine>(
 }
 
 async fn serve_connection<S: StateMachine>(
-    mut stream: TcpStream,
+    stream: TcpStream,
     raft: Raft<C, SmStore<S>>,
     faults: Arc<Faults>,
     gate: Arc<VoteGate>,
 ) {
-    while let Ok(request) = read_message::<Request>(&mut stream).await {
+    let (reader, mut writer) = stream.into_split();
+    // A frame usually arrives in one read instead of two (length, then body).
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    while let Ok(request) = read_message::<Request, _>(&mut reader).await {
         if faults.is_isolated() {
             // A partition: drop the connection without answering.
             return;
         }
+        if let Request::StreamAppend(first) = request {
+            // The reader may already hold the stream's next requests.
+            serve_stream(reader, writer, first, raft, faults, gate).await;
+            return;
+        }
         let response = handle(&raft, &gate, request).await;
-        if write_message(&mut stream, &response).await.is_err() {
+        if write_message(&mut writer, &response).await.is_err() {
             return;
         }
     }
@@ -239,6 +266,9 @@ async fn handle<S: StateMachine>(
         }
     }
     match request {
+        Request::StreamAppend(_) => {
+            Response::Error("an append stream needs its own connection".into())
+        }
         Request::Append(rpc) => match raft.append_entries(rpc).await {
             Ok(r) => Response::Append(r),
             Err(e) => error(&e),
@@ -284,6 +314,8 @@ pub(crate) struct NetworkFactory {
     pub(crate) append_timeout_floor: Duration,
     /// `JournalConfig::witness_linger`.
     pub(crate) witness_linger: Duration,
+    /// `JournalConfig::append_pipeline`.
+    pub(crate) pipeline: bool,
     pub(crate) sim: Option<SimNetwork>,
 }
 
@@ -300,6 +332,8 @@ impl RaftNetworkFactory<C> for NetworkFactory {
             target,
             addr,
             stream: None,
+            append_stream: None,
+            pipeline: self.pipeline,
             faults: self.faults.clone(),
             self_id: self.self_id,
             append_timeout_floor: self.append_timeout_floor,
@@ -318,6 +352,10 @@ pub(crate) struct PeerClient {
     target: u64,
     addr: Option<SocketAddr>,
     stream: Option<TcpStream>,
+    /// The pipelined AppendEntries connection, kept between streams that ended cleanly.
+    append_stream: Option<TcpStream>,
+    /// `JournalConfig::append_pipeline`.
+    pipeline: bool,
     faults: Arc<Faults>,
     self_id: u64,
     append_timeout_floor: Duration,
@@ -376,7 +414,7 @@ impl PeerClient {
             write_message(&mut stream, request)
                 .await
                 .map_err(|e| CallError::Network(format!("send to {addr}: {e}")))?;
-            let response = read_message::<Response>(&mut stream)
+            let response = read_message::<Response, _>(&mut stream)
                 .await
                 .map_err(|e| CallError::Network(format!("receive from {addr}: {e}")))?;
             Ok((stream, response))
@@ -405,6 +443,58 @@ fn unexpected(what: &str) -> CallError {
     CallError::Network(format!("unexpected response to {what}"))
 }
 
+impl PeerClient {
+    /// Whether a stream connection is kept for the next stream (tests).
+    #[cfg(test)]
+    pub(crate) fn has_append_connection(&self) -> bool {
+        self.append_stream.is_some()
+    }
+
+    /// How long an AppendEntries may wait for its answer: over TCP at least
+    /// `append_timeout_floor` (see `NetworkFactory`); the simulation keeps openraft's own timing.
+    fn append_timeout(&self, option: &RPCOption) -> Duration {
+        if self.sim.is_some() {
+            option.soft_ttl()
+        } else {
+            option.soft_ttl().max(self.append_timeout_floor)
+        }
+    }
+
+    /// The pipelined stream's connection: the one kept from the last clean stream, or a new one.
+    async fn append_connection(&mut self, timeout: Duration) -> Result<TcpStream, RPCError<C>> {
+        if self.faults.is_isolated() {
+            self.append_stream = None;
+            return Err(rpc_error(CallError::Unreachable(
+                "this node is isolated".into(),
+            )));
+        }
+        if let Some(stream) = self.append_stream.take() {
+            return Ok(stream);
+        }
+        let addr = self.addr.ok_or_else(|| {
+            rpc_error(CallError::Unreachable(format!(
+                "no address for node {}",
+                self.target
+            )))
+        })?;
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                return Err(rpc_error(CallError::Unreachable(format!(
+                    "connect {addr}: {e}"
+                ))))
+            }
+            Err(_) => {
+                return Err(rpc_error(CallError::Unreachable(format!(
+                    "connect {addr}: timed out after {timeout:?}"
+                ))))
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
 impl RaftNetworkV2<C> for PeerClient {
     type SnapshotData = Vec<u8>;
 
@@ -413,13 +503,7 @@ impl RaftNetworkV2<C> for PeerClient {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        // Over TCP at least `append_timeout_floor` (see `NetworkFactory`); the simulation keeps
-        // openraft's own timing.
-        let timeout = if self.sim.is_some() {
-            option.soft_ttl()
-        } else {
-            option.soft_ttl().max(self.append_timeout_floor)
-        };
+        let timeout = self.append_timeout(&option);
         if self.sim.is_none() && !self.witness_linger.is_zero() {
             tokio::time::sleep(self.witness_linger).await;
         }
@@ -428,6 +512,44 @@ impl RaftNetworkV2<C> for PeerClient {
             Ok(_) => Err(rpc_error(unexpected("append"))),
             Err(e) => Err(rpc_error(e)),
         }
+    }
+
+    /// Over TCP (unless `JournalConfig::append_pipeline` is off): pipelined, see
+    /// `append_stream`. On the simulated network: openraft's sequential default (one request,
+    /// its answer, the next), so the simulation's seeds keep their runs.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> RaftBoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>, RPCError<C>>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
+    {
+        if self.sim.is_some() || !self.pipeline {
+            return stream_append_sequential(self, input, option);
+        }
+        Box::pin(async move {
+            let timeout = self.append_timeout(&option);
+            let conn = self.append_connection(timeout).await?;
+            let peer = match self.addr {
+                Some(addr) => format!("node {} ({addr})", self.target),
+                None => format!("node {}", self.target),
+            };
+            let pipeline = AppendPipeline::new(
+                conn,
+                &mut self.append_stream,
+                input,
+                timeout,
+                self.witness_linger,
+                self.faults.clone(),
+                peer,
+            );
+            let stream: BoxStream<'s, _> = Box::pin(pipeline);
+            Ok(stream)
+        })
     }
 
     async fn vote(
