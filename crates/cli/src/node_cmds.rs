@@ -326,6 +326,13 @@ pub async fn node(config: &Path, role: NodeRole, stop_on_stdin_eof: bool) -> any
     if std::env::var("TWINSITE_APPEND_PIPELINE").as_deref() == Ok("0") {
         jc.append_pipeline = false;
     }
+    // `TWINSITE_COMMIT_NOTICE_HOLD_US=N`: hold entry-less AppendEntries N µs (0: never).
+    if let Some(us) = std::env::var("TWINSITE_COMMIT_NOTICE_HOLD_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        jc.commit_notice_hold = std::time::Duration::from_micros(us);
+    }
     let (view_tx, view_rx) = watch::channel(SiteView::default());
     let mut lines = vec![format!(
         "  {} node, pid {}, raft {}, journal {}",

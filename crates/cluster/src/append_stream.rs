@@ -22,6 +22,11 @@
 //! and ends, and the connection is dropped: answers to requests already sent are never read by a
 //! later stream. openraft then starts a new stream (after its backoff). The follower closes its
 //! side after answering with a rejection (`Conflict`, `HigherVote`).
+//!
+//! Commit notices: after each commit openraft yields an entry-less request carrying the new
+//! commit index. The leader holds such a request back for up to `commit_notice_hold`; if the
+//! next request (same vote, same `prev_log_id`, a commit index at least as new) comes meanwhile,
+//! only that one is sent, and its success answers the held notice too. See `docs/cluster.md`.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -43,7 +48,7 @@ use crate::net::{
     read_message, write_message, Faults, Request, Response, VoteGate, MESSAGE_BYTES_MAX,
 };
 use crate::sm_store::SmStore;
-use crate::types::C;
+use crate::types::{LogId, C};
 use crate::StateMachine;
 
 /// The most AppendEntries requests a leader keeps unanswered on one stream (openraft's follower
@@ -60,6 +65,15 @@ fn unreachable_error(message: String) -> RPCError<C> {
     RPCError::Unreachable(Unreachable::from_string(message))
 }
 
+/// One request written and not yet answered.
+struct Sent {
+    /// When it was handed to the connection (its answer's deadline counts from here).
+    at: Instant,
+    /// Entry-less requests it replaced (see [`AppendPipeline::notice_hold`]), each with its
+    /// `prev_log_id`: its answer, when a success, answers them first.
+    replaced: Vec<Option<LogId>>,
+}
+
 /// The leader's side of one stream: writes the requests `input` yields without waiting for
 /// answers and yields the answers in order. See the module documentation.
 pub(crate) struct AppendPipeline<'s, S> {
@@ -69,21 +83,40 @@ pub(crate) struct AppendPipeline<'s, S> {
     slot: &'s mut Option<TcpStream>,
     input: S,
     input_done: bool,
-    /// The frame being written and how much of it is written.
+    /// Frames being written and how much of them is written.
     out: Vec<u8>,
     out_pos: usize,
     /// Bytes read and not yet decoded.
     inbuf: Vec<u8>,
-    /// When each unanswered request was handed to the connection, oldest first.
-    inflight: VecDeque<Instant>,
+    /// Unanswered requests, oldest first.
+    inflight: VecDeque<Sent>,
+    /// Answers decoded and not yet yielded (a reply that also answers replaced requests).
+    ready: VecDeque<StreamAppendResult<C>>,
     /// How long the oldest unanswered request may wait for its answer.
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
     /// Held before each request is written (the witness linger; zero: none).
     linger: Duration,
     hold: Option<Pin<Box<Sleep>>>,
+    /// How long an entry-less request (openraft's commit notice) is held back in case the next
+    /// request follows (`JournalConfig::commit_notice_hold`; zero: never held).
+    notice_hold: Duration,
+    /// The entry-less request held back, with the entry-less requests it replaced.
+    held: Option<(AppendEntriesRequest<C>, Vec<Option<LogId>>)>,
+    held_until: Pin<Box<Sleep>>,
     faults: Arc<Faults>,
     peer: String,
+}
+
+/// How the leader sends on one stream.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PipelineTiming {
+    /// How long the oldest unanswered request may wait for its answer.
+    pub(crate) timeout: Duration,
+    /// The witness linger (zero: none).
+    pub(crate) linger: Duration,
+    /// `JournalConfig::commit_notice_hold`.
+    pub(crate) notice_hold: Duration,
 }
 
 impl<'s, S> AppendPipeline<'s, S>
@@ -94,8 +127,7 @@ where
         conn: TcpStream,
         slot: &'s mut Option<TcpStream>,
         input: S,
-        timeout: Duration,
-        linger: Duration,
+        timing: PipelineTiming,
         faults: Arc<Faults>,
         peer: String,
     ) -> Self {
@@ -108,10 +140,14 @@ where
             out_pos: 0,
             inbuf: Vec::new(),
             inflight: VecDeque::new(),
-            timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-            linger,
+            ready: VecDeque::new(),
+            timeout: timing.timeout + timing.linger,
+            deadline: Box::pin(tokio::time::sleep(timing.timeout)),
+            linger: timing.linger,
             hold: None,
+            notice_hold: timing.notice_hold,
+            held: None,
+            held_until: Box::pin(tokio::time::sleep(Duration::ZERO)),
             faults,
             peer,
         }
@@ -120,7 +156,57 @@ where
     /// End the stream with `error`; the connection is dropped.
     fn fail(&mut self, error: RPCError<C>) -> Poll<Option<StreamItem>> {
         self.conn = None;
+        self.ready.clear();
         Poll::Ready(Some(Err(error)))
+    }
+
+    /// Queue `request` for writing; it answers the entry-less requests in `replaced` too.
+    fn send(
+        &mut self,
+        request: AppendEntriesRequest<C>,
+        replaced: Vec<Option<LogId>>,
+    ) -> Result<(), RPCError<C>> {
+        encode_frame(&mut self.out, &Request::StreamAppend(request))
+            .map_err(|e| network_error(format!("encode append: {e}")))?;
+        let now = Instant::now();
+        if self.inflight.is_empty() {
+            // The answer clock starts with the oldest unanswered request.
+            self.deadline.as_mut().reset(now + self.timeout);
+        }
+        self.inflight.push_back(Sent { at: now, replaced });
+        if !self.linger.is_zero() && self.hold.is_none() {
+            self.hold = Some(Box::pin(tokio::time::sleep(self.linger)));
+        }
+        Ok(())
+    }
+
+    /// Take `request` from openraft: hold it back if it only carries a commit index (and a
+    /// later request may carry it instead), else queue it, in place of a held request that it
+    /// makes redundant (same vote, same `prev_log_id`, a commit index at least as new).
+    fn take(&mut self, request: AppendEntriesRequest<C>) -> Result<(), RPCError<C>> {
+        let mut replaced = Vec::new();
+        if let Some((held, held_replaced)) = self.held.take() {
+            if held.vote == request.vote
+                && held.prev_log_id == request.prev_log_id
+                && held.leader_commit <= request.leader_commit
+            {
+                replaced = held_replaced;
+                replaced.push(held.prev_log_id);
+            } else {
+                self.send(held, held_replaced)?;
+            }
+        }
+        if request.entries.is_empty() && !self.notice_hold.is_zero() {
+            if replaced.is_empty() {
+                // The hold counts from the first request of a chain of replacements.
+                self.held_until
+                    .as_mut()
+                    .reset(Instant::now() + self.notice_hold);
+            }
+            self.held = Some((request, replaced));
+            return Ok(());
+        }
+        self.send(request, replaced)
     }
 
     /// Write what is pending and take the next requests from `input` while the pipeline has
@@ -156,6 +242,15 @@ where
             }
             self.out.clear();
             self.out_pos = 0;
+            if self.held.is_some()
+                && (self.input_done || self.held_until.as_mut().poll(cx).is_ready())
+            {
+                // No request came to carry the commit index in time: send the notice itself.
+                if let Some((held, replaced)) = self.held.take() {
+                    self.send(held, replaced)?;
+                }
+                continue;
+            }
             if self.input_done || self.inflight.len() >= PIPELINE_DEPTH {
                 return Ok(());
             }
@@ -164,18 +259,7 @@ where
                     if self.faults.is_isolated() {
                         return Err(unreachable_error("this node is isolated".into()));
                     }
-                    encode_frame(&mut self.out, &Request::StreamAppend(request))
-                        .map_err(|e| network_error(format!("encode append: {e}")))?;
-                    if self.inflight.is_empty() {
-                        // The answer clock starts with the oldest unanswered request.
-                        self.deadline
-                            .as_mut()
-                            .reset(Instant::now() + self.timeout + self.linger);
-                    }
-                    self.inflight.push_back(Instant::now());
-                    if !self.linger.is_zero() {
-                        self.hold = Some(Box::pin(tokio::time::sleep(self.linger)));
-                    }
+                    self.take(request)?;
                 }
                 Poll::Ready(None) => self.input_done = true,
                 Poll::Pending => return Ok(()),
@@ -205,6 +289,86 @@ where
             .map(Some)
             .map_err(|e| network_error(format!("receive from {}: {e}", self.peer)))
     }
+
+    /// The next answer, in request order; `Err` ends the stream.
+    fn poll_answer(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<StreamAppendResult<C>, RPCError<C>>> {
+        loop {
+            if let Some(answer) = self.take_answer()? {
+                let Some(sent) = self.inflight.pop_front() else {
+                    return Poll::Ready(Err(network_error(format!(
+                        "receive from {}: an answer to no request",
+                        self.peer
+                    ))));
+                };
+                if self.faults.is_isolated() {
+                    return Poll::Ready(Err(unreachable_error("this node is isolated".into())));
+                }
+                if let Some(oldest) = self.inflight.front() {
+                    let deadline = oldest.at.max(Instant::now()) + self.timeout;
+                    self.deadline.as_mut().reset(deadline);
+                }
+                let result = match answer {
+                    Response::StreamAppend(result) => result,
+                    Response::Error(e) => {
+                        return Poll::Ready(Err(network_error(format!("node {}: {e}", self.peer))))
+                    }
+                    _ => {
+                        return Poll::Ready(Err(network_error(format!(
+                            "receive from {}: unexpected response to append",
+                            self.peer
+                        ))))
+                    }
+                };
+                if result.is_ok() {
+                    // The follower accepted a request with the same `prev_log_id` as each
+                    // entry-less request it replaced: each of those would have succeeded.
+                    for prev in sent.replaced {
+                        self.ready.push_back(Ok(prev));
+                    }
+                }
+                // A rejection answers the first replaced request the same way, and ends the
+                // stream.
+                self.ready.push_back(result);
+                return Poll::Ready(Ok(self.ready.pop_front().expect("just pushed")));
+            }
+            if self.inflight.is_empty() {
+                return Poll::Pending;
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Pending;
+            };
+            let mut chunk = [0u8; 16 << 10];
+            let mut buf = ReadBuf::new(&mut chunk);
+            match Pin::new(conn).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                    return Poll::Ready(Err(network_error(format!(
+                        "receive from {}: connection closed",
+                        self.peer
+                    ))))
+                }
+                Poll::Ready(Ok(())) => self.inbuf.extend_from_slice(buf.filled()),
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(network_error(format!(
+                        "receive from {}: {e}",
+                        self.peer
+                    ))))
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Yield `result`; a rejection ends the stream (the follower closes its side after it).
+    fn yield_result(&mut self, result: StreamAppendResult<C>) -> Poll<Option<StreamItem>> {
+        if result.is_err() {
+            self.conn = None;
+            self.ready.clear();
+        }
+        Poll::Ready(Some(Ok(result)))
+    }
 }
 
 /// Append one frame (`u32` big-endian length, serde_json) to `out`.
@@ -225,72 +389,25 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamItem>> {
         let this = self.get_mut();
+        if let Some(result) = this.ready.pop_front() {
+            return this.yield_result(result);
+        }
         if this.conn.is_none() {
             return Poll::Ready(None);
         }
         if let Err(e) = this.poll_send(cx) {
             return this.fail(e);
         }
-        // Answers, in request order.
-        loop {
-            match this.take_answer() {
-                Err(e) => return this.fail(e),
-                Ok(Some(answer)) => {
-                    if this.inflight.pop_front().is_none() {
-                        return this.fail(network_error(format!(
-                            "receive from {}: an answer to no request",
-                            this.peer
-                        )));
-                    }
-                    if this.faults.is_isolated() {
-                        return this.fail(unreachable_error("this node is isolated".into()));
-                    }
-                    if let Some(oldest) = this.inflight.front() {
-                        let deadline = (*oldest).max(Instant::now()) + this.timeout + this.linger;
-                        this.deadline.as_mut().reset(deadline);
-                    }
-                    return match answer {
-                        Response::StreamAppend(Ok(matching)) => Poll::Ready(Some(Ok(Ok(matching)))),
-                        Response::StreamAppend(Err(rejected)) => {
-                            // The follower closes its side after a rejection.
-                            this.conn = None;
-                            Poll::Ready(Some(Ok(Err(rejected))))
-                        }
-                        Response::Error(e) => {
-                            this.fail(network_error(format!("node {}: {e}", this.peer)))
-                        }
-                        _ => this.fail(network_error(format!(
-                            "receive from {}: unexpected response to append",
-                            this.peer
-                        ))),
-                    };
-                }
-                Ok(None) => {}
-            }
-            if this.inflight.is_empty() {
-                break;
-            }
-            let Some(conn) = this.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            let mut chunk = [0u8; 16 << 10];
-            let mut buf = ReadBuf::new(&mut chunk);
-            match Pin::new(conn).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                    let peer = this.peer.clone();
-                    return this.fail(network_error(format!(
-                        "receive from {peer}: connection closed"
-                    )));
-                }
-                Poll::Ready(Ok(())) => this.inbuf.extend_from_slice(buf.filled()),
-                Poll::Ready(Err(e)) => {
-                    let peer = this.peer.clone();
-                    return this.fail(network_error(format!("receive from {peer}: {e}")));
-                }
-                Poll::Pending => break,
-            }
+        match this.poll_answer(cx) {
+            Poll::Ready(Ok(result)) => return this.yield_result(result),
+            Poll::Ready(Err(e)) => return this.fail(e),
+            Poll::Pending => {}
         }
-        if this.input_done && this.inflight.is_empty() && this.out_pos >= this.out.len() {
+        if this.input_done
+            && this.held.is_none()
+            && this.inflight.is_empty()
+            && this.out_pos >= this.out.len()
+        {
             // A clean end: keep the connection for the next stream.
             *this.slot = this.conn.take();
             return Poll::Ready(None);
@@ -393,6 +510,13 @@ mod tests {
 
     /// A client to a fake follower on 127.0.0.1 port 0; `floor` bounds the wait for an answer.
     async fn client(floor: Duration) -> (PeerClient, TcpListener, Arc<Faults>) {
+        client_holding(floor, Duration::ZERO).await
+    }
+
+    async fn client_holding(
+        floor: Duration,
+        notice_hold: Duration,
+    ) -> (PeerClient, TcpListener, Arc<Faults>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let faults = Arc::new(Faults::default());
         let mut factory = NetworkFactory {
@@ -402,6 +526,7 @@ mod tests {
             append_timeout_floor: floor,
             witness_linger: Duration::ZERO,
             pipeline: true,
+            notice_hold,
             sim: None,
         };
         let client = factory.new_client(2, &BasicNode::default()).await;
@@ -592,6 +717,80 @@ mod tests {
         assert!(answers[0].is_ok());
         let error = answers[1].as_ref().unwrap_err().to_string();
         assert!(error.contains("an answer to no request"), "{error}");
+    }
+
+    fn with_entry(mut r: AppendEntriesRequest<C>, index: u64) -> AppendEntriesRequest<C> {
+        use openraft::entry::RaftEntry;
+        r.entries = vec![crate::types::Entry::new_blank(log_id::<C>(1, 1, index))];
+        r
+    }
+
+    /// Goal: a commit notice (no entries) followed, within the hold, by a request with the
+    /// same `prev_log_id` is not sent: the follower receives only the later request, which
+    /// carries the newer commit index, and its success answers both, in order. A notice that
+    /// nothing follows is sent when the hold runs out.
+    #[tokio::test]
+    async fn a_commit_notice_rides_on_the_next_request() {
+        let (mut client, listener, _faults) =
+            client_holding(Duration::from_secs(5), Duration::from_millis(500)).await;
+        let follower = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                let r = read_append(&mut conn).await;
+                let last = r.entries.last().map(|e| e.log_id).or(r.prev_log_id);
+                got.push((
+                    r.prev_log_id.unwrap().index,
+                    r.entries.len(),
+                    r.leader_commit.map(|c| c.index),
+                ));
+                write_message(&mut conn, &Response::StreamAppend(Ok(last)))
+                    .await
+                    .unwrap();
+            }
+            got
+        });
+        let mut notice = request(4);
+        notice.leader_commit = Some(log_id::<C>(1, 1, 4));
+        let mut next = with_entry(request(4), 5);
+        next.leader_commit = Some(log_id::<C>(1, 1, 4));
+        let mut last_notice = request(5);
+        last_notice.leader_commit = Some(log_id::<C>(1, 1, 5));
+        // The last notice comes after a pause of its own: nothing follows it, so the hold
+        // (0.5 s) sends it; the input stays open meanwhile.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tx.send(notice).unwrap();
+        tx.send(next).unwrap();
+        tx.send(last_notice).unwrap();
+        let input = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|r| (r, rx))
+        }));
+        let started = tokio::time::Instant::now();
+        let answers: Vec<_> = tokio::time::timeout(BOUND, async {
+            let mut out = client.stream_append(input, option()).await.unwrap();
+            let mut answers = Vec::new();
+            for _ in 0..3 {
+                answers.push(out.next().await.unwrap().unwrap().unwrap().unwrap().index);
+            }
+            drop(tx);
+            assert!(
+                out.next().await.is_none(),
+                "a clean end after the input ends"
+            );
+            answers
+        })
+        .await
+        .expect("the stream ends within the bound");
+        assert_eq!(answers, vec![4, 5, 5], "notice, entry, last notice");
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "the last notice was held"
+        );
+        assert_eq!(
+            follower.await.unwrap(),
+            vec![(4, 1, Some(4)), (5, 0, Some(5))],
+            "the first notice was not sent"
+        );
     }
 
     /// Goal: an isolated node sends nothing on a stream.

@@ -219,6 +219,7 @@ impl<S: StateMachine> Journal<S> {
             append_timeout_floor: config.election_timeout_min,
             witness_linger: config.witness_linger,
             pipeline: config.append_pipeline,
+            notice_hold: config.commit_notice_hold,
             sim: match &wiring {
                 Wiring::Tcp(_) => None,
                 Wiring::Sim(net, _) => Some(net.clone()),

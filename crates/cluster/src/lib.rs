@@ -103,6 +103,12 @@ pub struct JournalConfig {
     /// carrying a commit index no longer holds up the next proposal's entries. Off: one request
     /// at a time (openraft's sequential default), for comparison. See `docs/cluster.md`.
     pub append_pipeline: bool,
+    /// With the pipeline on: how long the leader holds back an AppendEntries that carries no
+    /// entry (openraft's notice of a new commit index) in case the next request follows, which
+    /// then carries the commit index instead (zero: never held). A follower's commit index, and
+    /// so its applying, lags by up to this much when no proposal follows; nothing is
+    /// acknowledged later (a commit needs only the entries' answers). See `docs/cluster.md`.
+    pub commit_notice_hold: Duration,
 }
 
 impl JournalConfig {
@@ -126,6 +132,7 @@ impl JournalConfig {
             state_hash_history: 1 << 16,
             witness_linger: Duration::ZERO,
             append_pipeline: true,
+            commit_notice_hold: Duration::from_millis(1),
         }
     }
 }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::append_stream::{serve_stream, AppendPipeline};
+use crate::append_stream::{serve_stream, AppendPipeline, PipelineTiming};
 
 use crate::sim::{BoxFuture, Endpoint, SimNetwork};
 use crate::sm_store::SmStore;
@@ -316,6 +316,8 @@ pub(crate) struct NetworkFactory {
     pub(crate) witness_linger: Duration,
     /// `JournalConfig::append_pipeline`.
     pub(crate) pipeline: bool,
+    /// `JournalConfig::commit_notice_hold`.
+    pub(crate) notice_hold: Duration,
     pub(crate) sim: Option<SimNetwork>,
 }
 
@@ -334,6 +336,7 @@ impl RaftNetworkFactory<C> for NetworkFactory {
             stream: None,
             append_stream: None,
             pipeline: self.pipeline,
+            notice_hold: self.notice_hold,
             faults: self.faults.clone(),
             self_id: self.self_id,
             append_timeout_floor: self.append_timeout_floor,
@@ -356,6 +359,8 @@ pub(crate) struct PeerClient {
     append_stream: Option<TcpStream>,
     /// `JournalConfig::append_pipeline`.
     pipeline: bool,
+    /// `JournalConfig::commit_notice_hold`.
+    notice_hold: Duration,
     faults: Arc<Faults>,
     self_id: u64,
     append_timeout_floor: Duration,
@@ -542,8 +547,11 @@ impl RaftNetworkV2<C> for PeerClient {
                 conn,
                 &mut self.append_stream,
                 input,
-                timeout,
-                self.witness_linger,
+                PipelineTiming {
+                    timeout,
+                    linger: self.witness_linger,
+                    notice_hold: self.notice_hold,
+                },
                 self.faults.clone(),
                 peer,
             );
