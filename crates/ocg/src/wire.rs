@@ -129,9 +129,16 @@ impl<const N: usize> FixedStr<N> {
                 break;
             }
         }
-        // Digits are ASCII, hence UTF-8.
+        let len = buf.len() - i;
+        if len > Self::MAX_LEN {
+            return Err(FieldError::StringTooLong {
+                len,
+                max: Self::MAX_LEN,
+            });
+        }
+        // Digits are ASCII, hence UTF-8 (and need no ASCII check).
         let digits = std::str::from_utf8(&buf[i..]).map_err(|_| FieldError::BadString)?;
-        Self::new_checked(digits)
+        Ok(FixedStr(CompactString::new(digits)))
     }
     /// [`Self::number_checked`] for numbers known to fit; panics on one the field cannot hold.
     pub fn number(n: u64) -> Self {
