@@ -502,6 +502,8 @@ async fn start_inner(
     mut cfg: SiteConfig,
     node: Option<(Site, Journal<Replica>)>,
 ) -> anyhow::Result<(SiteHandle, mpsc::UnboundedReceiver<FeedInput>)> {
+    // The thread that runs the site (a current-thread runtime's): its heap mapped up front.
+    crate::heap::prefault_thread();
     let keys = cfg
         .site
         .keys
