@@ -548,6 +548,22 @@ mod tests {
         RPCOption::new(Duration::from_millis(50))
     }
 
+    /// Every answer of one `stream_append`, which must end within [`BOUND`].
+    async fn collect_answers<S>(
+        client: &mut PeerClient,
+        input: S,
+    ) -> Vec<Result<openraft::raft::StreamAppendResult<C>, openraft::errors::RPCError<C>>>
+    where
+        S: futures_util::Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
+    {
+        tokio::time::timeout(BOUND, async {
+            let out = client.stream_append(input, option()).await.unwrap();
+            out.collect::<Vec<_>>().await
+        })
+        .await
+        .expect("the stream ends within the bound")
+    }
+
     /// Goal: the leader sends the next AppendEntries without waiting for the previous answer,
     /// the answers come out in request order, and after a clean end the next stream reuses the
     /// connection.
@@ -573,12 +589,7 @@ mod tests {
             got
         });
         let input = futures_util::stream::iter((1..=3).map(request));
-        let answers: Vec<_> = tokio::time::timeout(BOUND, async {
-            let out = client.stream_append(input, option()).await.unwrap();
-            out.collect::<Vec<_>>().await
-        })
-        .await
-        .expect("the stream ends within the bound");
+        let answers = collect_answers(&mut client, input).await;
         let indexes: Vec<u64> = answers
             .into_iter()
             .map(|a| a.unwrap().unwrap().unwrap().index)
@@ -587,12 +598,7 @@ mod tests {
         assert!(client.has_append_connection(), "kept after a clean end");
 
         let input = futures_util::stream::iter([request(7)]);
-        let answers: Vec<_> = tokio::time::timeout(BOUND, async {
-            let out = client.stream_append(input, option()).await.unwrap();
-            out.collect::<Vec<_>>().await
-        })
-        .await
-        .expect("the second stream ends within the bound");
+        let answers = collect_answers(&mut client, input).await;
         assert_eq!(answers.len(), 1);
         assert_eq!(
             answers[0]
@@ -623,12 +629,7 @@ mod tests {
             let _ = tokio::time::timeout(BOUND, conn.read_u8()).await;
         });
         let input = futures_util::stream::iter((1..=2).map(request));
-        let answers: Vec<_> = tokio::time::timeout(BOUND, async {
-            let out = client.stream_append(input, option()).await.unwrap();
-            out.collect::<Vec<_>>().await
-        })
-        .await
-        .expect("the stream ends within the bound");
+        let answers = collect_answers(&mut client, input).await;
         assert_eq!(answers.len(), 1);
         assert!(matches!(
             answers[0],
@@ -649,15 +650,7 @@ mod tests {
         });
         // An input that never ends: only the missing answer can end the stream.
         let input = futures_util::stream::iter([request(1)]).chain(futures_util::stream::pending());
-        let answers: Vec<_> = tokio::time::timeout(BOUND, async {
-            let out = client
-                .stream_append(Box::pin(input), option())
-                .await
-                .unwrap();
-            out.collect::<Vec<_>>().await
-        })
-        .await
-        .expect("the stream ends within the bound");
+        let answers = collect_answers(&mut client, Box::pin(input)).await;
         assert_eq!(answers.len(), 1);
         let error = answers[0].as_ref().unwrap_err().to_string();
         assert!(error.contains("no answer within"), "{error}");
@@ -682,12 +675,7 @@ mod tests {
                 // Dropped here: "closed" sends nothing and closes.
             });
             let input = futures_util::stream::iter([request(1)]);
-            let answers: Vec<_> = tokio::time::timeout(BOUND, async {
-                let out = client.stream_append(input, option()).await.unwrap();
-                out.collect::<Vec<_>>().await
-            })
-            .await
-            .expect("the stream ends within the bound");
+            let answers = collect_answers(&mut client, input).await;
             assert_eq!(answers.len(), 1, "{what}");
             assert!(answers[0].is_err(), "{what}: {:?}", answers[0]);
             assert!(!client.has_append_connection(), "{what}");
@@ -704,15 +692,7 @@ mod tests {
             let _ = tokio::time::timeout(BOUND, conn.read_u8()).await;
         });
         let input = futures_util::stream::iter([request(1)]).chain(futures_util::stream::pending());
-        let answers: Vec<_> = tokio::time::timeout(BOUND, async {
-            let out = client
-                .stream_append(Box::pin(input), option())
-                .await
-                .unwrap();
-            out.collect::<Vec<_>>().await
-        })
-        .await
-        .expect("the stream ends within the bound");
+        let answers = collect_answers(&mut client, Box::pin(input)).await;
         assert_eq!(answers.len(), 2);
         assert!(answers[0].is_ok());
         let error = answers[1].as_ref().unwrap_err().to_string();

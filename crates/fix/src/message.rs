@@ -169,6 +169,27 @@ pub enum GarbledError {
 /// Split a checksum-valid frame into header and body. The fields are read in one pass
 /// ([`crate::codec::Tokens`]): each body value is copied once, into the body, and header values
 /// are held inline.
+/// One standard-header field's value into the header (the tags `read_frame` keeps; others
+/// are ignored).
+fn set_header_field(header: &mut Header, tag: u32, v: &str) {
+    match tag {
+        34 => header.msg_seq_num = parse_seq_num(v),
+        49 => header.sender_comp_id = Some(v.into()),
+        56 => header.target_comp_id = Some(v.into()),
+        52 => {
+            header.sending_time_present = true;
+            header.sending_time = parse_utc_timestamp(v);
+        }
+        43 => header.poss_dup = v == "Y",
+        97 => header.poss_resend = v == "Y",
+        122 => {
+            header.orig_sending_time_present = true;
+            header.orig_sending_time = parse_utc_timestamp(v);
+        }
+        _ => {}
+    }
+}
+
 pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
     let mut tokens = crate::codec::Tokens::new(frame);
     // The first three fields must be 8, 9 and 35; the last one 10. A malformed prefix is
@@ -222,22 +243,7 @@ pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
         if !body.is_empty() {
             header_out_of_order.get_or_insert(tag);
         }
-        match tag {
-            34 => header.msg_seq_num = parse_seq_num(v),
-            49 => header.sender_comp_id = Some(v.into()),
-            56 => header.target_comp_id = Some(v.into()),
-            52 => {
-                header.sending_time_present = true;
-                header.sending_time = parse_utc_timestamp(v);
-            }
-            43 => header.poss_dup = v == "Y",
-            97 => header.poss_resend = v == "Y",
-            122 => {
-                header.orig_sending_time_present = true;
-                header.orig_sending_time = parse_utc_timestamp(v);
-            }
-            _ => {}
-        }
+        set_header_field(&mut header, tag, v);
     }
     if bad_prefix {
         return Err(GarbledError::BadPrefix);
@@ -398,23 +404,7 @@ mod tests {
             if !body.is_empty() {
                 out_of_order.get_or_insert(f.tag);
             }
-            let v = f.value.as_str();
-            match f.tag {
-                34 => header.msg_seq_num = parse_seq_num(v),
-                49 => header.sender_comp_id = Some(v.into()),
-                56 => header.target_comp_id = Some(v.into()),
-                52 => {
-                    header.sending_time_present = true;
-                    header.sending_time = parse_utc_timestamp(v);
-                }
-                43 => header.poss_dup = v == "Y",
-                97 => header.poss_resend = v == "Y",
-                122 => {
-                    header.orig_sending_time_present = true;
-                    header.orig_sending_time = parse_utc_timestamp(v);
-                }
-                _ => {}
-            }
+            set_header_field(&mut header, f.tag, f.value.as_str());
         }
         Ok(Received {
             message: Message {
