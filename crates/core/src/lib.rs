@@ -8,6 +8,7 @@ pub mod ids;
 pub mod limits;
 pub mod price;
 pub mod spread;
+pub mod text;
 pub mod time;
 
 pub use ids::{

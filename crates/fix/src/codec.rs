@@ -531,18 +531,8 @@ fn digits(mut n: u64) -> usize {
     d
 }
 
-/// `n` in decimal, written at the end of `buf`.
-pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
+/// `n` in decimal, written at the end of `buf` (the one writer of the workspace).
+pub use twinsite_core::text::decimal;
 
 /// A price in the text [`twinsite_core::Price`]'s `Display` writes: sign, whole units, `.`,
 /// exactly three decimals.

@@ -143,6 +143,25 @@ pub struct Header {
     pub orig_sending_time_present: bool,
 }
 
+impl Header {
+    /// A header with its BeginString and MsgType and no other field yet.
+    pub fn new(begin_string: FieldValue, msg_type: FieldValue) -> Header {
+        Header {
+            begin_string,
+            msg_type,
+            msg_seq_num: None,
+            sender_comp_id: None,
+            target_comp_id: None,
+            sending_time: None,
+            sending_time_present: false,
+            poss_dup: false,
+            poss_resend: false,
+            orig_sending_time: None,
+            orig_sending_time_present: false,
+        }
+    }
+}
+
 /// A framed message split into header and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
@@ -206,19 +225,7 @@ pub fn read_frame(frame: &[u8]) -> Result<Received, GarbledError> {
         }
     }
     let bad_prefix = count < 3 || prefix[0].0 != 8 || prefix[1].0 != 9 || prefix[2].0 != 35;
-    let mut header = Header {
-        begin_string: prefix[0].1.into(),
-        msg_type: prefix[2].1.into(),
-        msg_seq_num: None,
-        sender_comp_id: None,
-        target_comp_id: None,
-        sending_time: None,
-        sending_time_present: false,
-        poss_dup: false,
-        poss_resend: false,
-        orig_sending_time: None,
-        orig_sending_time_present: false,
-    };
+    let mut header = Header::new(prefix[0].1.into(), prefix[2].1.into());
     let mut body = Vec::with_capacity(24);
     let mut header_out_of_order = None;
     let mut header_duplicate = None;
@@ -376,19 +383,7 @@ mod tests {
         if fields[fields.len() - 1].tag != 10 {
             return Err(GarbledError::BadPrefix);
         }
-        let mut header = Header {
-            begin_string: fields[0].value.clone(),
-            msg_type: fields[2].value.clone(),
-            msg_seq_num: None,
-            sender_comp_id: None,
-            target_comp_id: None,
-            sending_time: None,
-            sending_time_present: false,
-            poss_dup: false,
-            poss_resend: false,
-            orig_sending_time: None,
-            orig_sending_time_present: false,
-        };
+        let mut header = Header::new(fields[0].value.clone(), fields[2].value.clone());
         let (mut body, mut out_of_order, mut duplicate, mut seen) =
             (Vec::new(), None, None, Vec::new());
         for f in &fields[3..fields.len() - 1] {

@@ -119,25 +119,15 @@ impl<const N: usize> FixedStr<N> {
     /// a stack buffer, without the formatting machinery (ids of every Execution Report).
     pub fn number_checked(n: u64) -> Result<Self, FieldError> {
         let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let len = buf.len() - i;
-        if len > Self::MAX_LEN {
+        let digits = twinsite_core::text::decimal(n, &mut buf);
+        if digits.len() > Self::MAX_LEN {
             return Err(FieldError::StringTooLong {
-                len,
+                len: digits.len(),
                 max: Self::MAX_LEN,
             });
         }
         // Digits are ASCII, hence UTF-8 (and need no ASCII check).
-        let digits = std::str::from_utf8(&buf[i..]).map_err(|_| FieldError::BadString)?;
+        let digits = std::str::from_utf8(digits).map_err(|_| FieldError::BadString)?;
         Ok(FixedStr(CompactString::new(digits)))
     }
     /// [`Self::number_checked`] for numbers known to fit; panics on one the field cannot hold.
