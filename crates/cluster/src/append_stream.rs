@@ -9,7 +9,7 @@
 //! `Raft::stream_append`, which hands them to its core without waiting for earlier answers and
 //! answers them in order.
 //!
-//! Wire format: the same frames as the unary RPCs (`u32` big-endian length, serde_json). The
+//! Wire format: the same frames as the unary RPCs (`u32` big-endian length, `crate::wire`). The
 //! leader's first `Request::StreamAppend` turns a connection into a stream connection for the
 //! rest of its life; every later frame from the leader is a `Request::StreamAppend`, and the
 //! follower answers each with one `Response::StreamAppend` (or `Response::Error` once, when its
@@ -45,7 +45,8 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::net::{
-    read_message, write_message, Faults, Request, Response, VoteGate, MESSAGE_BYTES_MAX,
+    encode_frame, read_message, write_message, Faults, Request, Response, VoteGate,
+    MESSAGE_BYTES_MAX,
 };
 use crate::sm_store::SmStore;
 use crate::types::{LogId, C};
@@ -283,7 +284,7 @@ where
         if self.inbuf.len() < 4 + len {
             return Ok(None);
         }
-        let decoded = serde_json::from_slice::<Response>(&self.inbuf[4..4 + len]);
+        let decoded = crate::wire::decode::<Response>(&self.inbuf[4..4 + len]);
         self.inbuf.drain(..4 + len);
         decoded
             .map(Some)
@@ -369,16 +370,6 @@ where
         }
         Poll::Ready(Some(Ok(result)))
     }
-}
-
-/// Append one frame (`u32` big-endian length, serde_json) to `out`.
-fn encode_frame<T: serde::Serialize>(out: &mut Vec<u8>, message: &T) -> serde_json::Result<()> {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    serde_json::to_writer(&mut *out, message)?;
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    Ok(())
 }
 
 impl<S> Stream for AppendPipeline<'_, S>

@@ -23,6 +23,7 @@ pub mod sim;
 mod sm_store;
 mod types;
 pub mod wal;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -267,11 +267,13 @@ impl LogStore {
             wal.segment_ids().iter().map(|id| (*id, None)).collect();
         for record in &records {
             let decoded: LogRecord =
-                serde_json::from_slice(&record.payload).map_err(|e| OpenError::Undecodable {
-                    what: "WAL record",
-                    file: wal.segment_path(record.segment_id),
-                    offset: record.offset,
-                    reason: e.to_string(),
+                crate::wire::decode_record(&record.payload).map_err(|reason| {
+                    OpenError::Undecodable {
+                        what: "WAL record",
+                        file: wal.segment_path(record.segment_id),
+                        offset: record.offset,
+                        reason,
+                    }
                 })?;
             replay(&mut data, decoded, record.segment_id, &mut segment_max);
         }
@@ -374,7 +376,7 @@ impl LogStore {
 }
 
 fn encode(record: &LogRecord) -> Vec<u8> {
-    serde_json::to_vec(record).expect("log records always serialize")
+    crate::wire::encode(record).expect("log records always serialize")
 }
 
 fn replay(
@@ -689,6 +691,43 @@ mod tests {
             store.read_committed().await.unwrap(),
             Some(log_id::<C>(2, 1, 33))
         );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Goal: a journal written by a build that encoded WAL records as JSON still opens, and
+    /// records appended after the upgrade (binary) follow them in the same log.
+    #[tokio::test]
+    async fn json_records_of_earlier_builds_still_replay() {
+        let dir = std::env::temp_dir().join(format!("twinsite-log-{}", rand::random::<u64>()));
+        {
+            let (mut wal, _, _) = Wal::open(&dir.join("wal"), 1 << 16).unwrap();
+            for entry in entries(1, 1..=3) {
+                wal.append(&serde_json::to_vec(&LogRecord::Entry(entry)).unwrap())
+                    .unwrap();
+            }
+            let committed = LogRecord::Committed(Some(log_id::<C>(1, 1, 2)));
+            wal.append(&serde_json::to_vec(&committed).unwrap())
+                .unwrap();
+            wal.sync().unwrap();
+        }
+        let stats = Arc::new(WalStats::default());
+        {
+            let mut store = LogStore::open(&dir, 1 << 16, stats.clone()).unwrap();
+            assert_eq!(
+                store.read_committed().await.unwrap(),
+                Some(log_id::<C>(1, 1, 2))
+            );
+            store.purge(log_id::<C>(1, 1, 0)).await.unwrap();
+            store
+                .append(entries(1, 4..=5), IOFlushed::noop())
+                .await
+                .unwrap();
+            store.purge(log_id::<C>(1, 1, 1)).await.unwrap();
+        }
+        let mut store = LogStore::open(&dir, 1 << 16, stats).unwrap();
+        let read = store.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(read, entries(1, 2..=5));
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,4 +1,5 @@
-//! Raft RPCs over TCP, each message a 4-byte big-endian length followed by serde_json: votes,
+//! Raft RPCs over TCP, each message a 4-byte big-endian length followed by its binary encoding
+//! (`crate::wire`, postcard): votes,
 //! snapshots and leader transfers one request at a time per connection; AppendEntries pipelined
 //! on a stream connection of its own (`append_stream`). Or, for the deterministic simulation,
 //! over the in-process [`SimNetwork`] (the same requests, handed over as values, one at a time).
@@ -152,10 +153,8 @@ pub(crate) async fn write_message<T: Serialize, W: AsyncWrite + Unpin>(
     stream: &mut W,
     message: &T,
 ) -> std::io::Result<()> {
-    let body = serde_json::to_vec(message).map_err(std::io::Error::other)?;
-    let mut framed = Vec::with_capacity(4 + body.len());
-    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&body);
+    let mut framed = Vec::new();
+    encode_frame(&mut framed, message).map_err(std::io::Error::other)?;
     stream.write_all(&framed).await
 }
 
@@ -172,7 +171,17 @@ pub(crate) async fn read_message<T: for<'de> Deserialize<'de>, R: AsyncRead + Un
     }
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).await?;
-    serde_json::from_slice(&body).map_err(std::io::Error::other)
+    crate::wire::decode(&body).map_err(std::io::Error::other)
+}
+
+/// Append one frame (`u32` big-endian length, then the message's binary encoding) to `out`.
+pub(crate) fn encode_frame<T: Serialize>(out: &mut Vec<u8>, message: &T) -> Result<(), String> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    crate::wire::encode_into(out, message)?;
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
 }
 
 /// Accept raft RPCs for `raft` until the task is aborted.

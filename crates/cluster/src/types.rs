@@ -46,7 +46,9 @@ pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<C>;
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<C>;
 pub type Snapshot = openraft::type_config::alias::SnapshotOf<C, Vec<u8>>;
 
-/// Bytes as a lowercase hex string; decodes a hex string or an array of numbers.
+/// Bytes as a lowercase hex string in human-readable formats (JSON: status output, old WAL
+/// records), which decode a hex string or an array of numbers; as plain bytes in binary ones
+/// (the wire and WAL encoding, `crate::wire`).
 mod hex_bytes {
     use serde::de::{Error, SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
@@ -55,6 +57,9 @@ mod hex_bytes {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_bytes(bytes);
+        }
         let mut out = Vec::with_capacity(bytes.len() * 2);
         for b in bytes {
             out.push(DIGITS[usize::from(b >> 4)]);
@@ -108,7 +113,11 @@ mod hex_bytes {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        d.deserialize_any(BytesVisitor)
+        if d.is_human_readable() {
+            d.deserialize_any(BytesVisitor)
+        } else {
+            d.deserialize_byte_buf(BytesVisitor)
+        }
     }
 
     #[cfg(test)]
@@ -126,6 +135,16 @@ mod hex_bytes {
             assert!(serde_json::from_str::<Command>("\"0g\"").is_err());
             assert!(serde_json::from_str::<Command>("\"012\"").is_err());
             assert!(serde_json::from_str::<Command>("[256]").is_err());
+        }
+
+        #[test]
+        fn commands_are_plain_bytes_in_the_binary_encoding() {
+            let cmd = Command(vec![0, 1, 0xab, 0xff, 0x10]);
+            let bytes = crate::wire::encode(&cmd).unwrap();
+            // A length prefix, then the bytes themselves.
+            assert_eq!(bytes, [5, 0, 1, 0xab, 0xff, 0x10]);
+            assert_eq!(crate::wire::decode::<Command>(&bytes).unwrap(), cmd);
+            assert!(crate::wire::decode::<Command>(&bytes[..4]).is_err());
         }
     }
 }
