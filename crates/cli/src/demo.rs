@@ -340,6 +340,7 @@ fn site_config(
             heartbeat_ms,
             password_tolerance_secs: 120,
             throttle: true,
+            ..Default::default()
         },
         market_data: None,
         participants,

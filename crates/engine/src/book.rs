@@ -272,19 +272,84 @@ impl SideBook {
     }
 }
 
-/// The slab of live orders.
+/// One live order's contribution to [`Orders::digest`]: a stable hash of every field the state
+/// hash covers (not the FIFO links: within a level, priority order is order-id order, which
+/// [`crate::Engine::check_invariants`] checks, so the set of orders determines the queues).
+/// A few 64x64->128 multiplies instead of a byte loop (it runs on every fill). Fixed-width
+/// integers only: the same on every node, build and platform.
+pub fn order_hash(o: &Order) -> u64 {
+    fn mum(a: u64, b: u64) -> u64 {
+        let r = a as u128 * b as u128;
+        (r as u64) ^ ((r >> 64) as u64)
+    }
+    /// Up to 24 bytes as three little-endian words, zero-padded, the length in the top byte.
+    fn words(b: &[u8]) -> [u64; 3] {
+        let mut w = [0u8; 24];
+        let n = b.len().min(23);
+        w[..n].copy_from_slice(&b[..n]);
+        w[23] = b.len() as u8;
+        let word = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&w[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(x)
+        };
+        [word(0), word(1), word(2)]
+    }
+    let [c0, c1, c2] = words(o.cl_ord_id.0.as_bytes());
+    let [s0, s1, _] = words(o.owner.session.0.as_bytes());
+    let packed = (o.owner.broker.0 as u64)
+        | (o.sec as u64) << 32
+        | (o.side as u64) << 56
+        | (o.order_type as u64) << 58
+        | (o.short_sell as u64) << 62
+        | (o.price.is_some() as u64) << 63;
+    let price = o.price.map_or(0, |p| p.0 as u64);
+    let mut h = mum(
+        o.id.0 ^ 0xa076_1d64_78bd_642f,
+        packed ^ 0xe703_7ed1_a0b4_28db,
+    );
+    h ^= mum(c0 ^ 0x8ebc_6af0_9c88_c6e3, c1 ^ 0x5899_65cc_7537_4cc3);
+    h ^= mum(c2 ^ 0x1d8e_4e27_c47d_124f, s0 ^ 0xa076_1d64_78bd_642f);
+    h ^= mum(s1 ^ 0xe703_7ed1_a0b4_28db, price ^ 0x8ebc_6af0_9c88_c6e3);
+    h ^= mum(
+        o.qty.0 ^ 0x5899_65cc_7537_4cc3,
+        o.cum.0 ^ 0x1d8e_4e27_c47d_124f,
+    );
+    mum(
+        h ^ 0xa076_1d64_78bd_642f,
+        h.rotate_left(29) ^ 0xe703_7ed1_a0b4_28db,
+    )
+}
+
+/// The slab of live orders, with an order-independent digest of them for the state hash.
 #[derive(Debug, Clone, Default)]
 pub struct Orders {
-    pub slots: Vec<Order>,
+    slots: Vec<Order>,
     free: Vec<u32>,
     /// order id - 1 -> slot (NIL when gone).
     by_id: Vec<u32>,
     pub live: usize,
+    /// Wrapping sum of [`order_hash`] over the live orders, kept up to date by every change
+    /// (insert, remove, [`Orders::update`]): the state hash reads it in O(1) instead of walking
+    /// every resting order.
+    digest: u64,
 }
 
 impl Orders {
+    /// Room for `orders` live orders and `ids` order ids without reallocating: a vector that
+    /// doubles mid-day copies every order while one participant waits for its answer.
+    pub fn with_capacity(orders: usize, ids: usize) -> Orders {
+        Orders {
+            slots: Vec::with_capacity(orders),
+            free: Vec::with_capacity(orders),
+            by_id: Vec::with_capacity(ids),
+            live: 0,
+            digest: 0,
+        }
+    }
     pub fn insert(&mut self, o: Order) -> u32 {
         let id = o.id.0 as usize;
+        self.digest = self.digest.wrapping_add(order_hash(&o));
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = o;
@@ -303,7 +368,9 @@ impl Orders {
         idx
     }
     pub fn remove(&mut self, idx: u32) {
-        let id = self.slots[idx as usize].id.0 as usize;
+        let o = &self.slots[idx as usize];
+        let id = o.id.0 as usize;
+        self.digest = self.digest.wrapping_sub(order_hash(o));
         self.by_id[id - 1] = NIL;
         self.free.push(idx);
         self.live -= 1;
@@ -320,10 +387,26 @@ impl Orders {
     pub fn get(&self, idx: u32) -> &Order {
         &self.slots[idx as usize]
     }
-    pub fn get_mut(&mut self, idx: u32) -> &mut Order {
+    /// The order in slot `idx` (live or freed), if the slab has that slot.
+    pub fn slot(&self, idx: u32) -> Option<&Order> {
+        self.slots.get(idx as usize)
+    }
+    /// The FIFO links only: every other field is in the digest and changes through
+    /// [`Orders::update`].
+    fn get_mut(&mut self, idx: u32) -> &mut Order {
         &mut self.slots[idx as usize]
     }
-
+    /// Change a live order's fields (fill, amend, order type), keeping the digest in step.
+    pub fn update(&mut self, idx: u32, f: impl FnOnce(&mut Order)) {
+        let o = &mut self.slots[idx as usize];
+        let before = order_hash(o);
+        f(o);
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(order_hash(o));
+    }
+    /// The wrapping sum of [`order_hash`] over the live orders.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
     /// Append to the tail of a level.
     pub fn push_back(&mut self, level: &mut Level, idx: u32) {
         let leaves = self.get(idx).leaves();

@@ -870,8 +870,8 @@ impl ChinaConnect {
         s.turnover += price.0 as u128 * q as u128;
         let code = s.def.code;
         let m = s.market();
-        self.orders.get_mut(buy).cum.0 += q;
-        self.orders.get_mut(sell).cum.0 += q;
+        self.orders.update(buy, |o| o.cum.0 += q);
+        self.orders.update(sell, |o| o.cum.0 += q);
         let (bb, sb) = (
             self.orders.get(buy).owner.broker,
             self.orders.get(sell).owner.broker,
@@ -1390,7 +1390,40 @@ impl ChinaConnect {
 
     // ------------------------------------------------------------------ hashing, snapshots
 
+    /// O(securities + held orders), whatever the number of resting orders: the live orders
+    /// (held and resting) enter through [`Orders::digest`], the held ones again by id in
+    /// arrival order (the held list is empty outside the held windows). Within a level,
+    /// priority order is order-id order ([`ChinaConnect::check_invariants`] checks it).
     pub fn state_hash(&self) -> u64 {
+        self.hash_with(self.orders.live as u64, self.orders.digest())
+    }
+
+    /// [`ChinaConnect::state_hash`] recomputed by walking every held and resting order (the test
+    /// oracle for the incremental digest).
+    #[doc(hidden)]
+    pub fn state_hash_walked(&self) -> u64 {
+        let mut n = 0u64;
+        let mut digest = 0u64;
+        let mut add = |i: u32| {
+            n += 1;
+            digest = digest.wrapping_add(crate::book::order_hash(self.orders.get(i)));
+        };
+        for &i in &self.held {
+            add(i);
+        }
+        for s in &self.secs {
+            for side in [Side::Buy, Side::Sell] {
+                for l in s.book(side).levels.values() {
+                    for i in self.orders.fifo(l) {
+                        add(i);
+                    }
+                }
+            }
+        }
+        self.hash_with(n, digest)
+    }
+
+    fn hash_with(&self, live: u64, orders_digest: u64) -> u64 {
         let mut h = StableHasher::default();
         h.u64(self.phase as u64);
         h.u64(self.next_transition as u64);
@@ -1406,19 +1439,11 @@ impl ChinaConnect {
             h.u64(c.0 as u64);
             h.u64(*v);
         }
-        let hash_order = |h: &mut StableHasher, o: &OrderInfo| {
-            h.u64(o.order_id.0);
-            h.bytes(o.cl_ord_id.as_str().as_bytes());
-            h.bytes(o.owner.session.as_str().as_bytes());
-            h.u64(o.owner.broker.0 as u64);
-            h.u64(o.security.0 as u64);
-            h.u64(o.side as u64);
-            h.i64(o.price.map_or(-1, |p| p.0));
-            h.u64(o.qty.0);
-            h.u64(o.cum_qty.0);
-        };
-        for o in self.held_orders() {
-            hash_order(&mut h, &o);
+        h.u64(live);
+        h.u64(orders_digest);
+        h.u64(self.held.len() as u64);
+        for &i in &self.held {
+            h.u64(self.orders.get(i).id.0);
         }
         for s in &self.secs {
             h.u64(s.def.code.0 as u64);
@@ -1428,11 +1453,6 @@ impl ChinaConnect {
             h.i64(s.iep.map_or(-1, |p| p.0 .0));
             h.i64(s.closing.map_or(-1, |p| p.0));
             h.u64(s.volume);
-            for side in [Side::Buy, Side::Sell] {
-                for o in self.book_orders(s.def.code, side) {
-                    hash_order(&mut h, &o);
-                }
-            }
         }
         h.finish()
     }
@@ -1594,8 +1614,17 @@ impl ChinaConnect {
                         return Err(format!("security {}: level {p} count mismatch", s.def.code));
                     }
                     let mut q = 0;
+                    let mut prev_id = 0;
                     for i in fifo {
                         let o = self.orders.get(i);
+                        // The state hash relies on this (it hashes the set of orders).
+                        if o.id.0 <= prev_id {
+                            return Err(format!(
+                                "security {}: level {p} out of order-id order at order {}",
+                                s.def.code, o.id
+                            ));
+                        }
+                        prev_id = o.id.0;
                         if o.price != Some(p) || o.side != side || o.leaves() == 0 {
                             return Err(format!("order {} misplaced or empty", o.id));
                         }

@@ -45,6 +45,11 @@ pub struct EngineConfig {
     /// China Connect holdings: shares each broker may sell today (no day trading).
     #[serde(default)]
     pub cc_holdings: Vec<(BrokerId, SecurityCode, u64)>,
+    /// Orders (live at once and ids in the day) and client order ids per broker to reserve
+    /// room for up front, so that no command pays for reallocating a large vector
+    /// (docs/operations.md, "Capacity"). Not part of the state: 0 reserves nothing.
+    #[serde(default)]
+    pub reserve_orders: usize,
 }
 fn cc_quota() -> i64 {
     limits::CC_DAILY_QUOTA_RMB as i64
@@ -64,6 +69,7 @@ impl Default for EngineConfig {
             cc_schedule: CcSchedule::manual(),
             cc_daily_quota: cc_quota(),
             cc_holdings: Vec::new(),
+            reserve_orders: 0,
         }
     }
 }
@@ -263,6 +269,7 @@ impl Engine {
             secs.push(SecState::new(s));
         }
         let sample_times = Self::sample_times(&cfg.schedule);
+        let reserve = cfg.reserve_orders;
         Engine {
             cfg,
             now: Timestamp(0),
@@ -270,8 +277,8 @@ impl Engine {
             market_halted: false,
             secs,
             sec_index,
-            orders: Orders::default(),
-            ids: ClOrdIds::default(),
+            orders: Orders::with_capacity(reserve, reserve),
+            ids: ClOrdIds::with_run_capacity(reserve),
             ids_digest: 0,
             next_order_id: 1,
             next_exec_id: 1,
@@ -666,7 +673,8 @@ impl Engine {
                         .collect()
                 };
                 for i in idxs {
-                    self.orders.get_mut(i).order_type = OrderType::AtAuctionLimit;
+                    self.orders
+                        .update(i, |o| o.order_type = OrderType::AtAuctionLimit);
                 }
             }
         }
@@ -1209,8 +1217,8 @@ impl Engine {
             s.open = Some(price);
         }
         let code = s.def.code;
-        self.orders.get_mut(buy).cum.0 += q;
-        self.orders.get_mut(sell).cum.0 += q;
+        self.orders.update(buy, |o| o.cum.0 += q);
+        self.orders.update(sell, |o| o.cum.0 += q);
         let (bb, sb) = (
             self.orders.get(buy).owner.broker,
             self.orders.get(sell).owner.broker,
@@ -1383,20 +1391,12 @@ impl Engine {
             for (i, side) in [(b, Side::Buy), (a, Side::Sell)] {
                 self.after_fill_passive(si, i, side, q, out);
             }
-            if self
-                .orders
-                .slots
-                .get(b as usize)
-                .is_none_or(|o| o.leaves() == 0)
+            if self.orders.slot(b).is_none_or(|o| o.leaves() == 0)
                 || self.orders.find(self.orders.get(b).id).is_none()
             {
                 bi += 1;
             }
-            if self
-                .orders
-                .slots
-                .get(a as usize)
-                .is_none_or(|o| o.leaves() == 0)
+            if self.orders.slot(a).is_none_or(|o| o.leaves() == 0)
                 || self.orders.find(self.orders.get(a).id).is_none()
             {
                 ai += 1;
@@ -1485,7 +1485,7 @@ impl Engine {
                         out,
                     );
                 } else {
-                    self.orders.get_mut(i).order_type = OrderType::Limit;
+                    self.orders.update(i, |o| o.order_type = OrderType::Limit);
                 }
             }
         }
@@ -1766,11 +1766,10 @@ impl Engine {
             };
             level.qty = level.qty - old_leaves + new_leaves;
             self.record_id(a.owner.broker, a.cl_ord_id, o.id.0);
-            {
-                let m = self.orders.get_mut(idx);
+            self.orders.update(idx, |m| {
                 m.qty = a.qty;
                 m.cl_ord_id = a.cl_ord_id;
-            }
+            });
             out.push(Event::Amended {
                 order: self.info(idx),
                 old_order_id: o.id,
@@ -1875,7 +1874,40 @@ impl Engine {
     // ------------------------------------------------------------------ hashing and snapshots
 
     /// A hash over the whole logical state. Equal on every node that applied the same commands.
+    ///
+    /// O(securities), whatever the number of resting orders: the orders enter through
+    /// [`Orders::digest`], a wrapping sum of a stable hash of each live order kept up to date by
+    /// every change. Within a level, priority order is order-id order
+    /// ([`Engine::check_invariants`] checks it), so the set of orders determines every queue.
     pub fn state_hash(&self) -> u64 {
+        self.hash_with(
+            self.orders.live as u64,
+            self.orders.digest(),
+            self.china.state_hash(),
+        )
+    }
+
+    /// [`Engine::state_hash`] recomputed by walking every resting order of every book (the
+    /// test oracle for the incremental digest; O(resting orders)).
+    #[doc(hidden)]
+    pub fn state_hash_walked(&self) -> u64 {
+        let mut n = 0u64;
+        let mut digest = 0u64;
+        for s in &self.secs {
+            for side in [Side::Buy, Side::Sell] {
+                let b = s.book(side);
+                for l in std::iter::once(&b.auction).chain(b.levels.values()) {
+                    for i in self.orders.fifo(l) {
+                        n += 1;
+                        digest = digest.wrapping_add(crate::book::order_hash(self.orders.get(i)));
+                    }
+                }
+            }
+        }
+        self.hash_with(n, digest, self.china.state_hash_walked())
+    }
+
+    fn hash_with(&self, live: u64, orders_digest: u64, china: u64) -> u64 {
         let mut h = StableHasher::default();
         h.u64(self.now.0);
         h.u64(self.phase as u64);
@@ -1889,7 +1921,9 @@ impl Engine {
         h.u64(self.random_counter);
         h.u64(self.ids.len() as u64);
         h.u64(self.ids_digest);
-        h.u64(self.china.state_hash());
+        h.u64(china);
+        h.u64(live);
+        h.u64(orders_digest);
         for s in &self.secs {
             h.u64(s.def.code.0 as u64);
             h.i64(s.last_trade.map_or(-1, |p| p.0));
@@ -1904,18 +1938,6 @@ impl Engine {
             h.i64(s.closing.map_or(-1, |p| p.0));
             h.u64(s.volume);
             h.u64(s.auction_done as u64 | (s.auction_traded as u64) << 1);
-            for side in [Side::Buy, Side::Sell] {
-                for o in self.book_orders(s.def.code, side) {
-                    h.u64(o.order_id.0);
-                    h.bytes(o.cl_ord_id.as_str().as_bytes());
-                    h.bytes(o.owner.session.as_str().as_bytes());
-                    h.u64(o.owner.broker.0 as u64);
-                    h.i64(o.price.map_or(-1, |p| p.0));
-                    h.u64(o.qty.0);
-                    h.u64(o.cum_qty.0);
-                    h.u64(o.order_type as u64);
-                }
-            }
         }
         h.finish()
     }
@@ -2092,8 +2114,17 @@ impl Engine {
                         ));
                     }
                     let mut q = 0;
+                    let mut prev_id = 0;
                     for i in fifo {
                         let o = self.orders.get(i);
+                        // The state hash relies on this (it hashes the set of orders).
+                        if o.id.0 <= prev_id {
+                            return Err(format!(
+                                "security {}: level {p:?} out of order-id order at order {}",
+                                s.def.code, o.id
+                            ));
+                        }
+                        prev_id = o.id.0;
                         if o.price != p || o.side != side || o.leaves() == 0 || o.cum > o.qty {
                             return Err(format!("order {} misplaced or empty", o.id));
                         }

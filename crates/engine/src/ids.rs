@@ -75,9 +75,20 @@ pub struct ClOrdIds {
     runs: Vec<Run>,
     other: FxMap<(BrokerId, ClOrdId), u64>,
     len: usize,
+    /// Room each broker's run gets when it is created (ids, not bytes): a run that doubles
+    /// mid-day copies every id while a participant waits for its answer.
+    run_capacity: usize,
 }
 
 impl ClOrdIds {
+    /// An empty table whose per-broker runs start with room for `run_capacity` ids.
+    pub fn with_run_capacity(run_capacity: usize) -> ClOrdIds {
+        ClOrdIds {
+            run_capacity,
+            ..ClOrdIds::default()
+        }
+    }
+
     /// The value recorded for (broker, id), if the id was used today.
     #[inline]
     pub fn get(&self, b: BrokerId, c: &ClOrdId) -> Option<u64> {
@@ -108,7 +119,10 @@ impl ClOrdIds {
             let r = match self.index.get(&b) {
                 Some(&r) => r as usize,
                 None => {
-                    self.runs.push(Run::default());
+                    self.runs.push(Run {
+                        nums: Vec::with_capacity(self.run_capacity),
+                        vals: Vec::with_capacity(self.run_capacity),
+                    });
                     self.index.insert(b, (self.runs.len() - 1) as u32);
                     self.runs.len() - 1
                 }

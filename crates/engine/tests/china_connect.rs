@@ -1077,6 +1077,13 @@ mod random_streams {
             }
             e.check_invariants()
                 .unwrap_or_else(|err| panic!("seed {seed}: after #{i} {c:?}: {err}"));
+            // The state hash reads an incremental digest of the live orders (held and
+            // resting): it must equal the hash recomputed by walking every order.
+            assert_eq!(
+                e.state_hash(),
+                e.state_hash_walked(),
+                "seed {seed}: after #{i} {c:?}: incremental state hash != walked"
+            );
         }
         let cc = e.china();
         let mut open_buys = [0i128; 2];

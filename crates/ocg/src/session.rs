@@ -74,6 +74,44 @@ impl OutboundLog {
         self.messages.iter()
     }
 
+    /// The highest sequence number stored (0 when empty).
+    pub fn last_seq(&self) -> u32 {
+        self.messages.back().map_or(0, |m| m.seq)
+    }
+
+    /// The stored messages with sequence number >= `seq`, ascending. Taking the tail costs the
+    /// tail, not the whole log: the live path asks for the last few messages, found by a short
+    /// scan back from the end (a binary search over a long log is a dozen cache misses);
+    /// anything older by a binary search.
+    pub fn since(&self, seq: u32) -> impl Iterator<Item = &StoredMessage> {
+        const SCAN: usize = 8;
+        let m = &self.messages;
+        let n = m.len();
+        let mut start = n;
+        while start > 0 && m[start - 1].seq >= seq {
+            if n - start == SCAN {
+                start = m.partition_point(|x| x.seq < seq);
+                break;
+            }
+            start -= 1;
+        }
+        m.range(start..)
+    }
+
+    /// Room for `n` messages in all (at most `capacity`, the retention limit) without
+    /// reallocating: a log that doubles mid-day copies every stored message while a participant
+    /// waits for its answer.
+    pub fn reserve(&mut self, n: usize, capacity: usize) {
+        let want = n.min(capacity.max(1).saturating_add(1));
+        self.messages
+            .reserve(want.saturating_sub(self.messages.len()));
+    }
+
+    /// How many messages the log holds without reallocating.
+    pub fn capacity(&self) -> usize {
+        self.messages.capacity()
+    }
+
     /// The first stored message with sequence number >= `seq`.
     fn first_at_or_after(&self, seq: u32) -> Option<&StoredMessage> {
         let i = self.messages.partition_point(|m| m.seq < seq);
@@ -357,6 +395,39 @@ mod tests {
             frame: frame::encode(seq, false, false, &comp(), &msg).unwrap(),
             poss_resend: false,
         }
+    }
+
+    #[test]
+    fn since_is_the_tail_from_a_number_whatever_its_distance_from_the_end() {
+        // Numbers with gaps (administrative messages are not stored), some evicted.
+        let mut log = OutboundLog::default();
+        for seq in (1..=60u32).filter(|s| s % 3 != 0) {
+            log.push(stored(seq), 30);
+        }
+        for from in 0..=65u32 {
+            let want: Vec<u32> = log.iter().map(|m| m.seq).filter(|&s| s >= from).collect();
+            let got: Vec<u32> = log.since(from).map(|m| m.seq).collect();
+            assert_eq!(got, want, "since({from})");
+        }
+        assert_eq!(log.last_seq(), 59);
+        assert_eq!(OutboundLog::default().since(1).count(), 0);
+        assert_eq!(OutboundLog::default().last_seq(), 0);
+    }
+
+    #[test]
+    fn reserve_makes_room_up_to_the_retention_limit() {
+        let mut log = OutboundLog::default();
+        log.reserve(1_000, 100);
+        assert!(log.capacity() >= 101);
+        let cap = log.capacity();
+        for seq in 1..=500 {
+            log.push(stored(seq), 100);
+        }
+        assert_eq!(
+            log.capacity(),
+            cap,
+            "no reallocation within the reservation"
+        );
     }
 
     #[test]

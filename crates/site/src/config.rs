@@ -129,6 +129,11 @@ pub struct EngineSection {
     /// them: no day trading).
     #[serde(default)]
     pub cc_holdings: Vec<HoldingEntry>,
+    /// Orders to reserve room for up front: live orders at once, order ids in the day, and
+    /// client order ids per broker (docs/operations.md, "Capacity"). Past it the vectors still
+    /// grow, once per doubling.
+    #[serde(default = "reserve_orders")]
+    pub reserve_orders: usize,
 }
 
 /// Shares of a China Connect security a broker holds at the start of the day.
@@ -150,6 +155,7 @@ impl Default for EngineSection {
             start_ms: None,
             cc_daily_quota: None,
             cc_holdings: Vec::new(),
+            reserve_orders: reserve_orders(),
         }
     }
 }
@@ -166,6 +172,10 @@ pub struct SessionSection {
     /// Throttle on or off (benchmarks switch it off).
     #[serde(default = "yes")]
     pub throttle: bool,
+    /// Outbound business messages to reserve room for per Comp ID (the replay log), at the
+    /// active site and in every node's replica (docs/operations.md, "Capacity").
+    #[serde(default = "reserve_outbound")]
+    pub reserve_outbound: usize,
 }
 
 impl Default for SessionSection {
@@ -174,6 +184,7 @@ impl Default for SessionSection {
             heartbeat_ms: hb(),
             password_tolerance_secs: tolerance(),
             throttle: true,
+            reserve_outbound: reserve_outbound(),
         }
     }
 }
@@ -382,4 +393,14 @@ impl SiteConfig {
         );
         Ok(())
     }
+}
+
+/// A drill day's order count with room to spare (docs/operations.md, "Capacity").
+fn reserve_orders() -> usize {
+    1 << 17
+}
+
+/// A busy Comp ID's outbound business messages in a drill day (docs/operations.md, "Capacity").
+fn reserve_outbound() -> usize {
+    1 << 15
 }

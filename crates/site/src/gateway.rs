@@ -365,6 +365,7 @@ pub fn build(
                 )
             })
             .collect(),
+        reserve_orders: cfg.engine.reserve_orders,
         ..Default::default()
     };
     if let Some(q) = cfg.engine.cc_daily_quota {
@@ -464,6 +465,7 @@ pub fn initial_replica(cfg: &SiteConfig) -> anyhow::Result<Replica> {
             .filter(|p| p.is_fix())
             .filter_map(|p| p.comp().ok()),
     );
+    replica.reserve_outbound(cfg.session.reserve_outbound);
     Ok(replica)
 }
 
@@ -691,13 +693,14 @@ async fn proposer(
     mut rx: mpsc::UnboundedReceiver<(u64, Vec<Entry>)>,
     core: mpsc::UnboundedSender<CoreMsg>,
 ) {
+    let debug = std::env::var_os("TWINSITE_DEBUG").is_some();
     while let Some((mut last, mut entries)) = rx.recv().await {
         while let Ok((t, e)) = rx.try_recv() {
             last = t;
             entries.extend(e);
         }
         let r = journal.propose(replica::encode(&entries)).await;
-        if std::env::var_os("TWINSITE_DEBUG").is_some() {
+        if debug {
             eprintln!(
                 "proposer {:?}: {} entries through ticket {last}: {:?}",
                 journal.role(),
@@ -1082,6 +1085,14 @@ impl Synced {
             poss_resend_pending: d.poss_resend_pending,
         }
     }
+    /// Is `d` what was last replicated? (Compares in place: no clone of the credentials on
+    /// every iteration.)
+    fn matches(&self, d: &DurableSession) -> bool {
+        self.in_next == d.in_next
+            && self.out_next == d.out_next
+            && self.poss_resend_pending == d.poss_resend_pending
+            && self.credentials == d.credentials
+    }
 }
 
 impl Live {
@@ -1405,8 +1416,9 @@ impl Core {
         if let Some(n) = reset_to {
             replica::reset_sequences(&mut sessions, &mut fix_states, n);
         }
-        let mut server = OcgServer::new(server_config(&self.cfg), self.keys.clone());
-        let mut csc = OcgServer::new(server_config(&self.cfg), self.keys.clone());
+        let scfg = server_config(&self.cfg);
+        let mut server = OcgServer::new(scfg.clone(), self.keys.clone());
+        let mut csc = OcgServer::new(scfg.clone(), self.keys.clone());
         server.set_logons_allowed(self.logons_allowed[platform_index(Platform::OtpC)]);
         csc.set_logons_allowed(self.logons_allowed[platform_index(Platform::OtpCsc)]);
         for p in self.cfg.participants.iter().filter(|p| !p.is_fix()) {
@@ -1414,6 +1426,11 @@ impl Core {
             let Some(mut d) = sessions.get(&comp).cloned() else {
                 continue;
             };
+            // A clone holds only what is stored: room for the day again.
+            d.outbound.reserve(
+                self.cfg.session.reserve_outbound,
+                scfg.retained_outbound_max,
+            );
             if failover {
                 // Messages replayed after an exchange-side outage carry PossResend, and
                 // the outage never triggers Cancel on Disconnect.
@@ -1855,13 +1872,12 @@ impl Core {
                 let Some(d) = l.durable(comp) else {
                     continue;
                 };
-                let cur = Synced::of(d);
-                if cur != *synced {
+                if !synced.matches(d) {
                     if deltas {
                         sessions.push(replica::delta(d, synced.out_next));
                     }
                     changed = true;
-                    *synced = cur;
+                    *synced = Synced::of(d);
                 }
             }
         }

@@ -123,6 +123,9 @@ pub struct Replica {
     /// Bad entries seen (never applied).
     pub rejected_entries: u64,
     pub retained_outbound_max: usize,
+    /// Room reserved in each Comp ID's outbound log (`[session] reserve_outbound`), again after
+    /// a snapshot restore or a sequence reset, so applying an entry never reallocates it.
+    reserve_outbound: usize,
 }
 
 impl Replica {
@@ -137,6 +140,27 @@ impl Replica {
             failover_pending: false,
             rejected_entries: 0,
             retained_outbound_max: 1_000_000,
+            reserve_outbound: 0,
+        }
+    }
+
+    /// Reserve room for `n` messages in every Comp ID's outbound log, now and after every
+    /// snapshot restore or sequence reset.
+    pub fn reserve_outbound(&mut self, n: usize) {
+        self.reserve_outbound = n;
+        self.reserve_logs();
+    }
+
+    fn reserve_logs(&mut self) {
+        let (n, max) = (self.reserve_outbound, self.retained_outbound_max);
+        for s in self.sessions.values_mut() {
+            s.outbound.reserve(n, max);
+        }
+        for s in self.fix_sessions.values_mut() {
+            s.outbound.reserve(
+                n.min(max.saturating_add(1))
+                    .saturating_sub(s.outbound.len()),
+            );
         }
     }
 
@@ -170,8 +194,7 @@ impl Replica {
                     s.credentials = d.credentials;
                     s.poss_resend_pending = d.poss_resend_pending;
                     for m in d.stored {
-                        let last = s.outbound.iter().last().map_or(0, |x| x.seq);
-                        if m.seq > last {
+                        if m.seq > s.outbound.last_seq() {
                             s.outbound.push(m, self.retained_outbound_max);
                         }
                     }
@@ -203,6 +226,7 @@ impl Replica {
                 self.failover_pending = false;
                 if let Some(n) = reset_to {
                     reset_sequences(&mut self.sessions, &mut self.fix_sessions, n);
+                    self.reserve_logs();
                 }
             }
         }
@@ -281,6 +305,7 @@ impl twinsite_cluster::StateMachine for Replica {
         self.activations = s.activations;
         self.inputs_applied = s.inputs_applied;
         self.failover_pending = s.failover_pending;
+        self.reserve_logs();
         Ok(())
     }
 
@@ -331,11 +356,7 @@ pub fn delta(d: &DurableSession, synced_out_next: u32) -> SessionDelta {
         out_next: d.out_next,
         credentials: d.credentials.clone(),
         poss_resend_pending: d.poss_resend_pending,
-        stored: d
-            .outbound
-            .iter()
-            .filter(|m| m.seq >= synced_out_next)
-            .cloned()
-            .collect(),
+        // Ascending by number: only the tail since the last delta is looked at.
+        stored: d.outbound.since(synced_out_next).cloned().collect(),
     }
 }

@@ -66,6 +66,7 @@ pub fn site_config(participants: Vec<ParticipantEntry>) -> SiteConfig {
             heartbeat_ms: 1_000,
             password_tolerance_secs: 120,
             throttle: true,
+            ..Default::default()
         },
         market_data: None,
         participants,
