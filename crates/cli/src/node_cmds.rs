@@ -333,6 +333,15 @@ pub async fn node(config: &Path, role: NodeRole, stop_on_stdin_eof: bool) -> any
     {
         jc.commit_notice_hold = std::time::Duration::from_micros(us);
     }
+    // `TWINSITE_FOLLOWER_INLINE_WAL=0`: a follower hands every WAL write to the writer thread,
+    // as a leader does (for before/after measurements; docs/cluster.md).
+    if std::env::var("TWINSITE_FOLLOWER_INLINE_WAL").as_deref() == Ok("0") {
+        jc.follower_inline_wal = false;
+    }
+    // `TWINSITE_LEADER_WAL_WAKE_AFTER_SENDS=0`: a leader wakes its WAL writer at once.
+    if std::env::var("TWINSITE_LEADER_WAL_WAKE_AFTER_SENDS").as_deref() == Ok("0") {
+        jc.leader_wal_wake_after_sends = false;
+    }
     let (view_tx, view_rx) = watch::channel(SiteView::default());
     let mut lines = vec![format!(
         "  {} node, pid {}, raft {}, journal {}",

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, ForwardReason, RaftError};
+use openraft::impls::ProgressResponder;
 use openraft::{BasicNode, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -226,6 +227,16 @@ impl<S: StateMachine> Journal<S> {
             },
         };
         let raft_cfg = Arc::new(raft_config(&config)?);
+        // How the WAL writer is used follows the node's raft state (`follower_inline_wal`,
+        // `leader_wal_wake_after_sends`).
+        let wal_modes =
+            (config.follower_inline_wal || config.leader_wal_wake_after_sends).then(|| {
+                (
+                    log_store.clone(),
+                    config.follower_inline_wal,
+                    config.leader_wal_wake_after_sends,
+                )
+            });
         let raft = Raft::new(id, raft_cfg, network, log_store, sm_store)
             .await
             .map_err(|e| JournalError::Start(format!("raft: {e}")))?;
@@ -252,7 +263,12 @@ impl<S: StateMachine> Journal<S> {
         };
         let (status_tx, status_rx) =
             watch::channel(status_of(role, &raft.metrics().borrow_watched()));
-        tasks.push(tokio::spawn(publish_status(role, raft.clone(), status_tx)));
+        tasks.push(tokio::spawn(publish_status(
+            role,
+            raft.clone(),
+            status_tx,
+            wal_modes,
+        )));
         let witness_handovers = Arc::new(AtomicU64::new(0));
         if role == NodeRole::Witness {
             tasks.push(tokio::spawn(witness_handover(
@@ -325,6 +341,27 @@ impl<S: StateMachine> Journal<S> {
     /// Propose a command; returns its index and the state machine's reply once it is committed
     /// on a quorum and applied here. Any error means the caller must not acknowledge it.
     pub async fn propose(&self, cmd: Vec<u8>) -> Result<(u64, Vec<u8>), JournalError> {
+        self.propose_until(cmd, Until::Applied)
+            .await
+            .map(|(index, reply)| (index, reply.unwrap_or_default()))
+    }
+
+    /// Propose a command; returns its index as soon as it is committed on a quorum (durable on a
+    /// majority, so every later leader has it), without waiting for this node's state machine
+    /// to apply it. For a caller that already holds the command's outcome (the active site's
+    /// gateway computed it before proposing) and only needs the permission to acknowledge it.
+    /// Any error means the caller must not acknowledge it.
+    pub async fn propose_committed(&self, cmd: Vec<u8>) -> Result<u64, JournalError> {
+        self.propose_until(cmd, Until::Committed)
+            .await
+            .map(|(index, _)| index)
+    }
+
+    async fn propose_until(
+        &self,
+        cmd: Vec<u8>,
+        until: Until,
+    ) -> Result<(u64, Option<Vec<u8>>), JournalError> {
         let inner = &self.inner;
         if inner.role == NodeRole::Witness {
             return Err(JournalError::Witness);
@@ -353,10 +390,10 @@ impl<S: StateMachine> Journal<S> {
                     leader: leader.and_then(role_of),
                 });
             }
-            let write = inner.raft.client_write(command.clone());
+            let write = write_once(&inner.raft, command.clone(), until);
             let forward = match tokio::time::timeout_at(deadline, write).await {
                 Err(_) => return Err(JournalError::Timeout { timeout_ms }),
-                Ok(Ok(response)) => return Ok((response.log_id.index, response.data.0)),
+                Ok(Ok(done)) => return Ok(done),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => forward,
                 Ok(Err(e)) => return Err(JournalError::Raft(e.to_string())),
             };
@@ -610,6 +647,43 @@ impl<S: StateMachine> Journal<S> {
     }
 }
 
+/// What a proposal waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    /// Committed on a quorum and applied by this node's state machine (with its reply).
+    Applied,
+    /// Committed on a quorum.
+    Committed,
+}
+
+/// One client write: its index, and the reply when waited for until applied. openraft calls
+/// the responder's `on_commit` once the entry is committed, just before handing it to the state
+/// machine, and `on_complete` when it is applied or the write failed (not leader).
+async fn write_once<S: StateMachine>(
+    raft: &Raft<C, SmStore<S>>,
+    command: Command,
+    until: Until,
+) -> Result<(u64, Option<Vec<u8>>), RaftError<C, ClientWriteError<C>>> {
+    if until == Until::Applied {
+        let response = raft.client_write(command).await?;
+        return Ok((response.log_id.index, Some(response.data.0)));
+    }
+    let (responder, committed, completed) = ProgressResponder::new();
+    raft.client_write_ff(command, Some(responder))
+        .await
+        .map_err(RaftError::Fatal)?;
+    if let Ok(log_id) = committed.await {
+        return Ok((log_id.index, None));
+    }
+    // Completed without a commit notice: the write failed (or was applied, should openraft
+    // ever skip the notice).
+    match completed.await {
+        Ok(Ok(response)) => Ok((response.log_id.index, None)),
+        Ok(Err(e)) => Err(RaftError::APIError(e)),
+        Err(_) => Err(RaftError::Fatal(openraft::errors::Fatal::Stopped)),
+    }
+}
+
 fn open_stores<S: StateMachine>(
     config: &JournalConfig,
     sm: S,
@@ -672,10 +746,18 @@ async fn publish_status<S: StateMachine>(
     role: NodeRole,
     raft: Raft<C, SmStore<S>>,
     tx: watch::Sender<JournalStatus>,
+    log: Option<(LogStore, bool, bool)>,
 ) {
     let mut metrics = raft.metrics();
     loop {
-        let status = status_of(role, &metrics.borrow_watched());
+        let status = {
+            let m = metrics.borrow_watched();
+            if let Some((log, inline, defer)) = &log {
+                log.set_inline_writes(*inline && m.state == ServerState::Follower);
+                log.set_defer_wake(*defer && m.state == ServerState::Leader);
+            }
+            status_of(role, &m)
+        };
         let mut leadership_changed = false;
         tx.send_if_modified(|current| {
             if *current == status {

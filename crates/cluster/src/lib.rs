@@ -110,6 +110,18 @@ pub struct JournalConfig {
     /// so its applying, lags by up to this much when no proposal follows; nothing is
     /// acknowledged later (a commit needs only the entries' answers). See `docs/cluster.md`.
     pub commit_notice_hold: Duration,
+    /// While this node is a follower, write and fdatasync its WAL on the raft thread when the
+    /// WAL is idle, instead of handing each AppendEntries' records to the writer thread and
+    /// being woken when they are durable (default on). The answer to the leader then leaves as
+    /// soon as the sync returns; a follower has nothing else to do meanwhile. Jobs that arrive
+    /// while a sync is in flight still go to the writer thread, which groups them. A leader
+    /// always uses the writer thread, so its replication is never held up by its own sync.
+    /// See `docs/cluster.md`.
+    pub follower_inline_wal: bool,
+    /// While this node leads, wake its WAL writer for newly appended entries only after the
+    /// tasks already runnable have run, so the AppendEntries carrying them leave first (default
+    /// on). See `LogStore::set_defer_wake` and `docs/cluster.md`.
+    pub leader_wal_wake_after_sends: bool,
 }
 
 impl JournalConfig {
@@ -133,6 +145,8 @@ impl JournalConfig {
             state_hash_history: 1 << 16,
             witness_linger: Duration::ZERO,
             append_pipeline: true,
+            follower_inline_wal: true,
+            leader_wal_wake_after_sends: true,
             commit_notice_hold: Duration::from_millis(1),
         }
     }

@@ -62,9 +62,20 @@ struct LogData {
 
 /// The writer thread's queue: one FIFO for all jobs, so records reach the WAL in the order they
 /// were submitted; the writer is woken only by a job that waits for durability.
+///
+/// Whoever holds `wal` takes the queued jobs and writes them: the writer thread, or, in
+/// inline mode (a follower), the thread that submits a job while the WAL is idle. Taking and
+/// writing under the one lock keeps the records in submission order either way.
 struct WalQueue {
     state: Mutex<QueueState>,
     ready: Condvar,
+    wal: Mutex<WalWriter>,
+    /// Write (and sync) a job on the submitting thread when the WAL is idle, instead of handing
+    /// it to the writer thread and waiting to be woken (`LogStore::set_inline_writes`).
+    inline: AtomicBool,
+    /// Wake the writer thread for a job submitted on a tokio runtime only after the tasks
+    /// already runnable there have run (`LogStore::set_defer_wake`).
+    defer_wake: AtomicBool,
 }
 
 #[derive(Default)]
@@ -79,28 +90,64 @@ struct QueueState {
 }
 
 impl WalQueue {
-    fn new() -> WalQueue {
+    fn new(wal: WalWriter) -> WalQueue {
         WalQueue {
             state: Mutex::new(QueueState::default()),
             ready: Condvar::new(),
+            wal: Mutex::new(wal),
+            inline: AtomicBool::new(false),
+            defer_wake: AtomicBool::new(false),
         }
+    }
+
+    /// Wake the writer thread if a job waits for durability.
+    fn wake(&self) {
+        if self.lock().waiting > 0 {
+            self.ready.notify_one();
+        }
+    }
+
+    /// In inline mode with the WAL idle: write every queued job and then `job` on this thread,
+    /// with one sync, and complete them. `Err(job)` when the WAL is busy (the writer thread
+    /// has a batch in flight), inline mode is off or the writer has stopped: queue it instead.
+    fn write_inline(&self, job: WriteJob) -> Result<(), WriteJob> {
+        if !self.inline.load(Ordering::Relaxed) {
+            return Err(job);
+        }
+        // A poisoned lock (the writer panicked mid-batch) counts as busy; the queue then
+        // reports the writer stopped.
+        let Ok(mut wal) = self.wal.try_lock() else {
+            return Err(job);
+        };
+        let mut batch = {
+            let mut state = self.lock();
+            if state.stopped || state.closed {
+                return Err(job);
+            }
+            let batch: Vec<WriteJob> = state.jobs.drain(..).collect();
+            state.waiting -= batch.iter().filter(|j| j.done.is_some()).count();
+            batch
+        };
+        batch.push(job);
+        wal.run(batch);
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queue a job; a job with a completion wakes the writer. Returns the job if the writer
-    /// has stopped.
-    fn push(&self, job: WriteJob) -> Result<(), WriteJob> {
+    /// Queue a job; a job with a completion wakes the writer (unless `quiet`: the caller wakes
+    /// it later). Returns the job if the writer has stopped.
+    fn push(&self, job: WriteJob, quiet: bool) -> Result<(), WriteJob> {
         let mut state = self.lock();
         if state.stopped {
             return Err(job);
         }
-        let wake = job.done.is_some();
-        if wake {
+        if job.done.is_some() {
             state.waiting += 1;
         }
+        let wake = job.done.is_some() && !quiet;
         state.jobs.push_back(job);
         drop(state);
         if wake {
@@ -284,17 +331,16 @@ impl LogStore {
         data.vote = read_vote_file(&vote_path)?;
         tracing::info!(dir = %dir.display(), entries = data.entries.len(),
             segments = report.segment_count, "journal: durable log opened");
-        let queue = Arc::new(WalQueue::new());
-        let writer = WalWriter {
+        let queue = Arc::new(WalQueue::new(WalWriter {
             wal,
             segment_max,
             stats,
             failed: AtomicBool::new(false),
-        };
+        }));
         let thread_queue = queue.clone();
         let writer_thread = std::thread::Builder::new()
             .name("journal-wal".into())
-            .spawn(move || writer_loop(writer, thread_queue))
+            .spawn(move || writer_loop(thread_queue))
             .map_err(|source| OpenError::Io {
                 path: wal_dir.clone(),
                 source,
@@ -313,7 +359,31 @@ impl LogStore {
         self.shared.data.lock().expect("log mutex")
     }
 
-    /// Queue a WAL job; without a writer (memory mode) it completes at once.
+    /// Inline writes (for a follower): a job submitted while the WAL is idle is written and
+    /// synced on the submitting thread before `append` returns, with no hand-over to the
+    /// writer thread and no wake-up back; while a batch is in flight jobs queue for the writer
+    /// thread as usual (group commit). The journal turns this on while the node is a follower
+    /// (`JournalConfig::follower_inline_wal`). No effect in memory mode.
+    pub fn set_inline_writes(&self, inline: bool) {
+        if let Some(queue) = &self.shared.writer {
+            queue.inline.store(inline, Ordering::Relaxed);
+        }
+    }
+
+    /// Deferred wake (for a leader): a job submitted on a tokio runtime wakes the writer thread
+    /// only once the tasks already runnable on that runtime have run: openraft appends a
+    /// leader's entries and then hands them to the replication tasks, so the AppendEntries
+    /// leave for the followers before the leader pays for waking its writer (a cross-CPU
+    /// wake-up costs tens of µs on a VM). The leader's own sync starts that much later, off the
+    /// critical path, which runs through a follower's sync. No effect in memory mode.
+    pub fn set_defer_wake(&self, defer: bool) {
+        if let Some(queue) = &self.shared.writer {
+            queue.defer_wake.store(defer, Ordering::Relaxed);
+        }
+    }
+
+    /// Queue a WAL job (or, in inline mode with the WAL idle, write it now); without a writer
+    /// (memory mode) it completes at once.
     fn submit(&self, records: Vec<(Option<u64>, Vec<u8>)>, purge_upto: Option<u64>, done: Done) {
         match &self.shared.writer {
             None => done(Ok(())),
@@ -323,9 +393,24 @@ impl LogStore {
                     purge_upto,
                     done: Some(done),
                 };
-                if let Err(job) = writer.push(job) {
-                    if let Some(done) = job.done {
-                        done(Err(io::Error::other("journal WAL writer has stopped")));
+                let Err(job) = writer.write_inline(job) else {
+                    return;
+                };
+                let defer = writer.defer_wake.load(Ordering::Relaxed)
+                    && tokio::runtime::Handle::try_current().is_ok();
+                match writer.push(job, defer) {
+                    Ok(()) if defer => {
+                        let queue = writer.clone();
+                        tokio::spawn(async move {
+                            tokio::task::yield_now().await;
+                            queue.wake();
+                        });
+                    }
+                    Ok(()) => {}
+                    Err(job) => {
+                        if let Some(done) = job.done {
+                            done(Err(io::Error::other("journal WAL writer has stopped")));
+                        }
                     }
                 }
             }
@@ -342,7 +427,7 @@ impl LogStore {
             };
             // Not woken for it: written with the next job that waits for a sync. A stopped
             // writer drops lazy records; they only speed up recovery.
-            let _ = writer.push(job);
+            let _ = writer.push(job, true);
         }
     }
 
@@ -410,17 +495,22 @@ fn replay(
     }
 }
 
-fn writer_loop(mut writer: WalWriter, queue: Arc<WalQueue>) {
+fn writer_loop(queue: Arc<WalQueue>) {
     let _stopped = StoppedOnExit(queue.clone());
     // Group commit: everything that queued up while the last sync was in flight.
     loop {
         queue.wait_for_work();
+        let mut wal = queue.wal.lock().unwrap_or_else(|e| e.into_inner());
         let batch = queue.take(65_536);
         if batch.is_empty() {
-            // Closed, and everything written.
-            return;
+            if queue.lock().closed {
+                // Closed, and everything written.
+                return;
+            }
+            // An inline write took the jobs this wake-up was for.
+            continue;
         }
-        writer.run(batch);
+        wal.run(batch);
     }
 }
 
@@ -728,6 +818,43 @@ mod tests {
         let mut store = LogStore::open(&dir, 1 << 16, stats).unwrap();
         let read = store.try_get_log_entries(0..100).await.unwrap();
         assert_eq!(read, entries(1, 2..=5));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Goal: in inline mode (a follower) an append is durable when `append` returns: the sync
+    /// ran on the calling thread, no writer-thread hand-over. Off, the same append is only
+    /// queued. Either way the records replay after a reopen, in order.
+    #[tokio::test]
+    async fn inline_writes_are_durable_when_append_returns() {
+        let dir = std::env::temp_dir().join(format!("twinsite-log-{}", rand::random::<u64>()));
+        let stats = Arc::new(WalStats::default());
+        {
+            let mut store = LogStore::open(&dir, 1 << 16, stats.clone()).unwrap();
+            store.set_inline_writes(true);
+            for i in 1..=20u64 {
+                let before = stats.syncs.load(Ordering::SeqCst);
+                store
+                    .append(entries(1, i..=i), IOFlushed::noop())
+                    .await
+                    .unwrap();
+                assert_eq!(stats.syncs.load(Ordering::SeqCst), before + 1, "entry {i}");
+            }
+            store.set_inline_writes(false);
+            store
+                .append(entries(1, 21..=30), IOFlushed::noop())
+                .await
+                .unwrap();
+            store.set_inline_writes(true);
+            store
+                .append(entries(1, 31..=31), IOFlushed::noop())
+                .await
+                .unwrap();
+            store.purge(log_id::<C>(1, 1, 0)).await.unwrap();
+        }
+        let mut store = LogStore::open(&dir, 1 << 16, stats).unwrap();
+        let read = store.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(read, entries(1, 1..=31));
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -699,13 +699,15 @@ async fn proposer(
             last = t;
             entries.extend(e);
         }
-        let r = journal.propose(replica::encode(&entries)).await;
+        // Committed is enough to release the held replies: the live exchange computed them,
+        // and every later leader holds the entries; this node's replica applies them after.
+        let r = journal.propose_committed(replica::encode(&entries)).await;
         if debug {
             eprintln!(
                 "proposer {:?}: {} entries through ticket {last}: {:?}",
                 journal.role(),
                 entries.len(),
-                r.as_ref().map(|x| x.0)
+                r.as_ref()
             );
         }
         let msg = match r {
