@@ -815,11 +815,7 @@ mod tests {
                 .unwrap();
             store.purge(log_id::<C>(1, 1, 1)).await.unwrap();
         }
-        let mut store = LogStore::open(&dir, 1 << 16, stats).unwrap();
-        let read = store.try_get_log_entries(0..100).await.unwrap();
-        assert_eq!(read, entries(1, 2..=5));
-        drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(reopen_and_remove(&dir, stats).await, entries(1, 2..=5));
     }
 
     /// Goal: in inline mode (a follower) an append is durable when `append` returns: the sync
@@ -852,10 +848,15 @@ mod tests {
                 .unwrap();
             store.purge(log_id::<C>(1, 1, 0)).await.unwrap();
         }
-        let mut store = LogStore::open(&dir, 1 << 16, stats).unwrap();
+        assert_eq!(reopen_and_remove(&dir, stats).await, entries(1, 1..=31));
+    }
+
+    /// Reopen the log in `dir`, read every entry it recovered, then delete `dir`.
+    async fn reopen_and_remove(dir: &std::path::Path, stats: Arc<WalStats>) -> Vec<Entry> {
+        let mut store = LogStore::open(dir, 1 << 16, stats).unwrap();
         let read = store.try_get_log_entries(0..100).await.unwrap();
-        assert_eq!(read, entries(1, 1..=31));
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        read
     }
 }
