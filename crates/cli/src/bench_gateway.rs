@@ -55,7 +55,7 @@ fn config(key: &std::path::Path, comps: &[String]) -> anyhow::Result<SiteConfig>
             })
         })
         .collect();
-    Ok(serde_json::from_value(json!({
+    let mut cfg: SiteConfig = serde_json::from_value(json!({
         "site": {
             "lookup": ["127.0.0.1:0"],
             "gateway_primary": "127.0.0.1:0",
@@ -64,8 +64,17 @@ fn config(key: &std::path::Path, comps: &[String]) -> anyhow::Result<SiteConfig>
         },
         "session": { "heartbeat_ms": 20000, "password_tolerance_secs": 120, "throttle": false },
         "participant": participants,
-    }))?)
+    }))?;
+    // For comparison only: the site without capacity reserved up front (docs/operations.md,
+    // "Capacity"), whose vectors grow by doubling while orders flow.
+    if std::env::var_os(NO_RESERVE_ENV).is_some() {
+        cfg.engine.reserve_orders = 0;
+        cfg.session.reserve_outbound = 0;
+    }
+    Ok(cfg)
 }
+
+const NO_RESERVE_ENV: &str = "TWINSITE_BENCH_NO_RESERVE";
 
 /// A binary participant on a blocking socket.
 struct Client {
@@ -182,7 +191,12 @@ pub fn run(o: GatewayBenchOpts) -> anyhow::Result<serde_json::Value> {
     std::fs::write(&key_path, KEY_PEM)?;
     let public = rsa::RsaPublicKey::from(&gateway::load_key(&key_path)?);
     let comps: Vec<String> = (0..=o.sessions).map(|i| format!("GB{i:04}")).collect();
-    let (site, mut feed) = rt.block_on(gateway::start(config(&key_path, &comps)?))?;
+    let cfg = config(&key_path, &comps)?;
+    let reserved = json!({
+        "orders": cfg.engine.reserve_orders,
+        "outbound_per_comp_id": cfg.session.reserve_outbound,
+    });
+    let (site, mut feed) = rt.block_on(gateway::start(cfg))?;
     rt.spawn(async move { while feed.recv().await.is_some() {} });
     let gw = site.gateway_primary;
     let echo_addr = rt.block_on(echo_server())?;
@@ -199,6 +213,10 @@ pub fn run(o: GatewayBenchOpts) -> anyhow::Result<serde_json::Value> {
     }
     let mut echo = EchoClient::connect(echo_addr, frame_len)?;
     let mut n = 0;
+    // Every timed order's number in the session (its client order id; warm-ups included) and round
+    // trip: the slowest ones say whether outliers sit at fixed order counts (a vector doubling
+    // at 1,024, 2,048, ... orders) or fall at random.
+    let mut timed: Vec<(usize, u64)> = Vec::with_capacity(64 * 1024);
     let targets = Targets {
         p50_ratio_max: 1.5,
         p99_ratio_max: Some(2.0),
@@ -219,10 +237,27 @@ pub fn run(o: GatewayBenchOpts) -> anyhow::Result<serde_json::Value> {
             while c.ers == before {
                 c.read()?;
             }
-            Ok(t0.elapsed().as_nanos() as u64)
+            let ns = t0.elapsed().as_nanos() as u64;
+            timed.push((n + 1, ns));
+            Ok(ns)
         },
         || echo.round_trip(),
     )?;
+
+    // Each measured placement timed warm-up + orders round trips, in turn.
+    let mut placed = placed;
+    let mut rest = &timed[..];
+    for p in placed.iter_mut().filter(|p| p.met.is_some()) {
+        let (mine, later) = rest.split_at((o.warmup + o.orders).min(rest.len()));
+        rest = later;
+        let mut by_time = mine.to_vec();
+        by_time.sort_by_key(|&(n, ns)| (std::cmp::Reverse(ns), n));
+        p.json["slowest_orders"] = by_time
+            .iter()
+            .take(8)
+            .map(|&(n, ns)| json!({ "order": n, "ns": ns }))
+            .collect();
+    }
 
     // Sustained: every session pipelined with a window of orders in flight.
     let clients = comps[1..]
@@ -277,6 +312,7 @@ pub fn run(o: GatewayBenchOpts) -> anyhow::Result<serde_json::Value> {
         "wake_up": WAKE_UP,
         "site_runtime": o.runtime.name(),
         "message_bytes": frame_len,
+        "reserved": reserved,
         "round_trip": placed.iter().map(|p| p.json.clone()).collect::<Vec<_>>(),
         "sustained": {
             "sessions": o.sessions,

@@ -7,6 +7,9 @@
 //! order and every price respects the HK rules; it is built once, outside the measurement.
 //! Each iteration replays it into a freshly warmed engine (the warm-up is not timed).
 //!
+//! Also the state hash on the warmed books: incremental (O(securities)) against the walk over
+//! every resting order.
+//!
 //! `cargo bench -p twinsite-engine --bench engine`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -398,6 +401,18 @@ fn bench(c: &mut Criterion) {
             },
             BatchSize::PerIteration,
         )
+    });
+    g.finish();
+    // The state hash every node records after every journal entry: the incremental order
+    // digest against the walk over every resting order (its test oracle, and the cost the hash
+    // had before the digest), on the warmed books.
+    let e = warmed(&w);
+    let mut g = c.benchmark_group("state_hash");
+    g.bench_function(format!("incremental_{}_resting", e.live_orders()), |b| {
+        b.iter(|| black_box(e.state_hash()))
+    });
+    g.bench_function(format!("walked_{}_resting", e.live_orders()), |b| {
+        b.iter(|| black_box(e.state_hash_walked()))
     });
     g.finish();
 }
