@@ -272,35 +272,30 @@ impl SideBook {
     }
 }
 
-/// One live order's contribution to [`Orders::digest`]: a stable hash of every field the state
-/// hash covers (not the FIFO links: within a level, priority order is order-id order, which
-/// [`crate::Engine::check_invariants`] checks, so the set of orders determines the queues).
-/// A few 64x64->128 multiplies instead of a byte loop (it runs on every fill). Fixed-width
-/// integers only: the same on every node, build and platform.
-pub fn order_hash(o: &Order) -> u64 {
-    fn mum(a: u64, b: u64) -> u64 {
-        let r = a as u128 * b as u128;
-        (r as u64) ^ ((r >> 64) as u64)
-    }
-    /// Up to 24 bytes as three little-endian words, zero-padded, the length in the top byte.
+fn mum(a: u64, b: u64) -> u64 {
+    let r = a as u128 * b as u128;
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// The hash of the fields an order keeps while it lives (the client order id aside, which an
+/// in-place amend changes): id, client order id, session, broker, security, side, short-sell
+/// flag and price (a price change makes a new order). [`Orders`] computes it once per insert.
+/// Fixed-width integers only: the same on every node, build and platform.
+fn identity_hash(o: &Order) -> u64 {
+    /// Up to 23 bytes as three little-endian words, zero-padded, the length in the top byte.
     fn words(b: &[u8]) -> [u64; 3] {
-        let mut w = [0u8; 24];
-        let n = b.len().min(23);
-        w[..n].copy_from_slice(&b[..n]);
-        w[23] = b.len() as u8;
-        let word = |i: usize| {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(&w[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(x)
-        };
-        [word(0), word(1), word(2)]
+        let mut w = [0u64; 3];
+        for (i, &x) in b.iter().enumerate().take(23) {
+            w[i / 8] |= (x as u64) << (8 * (i % 8));
+        }
+        w[2] |= (b.len() as u64) << 56;
+        w
     }
     let [c0, c1, c2] = words(o.cl_ord_id.0.as_bytes());
-    let [s0, s1, _] = words(o.owner.session.0.as_bytes());
+    let [s0, s1, s2] = words(o.owner.session.0.as_bytes());
     let packed = (o.owner.broker.0 as u64)
         | (o.sec as u64) << 32
         | (o.side as u64) << 56
-        | (o.order_type as u64) << 58
         | (o.short_sell as u64) << 62
         | (o.price.is_some() as u64) << 63;
     let price = o.price.map_or(0, |p| p.0 as u64);
@@ -310,21 +305,37 @@ pub fn order_hash(o: &Order) -> u64 {
     );
     h ^= mum(c0 ^ 0x8ebc_6af0_9c88_c6e3, c1 ^ 0x5899_65cc_7537_4cc3);
     h ^= mum(c2 ^ 0x1d8e_4e27_c47d_124f, s0 ^ 0xa076_1d64_78bd_642f);
-    h ^= mum(s1 ^ 0xe703_7ed1_a0b4_28db, price ^ 0x8ebc_6af0_9c88_c6e3);
     h ^= mum(
-        o.qty.0 ^ 0x5899_65cc_7537_4cc3,
-        o.cum.0 ^ 0x1d8e_4e27_c47d_124f,
+        s1 ^ s2.rotate_left(7) ^ 0xe703_7ed1_a0b4_28db,
+        price ^ 0x8ebc_6af0_9c88_c6e3,
     );
+    h
+}
+
+/// An order's contribution to [`Orders::digest`] given its [`identity_hash`]: one multiply
+/// over the identity and the fields a fill or an amend changes (quantity, cumulative quantity,
+/// order type).
+fn contribution(identity: u64, o: &Order) -> u64 {
     mum(
-        h ^ 0xa076_1d64_78bd_642f,
-        h.rotate_left(29) ^ 0xe703_7ed1_a0b4_28db,
+        identity ^ o.qty.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        o.cum.0 ^ ((o.order_type as u64) << 58) ^ 0x5899_65cc_7537_4cc3,
     )
+}
+
+/// One live order's contribution to [`Orders::digest`]: a stable hash of every field the state
+/// hash covers (not the FIFO links: within a level, priority order is order-id order, which
+/// [`crate::Engine::check_invariants`] checks, so the set of orders determines the queues).
+/// Computed from scratch (the test oracle's way; the slab keeps each order's identity part).
+pub fn order_hash(o: &Order) -> u64 {
+    contribution(identity_hash(o), o)
 }
 
 /// The slab of live orders, with an order-independent digest of them for the state hash.
 #[derive(Debug, Clone, Default)]
 pub struct Orders {
     slots: Vec<Order>,
+    /// Each slot's [`identity_hash`], so a fill or a removal costs one multiply.
+    identities: Vec<u64>,
     free: Vec<u32>,
     /// order id - 1 -> slot (NIL when gone).
     by_id: Vec<u32>,
@@ -341,6 +352,7 @@ impl Orders {
     pub fn with_capacity(orders: usize, ids: usize) -> Orders {
         Orders {
             slots: Vec::with_capacity(orders),
+            identities: Vec::with_capacity(orders),
             free: Vec::with_capacity(orders),
             by_id: Vec::with_capacity(ids),
             live: 0,
@@ -349,14 +361,17 @@ impl Orders {
     }
     pub fn insert(&mut self, o: Order) -> u32 {
         let id = o.id.0 as usize;
-        self.digest = self.digest.wrapping_add(order_hash(&o));
+        let identity = identity_hash(&o);
+        self.digest = self.digest.wrapping_add(contribution(identity, &o));
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = o;
+                self.identities[i as usize] = identity;
                 i
             }
             None => {
                 self.slots.push(o);
+                self.identities.push(identity);
                 (self.slots.len() - 1) as u32
             }
         };
@@ -370,7 +385,9 @@ impl Orders {
     pub fn remove(&mut self, idx: u32) {
         let o = &self.slots[idx as usize];
         let id = o.id.0 as usize;
-        self.digest = self.digest.wrapping_sub(order_hash(o));
+        self.digest = self
+            .digest
+            .wrapping_sub(contribution(self.identities[idx as usize], o));
         self.by_id[id - 1] = NIL;
         self.free.push(idx);
         self.live -= 1;
@@ -399,9 +416,21 @@ impl Orders {
     /// Change a live order's fields (fill, amend, order type), keeping the digest in step.
     pub fn update(&mut self, idx: u32, f: impl FnOnce(&mut Order)) {
         let o = &mut self.slots[idx as usize];
-        let before = order_hash(o);
+        let identity = &mut self.identities[idx as usize];
+        let (before, cl_ord_id) = (contribution(*identity, o), o.cl_ord_id);
         f(o);
-        self.digest = self.digest.wrapping_sub(before).wrapping_add(order_hash(o));
+        if o.cl_ord_id != cl_ord_id {
+            *identity = identity_hash(o);
+        }
+        debug_assert_eq!(
+            *identity,
+            identity_hash(o),
+            "an order's identity changed in place"
+        );
+        self.digest = self
+            .digest
+            .wrapping_sub(before)
+            .wrapping_add(contribution(*identity, o));
     }
     /// The wrapping sum of [`order_hash`] over the live orders.
     pub fn digest(&self) -> u64 {
