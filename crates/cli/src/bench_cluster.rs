@@ -159,11 +159,13 @@ fn fdatasync_baseline(dir: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
 }
 
 fn order(cl: u64, broker: u32, side: Side) -> Message {
-    // Never crossing: buys rest at 380.00, sells at 390.00.
+    // Accepted and never crossing: buys rest at 384.00, sells at 386.00, both within the 24
+    // spreads allowed around the nominal price (previous close 385.20, spread 0.20). (At 380.00
+    // and 390.00, 26 and 24+ spreads away, every order was rejected and no book was built.)
     let px = if side == Side::Buy {
-        "380.00"
+        "384.00"
     } else {
-        "390.00"
+        "386.00"
     };
     Message::NewOrder(NewOrder::day_limit(
         &cl.to_string(),
@@ -198,11 +200,17 @@ fn is_logon(e: &ClientEvent) -> Option<()> {
     matches!(e, ClientEvent::LoggedOn { .. }).then_some(())
 }
 
-fn is_ack(e: &ClientEvent) -> Option<()> {
+/// The order's Execution Report. A reject also ends the wait, as an error: the bench measures
+/// accepted orders only.
+fn is_ack(e: &ClientEvent) -> Option<Result<(), String>> {
     match e {
-        ClientEvent::Message { message, .. } => {
-            matches!(message.as_ref(), Message::ExecutionReport(_)).then_some(())
-        }
+        ClientEvent::Message { message, .. } => match message.as_ref() {
+            Message::ExecutionReport(r) if r.exec_type == Some(ExecType::Reject) => Some(Err(
+                format!("the bench's order was rejected: {:?}", r.text),
+            )),
+            Message::ExecutionReport(_) => Some(Ok(())),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -213,6 +221,18 @@ async fn wait(c: &mut ClientHandle, f: fn(&ClientEvent) -> Option<()>) -> anyhow
         let head: String = e.chars().take(300).collect();
         anyhow::anyhow!("{head}...")
     })
+}
+
+/// Wait for the order's Execution Report; a reject is an error.
+async fn wait_ack(c: &mut ClientHandle) -> anyhow::Result<()> {
+    match c.wait_for(T, is_ack).await {
+        Ok((Ok(()), _)) => Ok(()),
+        Ok((Err(reject), _)) => Err(anyhow::anyhow!(reject)),
+        Err(e) => {
+            let head: String = e.chars().take(300).collect();
+            Err(anyhow::anyhow!("{head}..."))
+        }
+    }
 }
 
 struct Cluster {
@@ -337,7 +357,7 @@ async fn measure(
         rt.send(order(i as u64 + 1, 4001, Side::Buy))
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
-        wait(&mut rt, is_ack).await?;
+        wait_ack(&mut rt).await?;
         if i >= opts.warmup {
             samples.push(t.elapsed().as_nanos() as u64);
         }
@@ -520,7 +540,7 @@ async fn sustained(
                     .map_err(|e| anyhow::anyhow!(e))?;
             }
             while acked < per {
-                wait(&mut h, is_ack).await?;
+                wait_ack(&mut h).await?;
                 acked += 1;
                 if sent < per {
                     sent += 1;
