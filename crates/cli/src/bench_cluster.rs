@@ -205,9 +205,9 @@ fn is_logon(e: &ClientEvent) -> Option<()> {
 fn is_ack(e: &ClientEvent) -> Option<Result<(), String>> {
     match e {
         ClientEvent::Message { message, .. } => match message.as_ref() {
-            Message::ExecutionReport(r) if r.exec_type == Some(ExecType::Reject) => Some(Err(
-                format!("the bench's order was rejected: {:?}", r.text),
-            )),
+            Message::ExecutionReport(r) if r.exec_type == Some(ExecType::Reject) => {
+                Some(Err(format!("the bench's order was rejected: {:?}", r.text)))
+            }
             Message::ExecutionReport(_) => Some(Ok(())),
             _ => None,
         },
