@@ -84,6 +84,8 @@ struct WalQueue {
     /// Wake the writer thread for a job submitted on a tokio runtime only after the tasks
     /// already runnable there have run (`LogStore::set_defer_wake`).
     defer_wake: AtomicBool,
+    /// A deferred wake is already scheduled: appends before it runs need no task of their own.
+    wake_scheduled: AtomicBool,
 }
 
 #[derive(Default)]
@@ -105,6 +107,7 @@ impl WalQueue {
             wal: Mutex::new(wal),
             inline: AtomicBool::new(false),
             defer_wake: AtomicBool::new(false),
+            wake_scheduled: AtomicBool::new(false),
         }
     }
 
@@ -412,10 +415,14 @@ impl LogStore {
                 let defer = writer.defer_wake.load(Ordering::Relaxed)
                     && tokio::runtime::Handle::try_current().is_ok();
                 match writer.push(job, defer) {
-                    Ok(()) if defer => {
+                    // One deferred wake covers every job queued before it runs.
+                    Ok(()) if defer && !writer.wake_scheduled.swap(true, Ordering::SeqCst) => {
                         let queue = writer.clone();
                         tokio::spawn(async move {
                             tokio::task::yield_now().await;
+                            // Cleared before the wake looks at the queue, so a job queued
+                            // after that look schedules a wake of its own.
+                            queue.wake_scheduled.store(false, Ordering::SeqCst);
                             queue.wake();
                         });
                     }
