@@ -74,6 +74,9 @@ async fn start_cluster(dir: &Path, clients: usize, tweak: fn(&mut ClusterConfig)
         )
         .unwrap();
         cfg.session.heartbeat_ms = 1_000;
+        // 1 MiB WAL segments (not 64): the tests run side by side on CI machines with little
+        // free disk, and a kill -9 run rolls over several segments on the way.
+        cfg.cluster.wal_segment_mib = 1;
         tweak(&mut cfg);
         let path = sub.join("cluster.toml");
         cfg.write(&path).unwrap();
@@ -106,6 +109,7 @@ async fn start_cluster(dir: &Path, clients: usize, tweak: fn(&mut ClusterConfig)
                 for (_, n) in nodes {
                     n.stop(Duration::from_secs(5)).await;
                 }
+                let _ = std::fs::remove_dir_all(&sub);
                 last = e;
             }
         }

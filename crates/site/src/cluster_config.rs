@@ -67,6 +67,11 @@ pub struct ClusterSection {
     /// docs/cluster.md); 0 sends at once.
     #[serde(default = "witness_linger")]
     pub witness_linger_us: u64,
+    /// Size of each preallocated (zero-filled) WAL segment, MiB; a node writes one at its first
+    /// start and another each time one fills. Small values suit tests and short drills on a
+    /// small disk; production keeps the default.
+    #[serde(default = "wal_segment_mib")]
+    pub wal_segment_mib: u64,
 }
 
 /// One node. The witness needs only `raft`, `admin` and `journal_dir`; the two sites also
@@ -120,6 +125,9 @@ fn election_max() -> u64 {
 }
 fn witness_linger() -> u64 {
     0
+}
+fn wal_segment_mib() -> u64 {
+    64
 }
 
 /// `primary`, `backup`, `witness`.
@@ -188,6 +196,11 @@ impl ClusterConfig {
             matches!(self.cluster.durability.as_str(), "disk" | "memory"),
             "cluster.durability {:?}: use disk or memory",
             self.cluster.durability
+        );
+        anyhow::ensure!(
+            (1..=4096).contains(&self.cluster.wal_segment_mib),
+            "cluster.wal_segment_mib {}: use 1 to 4096 (MiB per preallocated WAL segment)",
+            self.cluster.wal_segment_mib
         );
         anyhow::ensure!(
             self.cluster.election_timeout_min_ms > self.cluster.heartbeat_ms
@@ -269,6 +282,7 @@ impl ClusterConfig {
         c.election_timeout_min = Duration::from_millis(self.cluster.election_timeout_min_ms);
         c.election_timeout_max = Duration::from_millis(self.cluster.election_timeout_max_ms);
         c.witness_linger = Duration::from_micros(self.cluster.witness_linger_us);
+        c.wal_segment_bytes = self.cluster.wal_segment_mib << 20;
         c
     }
 
@@ -344,6 +358,7 @@ impl ClusterConfig {
                 election_timeout_min_ms: election_min(),
                 election_timeout_max_ms: election_max(),
                 witness_linger_us: witness_linger(),
+                wal_segment_mib: wal_segment_mib(),
             },
             primary,
             backup,
