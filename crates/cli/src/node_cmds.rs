@@ -342,6 +342,10 @@ pub async fn node(config: &Path, role: NodeRole, stop_on_stdin_eof: bool) -> any
     if std::env::var("TWINSITE_LEADER_WAL_WAKE_AFTER_SENDS").as_deref() == Ok("0") {
         jc.leader_wal_wake_after_sends = false;
     }
+    // `TWINSITE_LEADER_INLINE_WAL=0`: a leader's WAL is always written by its writer thread.
+    if std::env::var("TWINSITE_LEADER_INLINE_WAL").as_deref() == Ok("0") {
+        jc.leader_inline_wal = false;
+    }
     let (view_tx, view_rx) = watch::channel(SiteView::default());
     let mut lines = vec![format!(
         "  {} node, pid {}, raft {}, journal {}",

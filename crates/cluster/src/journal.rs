@@ -230,12 +230,11 @@ impl<S: StateMachine> Journal<S> {
         // How the WAL writer is used follows the node's raft state (`follower_inline_wal`,
         // `leader_wal_wake_after_sends`).
         let wal_modes =
-            (config.follower_inline_wal || config.leader_wal_wake_after_sends).then(|| {
-                (
-                    log_store.clone(),
-                    config.follower_inline_wal,
-                    config.leader_wal_wake_after_sends,
-                )
+            (config.follower_inline_wal || config.leader_wal_wake_after_sends).then(|| WalModes {
+                log: log_store.clone(),
+                follower_inline: config.follower_inline_wal,
+                leader_defer_wake: config.leader_wal_wake_after_sends,
+                leader_inline: config.leader_wal_wake_after_sends && config.leader_inline_wal,
             });
         let raft = Raft::new(id, raft_cfg, network, log_store, sm_store)
             .await
@@ -742,19 +741,31 @@ fn status_of(role: NodeRole, m: &RaftMetrics<C>) -> JournalStatus {
     }
 }
 
+/// How the WAL is written in each raft state (`JournalConfig::follower_inline_wal`,
+/// `leader_wal_wake_after_sends`, `leader_inline_wal`).
+struct WalModes {
+    log: LogStore,
+    follower_inline: bool,
+    leader_defer_wake: bool,
+    leader_inline: bool,
+}
+
 async fn publish_status<S: StateMachine>(
     role: NodeRole,
     raft: Raft<C, SmStore<S>>,
     tx: watch::Sender<JournalStatus>,
-    log: Option<(LogStore, bool, bool)>,
+    modes: Option<WalModes>,
 ) {
     let mut metrics = raft.metrics();
     loop {
         let status = {
             let m = metrics.borrow_watched();
-            if let Some((log, inline, defer)) = &log {
-                log.set_inline_writes(*inline && m.state == ServerState::Follower);
-                log.set_defer_wake(*defer && m.state == ServerState::Leader);
+            if let Some(w) = &modes {
+                let leader = m.state == ServerState::Leader;
+                w.log
+                    .set_inline_writes(w.follower_inline && m.state == ServerState::Follower);
+                w.log.set_defer_wake(w.leader_defer_wake && leader);
+                w.log.set_leader_inline(w.leader_inline && leader);
             }
             status_of(role, &m)
         };

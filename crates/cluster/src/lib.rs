@@ -122,6 +122,11 @@ pub struct JournalConfig {
     /// tasks already runnable have run, so the AppendEntries carrying them leave first (default
     /// on). See `LogStore::set_defer_wake` and `docs/cluster.md`.
     pub leader_wal_wake_after_sends: bool,
+    /// While this node leads (and with `leader_wal_wake_after_sends`): once the AppendEntries
+    /// have left, write and fdatasync the appended entries on the raft thread when the WAL is
+    /// idle and its latest sync was fast, instead of waking the writer thread (default on). See
+    /// `LogStore::set_leader_inline` and `docs/cluster.md`.
+    pub leader_inline_wal: bool,
 }
 
 impl JournalConfig {
@@ -147,6 +152,7 @@ impl JournalConfig {
             append_pipeline: true,
             follower_inline_wal: true,
             leader_wal_wake_after_sends: true,
+            leader_inline_wal: true,
             commit_notice_hold: Duration::from_millis(1),
         }
     }

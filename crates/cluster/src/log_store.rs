@@ -86,6 +86,9 @@ struct WalQueue {
     defer_wake: AtomicBool,
     /// A deferred wake is already scheduled: appends before it runs need no task of their own.
     wake_scheduled: AtomicBool,
+    /// With `defer_wake`: the deferred task writes and syncs the queued jobs itself, on the
+    /// runtime thread, when the WAL is idle (`LogStore::set_leader_inline`).
+    leader_inline: AtomicBool,
 }
 
 #[derive(Default)]
@@ -108,7 +111,37 @@ impl WalQueue {
             inline: AtomicBool::new(false),
             defer_wake: AtomicBool::new(false),
             wake_scheduled: AtomicBool::new(false),
+            leader_inline: AtomicBool::new(false),
         }
+    }
+
+    /// The deferred wake of a leader: write and sync every queued job on this thread if
+    /// `leader_inline` is on, the WAL is idle and the latest sync was fast; otherwise wake the
+    /// writer thread for them.
+    fn drain_or_wake(&self) {
+        if self.leader_inline.load(Ordering::Relaxed) {
+            if let Ok(mut wal) = self.wal.try_lock() {
+                let fast = wal.stats.last_sync_nanos.load(Ordering::Relaxed)
+                    <= INLINE_SYNC_MAX.as_nanos() as u64;
+                if fast {
+                    let batch = {
+                        let mut state = self.lock();
+                        if state.stopped || state.closed {
+                            Vec::new()
+                        } else {
+                            let batch: Vec<WriteJob> = state.jobs.drain(..).collect();
+                            state.waiting -= batch.iter().filter(|j| j.done.is_some()).count();
+                            batch
+                        }
+                    };
+                    if !batch.is_empty() {
+                        wal.run(batch);
+                    }
+                    return;
+                }
+            }
+        }
+        self.wake();
     }
 
     /// Wake the writer thread if a job waits for durability.
@@ -398,6 +431,21 @@ impl LogStore {
         }
     }
 
+    /// Leader inline writes (with `set_defer_wake`): the deferred task that would wake the
+    /// writer thread instead writes and fdatasyncs every queued job itself, on the runtime
+    /// thread, when the WAL is idle and the latest sync took at most [`INLINE_SYNC_MAX`]. The
+    /// AppendEntries have left by then; the leader's thread is blocked for one sync, during
+    /// which the followers' answers wait in their sockets and are read together after it, so
+    /// an order costs the leader no hand-over to the writer thread and no wake-up back (each a
+    /// context switch). Jobs submitted meanwhile queue and ride on the next sync (group
+    /// commit). The journal turns this on while the node leads
+    /// (`JournalConfig::leader_inline_wal`). No effect in memory mode.
+    pub fn set_leader_inline(&self, inline: bool) {
+        if let Some(queue) = &self.shared.writer {
+            queue.leader_inline.store(inline, Ordering::Relaxed);
+        }
+    }
+
     /// Queue a WAL job (or, in inline mode with the WAL idle, write it now); without a writer
     /// (memory mode) it completes at once.
     fn submit(&self, records: Vec<(Option<u64>, Vec<u8>)>, purge_upto: Option<u64>, done: Done) {
@@ -423,7 +471,7 @@ impl LogStore {
                             // Cleared before the wake looks at the queue, so a job queued
                             // after that look schedules a wake of its own.
                             queue.wake_scheduled.store(false, Ordering::SeqCst);
-                            queue.wake();
+                            queue.drain_or_wake();
                         });
                     }
                     Ok(()) => {}
@@ -884,6 +932,72 @@ mod tests {
             store.purge(log_id::<C>(1, 1, 0)).await.unwrap();
         }
         assert_eq!(reopen_and_remove(&dir, stats).await, entries(1, 1..=32));
+    }
+
+    /// Goal: a leader with inline writes on syncs its appended entries on the runtime thread,
+    /// once the tasks already runnable have run, and every append queued before that rides on
+    /// the one sync; with inline writes off (or after a slow sync) the writer thread syncs
+    /// them. Either way the records replay after a reopen, in order.
+    #[tokio::test]
+    async fn leader_inline_writes_sync_on_the_runtime_thread_after_the_sends() {
+        let dir = std::env::temp_dir().join(format!("twinsite-log-{}", rand::random::<u64>()));
+        let stats = Arc::new(WalStats::default());
+        let here = std::thread::current().id();
+        let record = |i: u64| {
+            let entry = entries(1, i..=i).remove(0);
+            (Some(i), encode(&LogRecord::Entry(entry)))
+        };
+        // Submit entries `from..=to` as one append each (as openraft does for back-to-back
+        // proposals); the thread each completion ran on.
+        let submit = |store: &LogStore, from: u64, to: u64| {
+            (from..=to)
+                .map(|i| {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    store.submit(
+                        vec![record(i)],
+                        None,
+                        Box::new(move |r| {
+                            r.unwrap();
+                            let _ = tx.send(std::thread::current().id());
+                        }),
+                    );
+                    rx
+                })
+                .collect::<Vec<_>>()
+        };
+        {
+            let store = LogStore::open(&dir, 1 << 16, stats.clone()).unwrap();
+            store.set_defer_wake(true);
+            store.set_leader_inline(true);
+            stats.last_sync_nanos.store(0, Ordering::SeqCst);
+            let before = stats.syncs.load(Ordering::SeqCst);
+            let done = submit(&store, 1, 5);
+            // Nothing is written while the submitting task runs (the sends go first).
+            assert_eq!(stats.syncs.load(Ordering::SeqCst), before);
+            for rx in done {
+                assert_eq!(rx.await.unwrap(), here, "synced on the runtime thread");
+            }
+            assert_eq!(
+                stats.syncs.load(Ordering::SeqCst),
+                before + 1,
+                "one sync for all"
+            );
+
+            // Inline off: the writer thread syncs.
+            store.set_leader_inline(false);
+            for rx in submit(&store, 6, 7) {
+                assert_ne!(rx.await.unwrap(), here, "synced by the writer thread");
+            }
+            // After a slow sync the writer thread takes the jobs too.
+            store.set_leader_inline(true);
+            stats
+                .last_sync_nanos
+                .store(INLINE_SYNC_MAX.as_nanos() as u64 + 1, Ordering::SeqCst);
+            for rx in submit(&store, 8, 8) {
+                assert_ne!(rx.await.unwrap(), here, "slow disk: the writer thread");
+            }
+        }
+        assert_eq!(reopen_and_remove(&dir, stats).await, entries(1, 1..=8));
     }
 
     /// Reopen the log in `dir`, read every entry it recovered, then delete `dir`.
