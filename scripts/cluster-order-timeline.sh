@@ -33,4 +33,6 @@ wait
 grep -E "fdatasync p50|round trip" "$DIR.err"
 perf script -i "$DIR.perf" -F tid,cpu,time,event,trace 2> /dev/null > "$DIR.trace"
 python3 "$HERE/cluster-order-timeline.py" "$DIR.pids" "$DIR.trace" 3
-rm -rf "$DIR" "$DIR.out" "$DIR.err" "$DIR.perf" "$DIR.trace" "$DIR.pids"
+# KEEP=1 keeps the trace and the pid list next to DIR.
+rm -rf "$DIR" "$DIR.out" "$DIR.err" "$DIR.perf"
+[ "${KEEP:-0}" = 1 ] || rm -f "$DIR.trace" "$DIR.pids"
