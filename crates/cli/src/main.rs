@@ -248,9 +248,14 @@ enum BenchCmd {
         /// Failover runs per mode (the median is reported).
         #[arg(long, default_value_t = 5)]
         rto_runs: usize,
-        /// fdatasync samples for the disk baseline.
+        /// fdatasync samples for the disk baseline (taken once before the cluster starts, and
+        /// again split over the blocks between the round-trip blocks).
         #[arg(long, default_value_t = 1_000)]
         fsyncs: usize,
+        /// Round-trip blocks; a block of probe fdatasyncs runs before each, and the ratio
+        /// target compares the round trips with those.
+        #[arg(long, default_value_t = 5)]
+        blocks: usize,
         /// Microseconds the leader holds each AppendEntries to the witness (the cluster file's
         /// `witness_linger_us`); the cluster file's default when absent.
         #[arg(long)]
@@ -447,6 +452,7 @@ fn main() -> anyhow::Result<()> {
                     window,
                     rto_runs,
                     fsyncs,
+                    blocks,
                     witness_linger_us,
                     cpus,
                 },
@@ -464,6 +470,7 @@ fn main() -> anyhow::Result<()> {
                     window,
                     rto_runs,
                     fsyncs,
+                    blocks,
                     witness_linger_us,
                     placement,
                 }))?;
