@@ -27,7 +27,7 @@ for x in "B:$BENCH" \
     -o "$DIR.stat.${x%%:*}" -- sleep 3 &
 done
 wait
-sed -n 2,3p "$DIR.out"
+grep -E "fdatasync p50|round trip" "$DIR.out"
 orders=$(awk '/fdatasync/ {gsub(",", "", $1); print $1}' "$DIR.stat.P")
 for n in B P K W; do
   awk -v n=$n -v o="$orders" '
