@@ -100,6 +100,9 @@ struct QueueState {
     closed: bool,
     /// The writer thread has exited: new jobs fail at once.
     stopped: bool,
+    /// The writer thread is asleep in `wait_for_work` (tests wait for it before they check
+    /// which thread wrote a job).
+    writer_parked: bool,
 }
 
 impl WalQueue {
@@ -124,17 +127,7 @@ impl WalQueue {
                 let fast = wal.stats.last_sync_nanos.load(Ordering::Relaxed)
                     <= INLINE_SYNC_MAX.as_nanos() as u64;
                 if fast {
-                    let batch = {
-                        let mut state = self.lock();
-                        if state.stopped || state.closed {
-                            Vec::new()
-                        } else {
-                            let batch: Vec<WriteJob> = state.jobs.drain(..).collect();
-                            state.waiting -= batch.iter().filter(|j| j.done.is_some()).count();
-                            batch
-                        }
-                    };
-                    if !batch.is_empty() {
+                    if let Some(batch) = self.take_all().filter(|b| !b.is_empty()) {
                         wal.run(batch);
                     }
                     return;
@@ -168,18 +161,24 @@ impl WalQueue {
             // The disk is slow right now: keep the raft thread free.
             return Err(job);
         }
-        let mut batch = {
-            let mut state = self.lock();
-            if state.stopped || state.closed {
-                return Err(job);
-            }
-            let batch: Vec<WriteJob> = state.jobs.drain(..).collect();
-            state.waiting -= batch.iter().filter(|j| j.done.is_some()).count();
-            batch
+        let Some(mut batch) = self.take_all() else {
+            return Err(job);
         };
         batch.push(job);
         wal.run(batch);
         Ok(())
+    }
+
+    /// Take every queued job, oldest first, for a write on the caller's thread (which holds
+    /// `wal`); `None` once the queue is closed or the writer has stopped.
+    fn take_all(&self) -> Option<Vec<WriteJob>> {
+        let mut state = self.lock();
+        if state.stopped || state.closed {
+            return None;
+        }
+        let batch: Vec<WriteJob> = state.jobs.drain(..).collect();
+        state.waiting -= batch.iter().filter(|j| j.done.is_some()).count();
+        Some(batch)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
@@ -214,7 +213,9 @@ impl WalQueue {
     fn wait_for_work(&self) {
         let mut state = self.lock();
         while state.waiting == 0 && !state.closed {
+            state.writer_parked = true;
             state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.writer_parked = false;
         }
     }
 
@@ -943,6 +944,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("twinsite-log-{}", rand::random::<u64>()));
         let stats = Arc::new(WalStats::default());
         let here = std::thread::current().id();
+        // Until the writer thread sleeps, it takes any job that is queued, woken or not.
+        let writer_parked = |store: &LogStore| {
+            let queue = store.shared.writer.as_ref().unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !queue.lock().writer_parked {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "WAL writer never slept"
+                );
+                std::thread::yield_now();
+            }
+        };
         let record = |i: u64| {
             let entry = entries(1, i..=i).remove(0);
             (Some(i), encode(&LogRecord::Entry(entry)))
@@ -971,6 +984,7 @@ mod tests {
             store.set_leader_inline(true);
             stats.last_sync_nanos.store(0, Ordering::SeqCst);
             let before = stats.syncs.load(Ordering::SeqCst);
+            writer_parked(&store);
             let done = submit(&store, 1, 5);
             // Nothing is written while the submitting task runs (the sends go first).
             assert_eq!(stats.syncs.load(Ordering::SeqCst), before);
