@@ -362,7 +362,7 @@ async fn measure(
     let probe_dir = c.path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut probe = Vec::with_capacity(opts.fsyncs);
     for i in 0..(opts.warmup + opts.orders) {
-        if i >= opts.warmup && (i - opts.warmup) % per_block == 0 {
+        if i >= opts.warmup && (i - opts.warmup).is_multiple_of(per_block) {
             // The disk baseline's block for the round-trip block that starts here (the
             // nodes are idle meanwhile: one order at a time, and its reply has come).
             probe.extend(fdatasync_baseline(&probe_dir, opts.fsyncs / blocks)?);
