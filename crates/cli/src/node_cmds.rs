@@ -191,6 +191,13 @@ fn reports_of(r: &Replica) -> Vec<ReplicatedReport> {
 }
 
 async fn executions(State(app): State<Shared>) -> Response {
+    // Replies are released at commit, a moment before this node applies the entry: wait
+    // (briefly) for everything committed so far, so every report a participant has seen is
+    // here.
+    let _ = app
+        .journal
+        .wait_applied(app.journal.commit_index(), Duration::from_secs(1))
+        .await;
     // (applied_index locks the state machine too: read it before, never inside `read`.)
     let index = app.journal.applied_index();
     let reports = app.journal.read(reports_of);

@@ -450,6 +450,19 @@ impl<S: StateMachine> Journal<S> {
         self.inner.sm.applied_index()
     }
 
+    /// The last index in this node's log, read from raft's own metrics (not the status, which
+    /// is published a moment later). On the leader it covers every proposal made so far, so
+    /// every acknowledged one: a reply is released at commit, which can come before this
+    /// node has applied the entry.
+    pub fn last_log_index(&self) -> u64 {
+        self.inner
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_log_index
+            .unwrap_or(0)
+    }
+
     pub fn status(&self) -> JournalStatus {
         self.inner.status_rx.borrow().clone()
     }

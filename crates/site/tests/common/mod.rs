@@ -607,10 +607,14 @@ impl Cluster {
     /// backup's commit index; returns that index.
     pub async fn same_state_everywhere(&self) -> u64 {
         let j = self.backup.journal().unwrap().clone();
-        // The status's commit index can lag what the backup already applied (it is published
-        // asynchronously): an order acknowledged at the backup is applied there, so take the
-        // larger, or the check compares an index before it and misses it.
-        let idx = j.commit_index().max(j.applied_index());
+        // Every order acknowledged at the backup is in its log: its reply was released at
+        // commit, which can come before the backup applied it, and the status's commit index
+        // is published a moment later still. Compare at the end of the log (every node applies
+        // up to there once it is committed), or the check reads an index before the order.
+        let idx = j
+            .commit_index()
+            .max(j.applied_index())
+            .max(j.last_log_index());
         j.wait_applied(idx, CLUSTER_T).await.unwrap();
         self.witness.wait_applied(idx, CLUSTER_T).await.unwrap();
         let h = j.state_hash_at(idx);
