@@ -51,6 +51,8 @@ pub struct Opts {
     /// Round-trip blocks, each after a block of `fsyncs / blocks` probe fdatasyncs.
     pub blocks: usize,
     pub witness_linger_us: Option<u64>,
+    /// The cluster file's `wal_segment_mib` (64 when absent).
+    pub wal_segment_mib: Option<u64>,
     pub placement: Placement,
 }
 
@@ -263,6 +265,10 @@ async fn start_cluster(dir: &Path, key: &Path, opts: &Opts) -> anyhow::Result<Cl
         cfg.session.throttle = false;
         if let Some(us) = opts.witness_linger_us {
             cfg.cluster.witness_linger_us = us;
+        }
+        if let Some(mib) = opts.wal_segment_mib {
+            cfg.cluster.wal_segment_mib = mib;
+            cfg.check()?;
         }
         for r in ROLES {
             cfg.node_mut(r).cpus = opts.placement.node(r);
@@ -499,6 +505,7 @@ async fn measure(
             "cores": online_cpus(),
             "placement": opts.placement.describe(),
             "witness_linger_us": c.cfg.cluster.witness_linger_us,
+            "wal_segment_mib": c.cfg.cluster.wal_segment_mib,
             "journal_dir": opts.dir.display().to_string(),
             "build": if cfg!(debug_assertions) { "debug" } else { "release" },
         },

@@ -260,6 +260,10 @@ enum BenchCmd {
         /// `witness_linger_us`); the cluster file's default when absent.
         #[arg(long)]
         witness_linger_us: Option<u64>,
+        /// MiB per preallocated WAL segment (the cluster file's `wal_segment_mib`; 64 when
+        /// absent): each node writes one at its start.
+        #[arg(long)]
+        wal_segment_mib: Option<u64>,
         /// CPU placement, the same for the probe and the round trips: `CPUS` pins this process
         /// (the fdatasync probe and the participants) and every node to CPUS; or per process,
         /// `bench=CPUS;primary=CPUS;backup=CPUS;witness=CPUS` (a process not named is not
@@ -454,6 +458,7 @@ fn main() -> anyhow::Result<()> {
                     fsyncs,
                     blocks,
                     witness_linger_us,
+                    wal_segment_mib,
                     cpus,
                 },
         } => {
@@ -472,6 +477,7 @@ fn main() -> anyhow::Result<()> {
                     fsyncs,
                     blocks,
                     witness_linger_us,
+                    wal_segment_mib,
                     placement,
                 }))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
