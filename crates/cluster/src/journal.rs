@@ -66,6 +66,8 @@ struct Inner<S: StateMachine> {
     config: JournalConfig,
     raft: Raft<C, SmStore<S>>,
     sm: Arc<SmShared<S>>,
+    /// Closed at shutdown (`LogStore::close`).
+    log: LogStore,
     faults: Arc<Faults>,
     status_rx: watch::Receiver<JournalStatus>,
     wal_stats: Arc<WalStats>,
@@ -236,6 +238,7 @@ impl<S: StateMachine> Journal<S> {
                 leader_defer_wake: config.leader_wal_wake_after_sends,
                 leader_inline: config.leader_wal_wake_after_sends && config.leader_inline_wal,
             });
+        let log = log_store.clone();
         let raft = Raft::new(id, raft_cfg, network, log_store, sm_store)
             .await
             .map_err(|e| JournalError::Start(format!("raft: {e}")))?;
@@ -283,6 +286,7 @@ impl<S: StateMachine> Journal<S> {
                 config,
                 raft,
                 sm,
+                log,
                 faults,
                 status_rx,
                 wal_stats,
@@ -655,6 +659,9 @@ impl<S: StateMachine> Journal<S> {
             let _ = task.await;
         }
         let _ = self.inner.raft.shutdown().await;
+        // Whoever still holds a clone of the log store (a task of openraft's that ends a
+        // moment later), the WAL is written and closed before this returns.
+        self.inner.log.close();
         tracing::info!(role = ?self.inner.role, "journal: node stopped");
     }
 }

@@ -122,19 +122,28 @@ impl WalQueue {
     /// `leader_inline` is on, the WAL is idle and the latest sync was fast; otherwise wake the
     /// writer thread for them.
     fn drain_or_wake(&self) {
-        if self.leader_inline.load(Ordering::Relaxed) {
-            if let Ok(mut wal) = self.wal.try_lock() {
-                let fast = wal.stats.last_sync_nanos.load(Ordering::Relaxed)
-                    <= INLINE_SYNC_MAX.as_nanos() as u64;
-                if fast {
-                    if let Some(batch) = self.take_all().filter(|b| !b.is_empty()) {
-                        wal.run(batch);
-                    }
-                    return;
-                }
-            }
+        let Some(mut wal) = self.wal_for_inline(&self.leader_inline) else {
+            self.wake();
+            return;
+        };
+        if let Some(batch) = self.take_all().filter(|b| !b.is_empty()) {
+            wal.run(batch);
         }
-        self.wake();
+    }
+
+    /// The WAL, for a write on the caller's thread, if `mode` (follower or leader inline
+    /// writes) is on, the WAL is idle (the writer thread has no batch in flight) and its latest
+    /// sync took at most [`INLINE_SYNC_MAX`] (otherwise the disk is slow right now: keep the
+    /// raft thread free). A poisoned lock (the writer panicked mid-batch) counts as busy; the
+    /// queue then reports the writer stopped.
+    fn wal_for_inline(&self, mode: &AtomicBool) -> Option<std::sync::MutexGuard<'_, WalWriter>> {
+        if !mode.load(Ordering::Relaxed) {
+            return None;
+        }
+        let wal = self.wal.try_lock().ok()?;
+        let fast =
+            wal.stats.last_sync_nanos.load(Ordering::Relaxed) <= INLINE_SYNC_MAX.as_nanos() as u64;
+        fast.then_some(wal)
     }
 
     /// Wake the writer thread if a job waits for durability.
@@ -149,18 +158,9 @@ impl WalQueue {
     /// has a batch in flight), the latest sync took longer than [`INLINE_SYNC_MAX`], inline
     /// mode is off or the writer has stopped: queue it instead.
     fn write_inline(&self, job: WriteJob) -> Result<(), WriteJob> {
-        if !self.inline.load(Ordering::Relaxed) {
-            return Err(job);
-        }
-        // A poisoned lock (the writer panicked mid-batch) counts as busy; the queue then
-        // reports the writer stopped.
-        let Ok(mut wal) = self.wal.try_lock() else {
+        let Some(mut wal) = self.wal_for_inline(&self.inline) else {
             return Err(job);
         };
-        if wal.stats.last_sync_nanos.load(Ordering::Relaxed) > INLINE_SYNC_MAX.as_nanos() as u64 {
-            // The disk is slow right now: keep the raft thread free.
-            return Err(job);
-        }
         let Some(mut batch) = self.take_all() else {
             return Err(job);
         };
@@ -288,20 +288,31 @@ impl Drop for StoppedOnExit {
 struct LogShared {
     data: Mutex<LogData>,
     writer: Option<Arc<WalQueue>>,
-    writer_thread: Option<std::thread::JoinHandle<()>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     vote_path: Option<PathBuf>,
+}
+
+impl LogShared {
+    /// Close the queue, then let the writer write what is queued and exit, so a restarted node
+    /// never opens the WAL while the old writer still writes to it. Idempotent.
+    fn close_wal(&self) {
+        if let Some(queue) = &self.writer {
+            queue.close();
+        }
+        let thread = self
+            .writer_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Drop for LogShared {
     fn drop(&mut self) {
-        // Close the queue, then let the writer finish its in-flight batch, so a restarted node
-        // never opens the WAL while the old writer still writes to it.
-        if let Some(queue) = self.writer.take() {
-            queue.close();
-        }
-        if let Some(thread) = self.writer_thread.take() {
-            let _ = thread.join();
-        }
+        self.close_wal();
     }
 }
 
@@ -341,7 +352,7 @@ impl LogStore {
             shared: Arc::new(LogShared {
                 data: Mutex::new(LogData::default()),
                 writer: None,
-                writer_thread: None,
+                writer_thread: Mutex::new(None),
                 vote_path: None,
             }),
         }
@@ -399,7 +410,7 @@ impl LogStore {
             shared: Arc::new(LogShared {
                 data: Mutex::new(data),
                 writer: Some(queue),
-                writer_thread: Some(writer_thread),
+                writer_thread: Mutex::new(Some(writer_thread)),
                 vote_path: Some(vote_path),
             }),
         })
@@ -445,6 +456,15 @@ impl LogStore {
         if let Some(queue) = &self.shared.writer {
             queue.leader_inline.store(inline, Ordering::Relaxed);
         }
+    }
+
+    /// Close the WAL now: what is queued is written, the writer thread exits, and later jobs
+    /// fail. For a node's shutdown, which must not return while its WAL is still written: a
+    /// clone of the store (openraft's log readers in tasks that end a moment later) would
+    /// otherwise keep the writer alive and let it write the queued records after a restart
+    /// has opened the same files.
+    pub(crate) fn close(&self) {
+        self.shared.close_wal();
     }
 
     /// Queue a WAL job (or, in inline mode with the WAL idle, write it now); without a writer

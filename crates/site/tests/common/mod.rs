@@ -611,10 +611,7 @@ impl Cluster {
         // commit, which can come before the backup applied it, and the status's commit index
         // is published a moment later still. Compare at the end of the log (every node applies
         // up to there once it is committed), or the check reads an index before the order.
-        let idx = j
-            .commit_index()
-            .max(j.applied_index())
-            .max(j.last_log_index());
+        let idx = j.last_log_index();
         j.wait_applied(idx, CLUSTER_T).await.unwrap();
         self.witness.wait_applied(idx, CLUSTER_T).await.unwrap();
         let h = j.state_hash_at(idx);
