@@ -112,6 +112,16 @@ impl Placement {
         (0..online_cpus()).collect()
     }
 
+    /// The floor's threads, placed as the processes they stand for.
+    fn floor(&self) -> crate::bench_floor::FloorCpus {
+        crate::bench_floor::FloorCpus {
+            client: self.bench.clone(),
+            leader: self.primary.clone(),
+            backup: self.backup.clone(),
+            witness: self.witness.clone(),
+        }
+    }
+
     fn describe(&self) -> serde_json::Value {
         json!({
             "bench_process": cpus_text(&self.bench),
@@ -367,11 +377,21 @@ async fn measure(
     let per_block = opts.orders.div_ceil(blocks);
     let probe_dir = c.path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut probe = Vec::with_capacity(opts.fsyncs);
+    let mut floor = Vec::with_capacity(opts.orders);
+    let floor_cpus = opts.placement.floor();
     for i in 0..(opts.warmup + opts.orders) {
         if i >= opts.warmup && (i - opts.warmup).is_multiple_of(per_block) {
-            // The disk baseline's block for the round-trip block that starts here (the
-            // nodes are idle meanwhile: one order at a time, and its reply has come).
+            // The disk baseline's block for the round-trip block that starts here, and the
+            // floor's (the nodes are idle meanwhile: one order at a time, and its reply has
+            // come).
             probe.extend(fdatasync_baseline(&probe_dir, opts.fsyncs / blocks)?);
+            let n = per_block.min(opts.warmup + opts.orders - i);
+            floor.extend(crate::bench_floor::round_trips(
+                &probe_dir,
+                (opts.warmup / blocks).max(10),
+                n,
+                &floor_cpus,
+            )?);
         }
         let t = Instant::now();
         rt.send(order(i as u64 + 1, 4001, Side::Buy))
@@ -402,9 +422,16 @@ async fn measure(
     let rt_p50 = rt_p["p50_ns"].as_u64().unwrap_or(0);
     let probe_p = percentiles(probe);
     let probe_p50 = probe_p["p50_ns"].as_u64().unwrap_or(0);
+    let floor_p = percentiles(floor);
+    let floor_p50 = floor_p["p50_ns"].as_u64().unwrap_or(0);
     eprintln!(
         "  fdatasync p50 {:.3} ms in {blocks} blocks between the round-trip blocks",
         ms(probe_p50)
+    );
+    eprintln!(
+        "  floor (bare 3-thread quorum write, same disk and loopback) p50 {:.3} ms, p99 {:.3} ms",
+        ms(floor_p50),
+        ms(floor_p["p99_ns"].as_u64().unwrap_or(0))
     );
     eprintln!(
         "  replicated round trip p50 {:.3} ms, p99 {:.3} ms (leader WAL: {wal_syncs} fdatasyncs, mean {:.3} ms)",
@@ -511,12 +538,18 @@ async fn measure(
         },
         "fdatasync_256b": fsync_p,
         "fdatasync_256b_between_blocks": probe_p,
+        "floor_round_trip": {
+            "what": "the machine's floor: a client thread, a leader thread and two follower threads with blocking sockets; the leader forwards each 256-byte message to both followers, writes and fdatasyncs its own file, and answers after the first follower has written and fdatasynced its file (no consensus, encoding or runtime); threads placed as the processes they stand for, run in the same blocks as the round trips",
+            "latency": floor_p,
+            "p50_over_fdatasync_p50": floor_p50 as f64 / probe_p50.max(1) as f64,
+        },
         "replicated_round_trip": {
             "what": "OCG-C New Order -> Execution Report through 3 node processes, journal fdatasync on a quorum before release",
             "latency": rt_p,
             "blocks": blocks,
             "p50_over_fdatasync_p50": rt_ratio,
             "p50_over_fdatasync_p50_before_start": rt_ratio_before,
+            "p50_over_floor_p50": rt_p50 as f64 / floor_p50.max(1) as f64,
             "leader_wal_fdatasyncs": wal_syncs,
             "leader_wal_fdatasync_mean_ns": wal_sync_mean_ns,
         },

@@ -6,6 +6,7 @@ mod bench_common;
 mod bench_engine;
 mod bench_feed;
 mod bench_fix;
+mod bench_floor;
 mod bench_gateway;
 mod demo;
 mod feed_cmd;

@@ -55,6 +55,9 @@ fn bench_cluster_reports_every_figure_and_cleans_up() {
     positive(&["replicated_round_trip", "latency", "p50_ns"]);
     positive(&["replicated_round_trip", "latency", "p99_ns"]);
     positive(&["replicated_round_trip", "p50_over_fdatasync_p50"]);
+    positive(&["replicated_round_trip", "p50_over_floor_p50"]);
+    positive(&["floor_round_trip", "latency", "p50_ns"]);
+    positive(&["floor_round_trip", "p50_over_fdatasync_p50"]);
     positive(&["replicated_round_trip", "leader_wal_fdatasyncs"]);
     positive(&["sustained", "orders_per_s"]);
     positive(&["sustained", "orders_per_fdatasync"]);
