@@ -15,7 +15,7 @@ BIN=$1
 DIR=$2
 rm -rf "$DIR"
 "$BIN" bench cluster --dir "$DIR" --orders 30000 --warmup 300 --sessions 1 --per-session 1 \
-  --window 1 --rto-runs 0 --fsyncs 300 > "$DIR.out" 2>&1 &
+  --window 1 --rto-runs 0 --fsyncs 300 --floor-orders 0 > "$DIR.out" 2>&1 &
 BENCH=$!
 # The nodes are up and the round trips running by then.
 sleep 4

@@ -19,7 +19,7 @@ DIR=$2
 shift 2
 HERE=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$DIR"
-"$BIN" bench cluster --dir "$DIR" --orders 8000 --rto-runs 1 "$@" > "$DIR.out" 2> "$DIR.err" &
+"$BIN" bench cluster --dir "$DIR" --orders 8000 --rto-runs 1 --floor-orders 0 "$@" > "$DIR.out" 2> "$DIR.err" &
 until grep -q "fdatasync p50" "$DIR.err" 2>/dev/null; do sleep 0.05; done
 # The nodes are up and the round trips running by then.
 sleep 1.5

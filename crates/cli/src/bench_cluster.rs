@@ -50,6 +50,8 @@ pub struct Opts {
     pub fsyncs: usize,
     /// Round-trip blocks, each after a block of `fsyncs / blocks` probe fdatasyncs.
     pub blocks: usize,
+    /// Round trips through the floor (`crate::bench_floor`), split over the blocks; 0: none.
+    pub floor_orders: usize,
     pub witness_linger_us: Option<u64>,
     /// The cluster file's `wal_segment_mib` (64 when absent).
     pub wal_segment_mib: Option<u64>,
@@ -377,7 +379,7 @@ async fn measure(
     let per_block = opts.orders.div_ceil(blocks);
     let probe_dir = c.path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut probe = Vec::with_capacity(opts.fsyncs);
-    let mut floor = Vec::with_capacity(opts.orders);
+    let mut floor = Vec::with_capacity(opts.floor_orders);
     let floor_cpus = opts.placement.floor();
     for i in 0..(opts.warmup + opts.orders) {
         if i >= opts.warmup && (i - opts.warmup).is_multiple_of(per_block) {
@@ -385,13 +387,15 @@ async fn measure(
             // floor's (the nodes are idle meanwhile: one order at a time, and its reply has
             // come).
             probe.extend(fdatasync_baseline(&probe_dir, opts.fsyncs / blocks)?);
-            let n = per_block.min(opts.warmup + opts.orders - i);
-            floor.extend(crate::bench_floor::round_trips(
-                &probe_dir,
-                (opts.warmup / blocks).max(10),
-                n,
-                &floor_cpus,
-            )?);
+            let n = opts.floor_orders.div_ceil(blocks);
+            if n > 0 {
+                floor.extend(crate::bench_floor::round_trips(
+                    &probe_dir,
+                    (opts.warmup / blocks).max(10),
+                    n,
+                    &floor_cpus,
+                )?);
+            }
         }
         let t = Instant::now();
         rt.send(order(i as u64 + 1, 4001, Side::Buy))
@@ -422,17 +426,19 @@ async fn measure(
     let rt_p50 = rt_p["p50_ns"].as_u64().unwrap_or(0);
     let probe_p = percentiles(probe);
     let probe_p50 = probe_p["p50_ns"].as_u64().unwrap_or(0);
-    let floor_p = percentiles(floor);
-    let floor_p50 = floor_p["p50_ns"].as_u64().unwrap_or(0);
     eprintln!(
         "  fdatasync p50 {:.3} ms in {blocks} blocks between the round-trip blocks",
         ms(probe_p50)
     );
-    eprintln!(
-        "  floor (bare 3-thread quorum write, same disk and loopback) p50 {:.3} ms, p99 {:.3} ms",
-        ms(floor_p50),
-        ms(floor_p["p99_ns"].as_u64().unwrap_or(0))
-    );
+    let floor_p = (!floor.is_empty()).then(|| percentiles(floor));
+    let floor_p50 = floor_p.as_ref().and_then(|p| p["p50_ns"].as_u64());
+    if let (Some(p), Some(p50)) = (&floor_p, floor_p50) {
+        eprintln!(
+            "  floor (bare 3-thread quorum write, same disk and loopback) p50 {:.3} ms, p99 {:.3} ms",
+            ms(p50),
+            ms(p["p99_ns"].as_u64().unwrap_or(0))
+        );
+    }
     eprintln!(
         "  replicated round trip p50 {:.3} ms, p99 {:.3} ms (leader WAL: {wal_syncs} fdatasyncs, mean {:.3} ms)",
         ms(rt_p50),
@@ -538,18 +544,18 @@ async fn measure(
         },
         "fdatasync_256b": fsync_p,
         "fdatasync_256b_between_blocks": probe_p,
-        "floor_round_trip": {
+        "floor_round_trip": floor_p.map(|latency| json!({
             "what": "the machine's floor: a client thread, a leader thread and two follower threads with blocking sockets; the leader forwards each 256-byte message to both followers, writes and fdatasyncs its own file, and answers after the first follower has written and fdatasynced its file (no consensus, encoding or runtime); threads placed as the processes they stand for, run in the same blocks as the round trips",
-            "latency": floor_p,
-            "p50_over_fdatasync_p50": floor_p50 as f64 / probe_p50.max(1) as f64,
-        },
+            "latency": latency,
+            "p50_over_fdatasync_p50": floor_p50.map(|f| f as f64 / probe_p50.max(1) as f64),
+        })),
         "replicated_round_trip": {
             "what": "OCG-C New Order -> Execution Report through 3 node processes, journal fdatasync on a quorum before release",
             "latency": rt_p,
             "blocks": blocks,
             "p50_over_fdatasync_p50": rt_ratio,
             "p50_over_fdatasync_p50_before_start": rt_ratio_before,
-            "p50_over_floor_p50": rt_p50 as f64 / floor_p50.max(1) as f64,
+            "p50_over_floor_p50": floor_p50.map(|f| rt_p50 as f64 / f.max(1) as f64),
             "leader_wal_fdatasyncs": wal_syncs,
             "leader_wal_fdatasync_mean_ns": wal_sync_mean_ns,
         },

@@ -257,6 +257,10 @@ enum BenchCmd {
         /// target compares the round trips with those.
         #[arg(long, default_value_t = 5)]
         blocks: usize,
+        /// Round trips through the machine's floor (a bare three-thread quorum write on the
+        /// same disk and loopback), split over the blocks like the round trips; 0: none.
+        #[arg(long, default_value_t = 2_000)]
+        floor_orders: usize,
         /// Microseconds the leader holds each AppendEntries to the witness (the cluster file's
         /// `witness_linger_us`); the cluster file's default when absent.
         #[arg(long)]
@@ -458,6 +462,7 @@ fn main() -> anyhow::Result<()> {
                     rto_runs,
                     fsyncs,
                     blocks,
+                    floor_orders,
                     witness_linger_us,
                     wal_segment_mib,
                     cpus,
@@ -477,6 +482,7 @@ fn main() -> anyhow::Result<()> {
                     rto_runs,
                     fsyncs,
                     blocks,
+                    floor_orders,
                     witness_linger_us,
                     wal_segment_mib,
                     placement,
