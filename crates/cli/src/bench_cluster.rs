@@ -151,29 +151,19 @@ fn participant(i: usize) -> ParticipantEntry {
 
 /// fdatasync latency of a 256-byte write into a preallocated file in `dir`.
 fn fdatasync_baseline(dir: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
-    use std::io::{Seek, SeekFrom, Write};
-    let path = dir.join("fdatasync-probe");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("create {}", path.display()))?;
-    let size = (n + 16) * 4096;
-    f.write_all(&vec![0u8; size])?;
-    f.sync_all()?;
+    use std::os::unix::fs::FileExt;
+    const NAME: &str = "fdatasync-probe";
+    let f = crate::bench_floor::preallocated(dir, NAME, (n + 16) * 4096)?;
     let rec = [0x5au8; 256];
     let mut v = Vec::with_capacity(n);
     for i in 0..n {
-        f.seek(SeekFrom::Start((i * 256) as u64))?;
         let t = Instant::now();
-        f.write_all(&rec)?;
+        f.write_all_at(&rec, (i * 256) as u64)?;
         f.sync_data()?;
         v.push(t.elapsed().as_nanos() as u64);
     }
     drop(f);
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(dir.join(NAME));
     Ok(v)
 }
 

@@ -149,9 +149,15 @@ fn follower(dir: &Path, name: &str, total: usize, cpus: Vec<usize>) -> anyhow::R
     Ok((addr, t))
 }
 
-/// A zero-filled file for `total` messages, synced, so that each write is an overwrite and
-/// its fdatasync flushes data only (as the nodes' preallocated WAL segments).
+/// A zero-filled file for `total` messages (see [`preallocated`]).
 fn journal(dir: &Path, name: &str, total: usize) -> anyhow::Result<File> {
+    preallocated(dir, name, total * MSG)
+}
+
+/// A zero-filled file of at least `bytes`, synced, so that each write into it is an overwrite
+/// and its fdatasync flushes data only (as the nodes' preallocated WAL segments). Also the
+/// fdatasync probe's file.
+pub(crate) fn preallocated(dir: &Path, name: &str, bytes: usize) -> anyhow::Result<File> {
     let path = dir.join(name);
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -160,7 +166,7 @@ fn journal(dir: &Path, name: &str, total: usize) -> anyhow::Result<File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("create {}", path.display()))?;
-    f.write_all_at(&vec![0u8; (total * MSG).next_multiple_of(4096)], 0)?;
+    f.write_all_at(&vec![0u8; bytes.next_multiple_of(4096)], 0)?;
     f.sync_all()?;
     Ok(f)
 }
