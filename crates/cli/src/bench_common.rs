@@ -6,6 +6,16 @@ use crate::affinity::{allowed_cpus, Placement};
 
 /// p50 / p99 / p99.9 / max of nanosecond samples, as JSON.
 pub fn percentiles(mut v: Vec<u64>) -> serde_json::Value {
+    if v.is_empty() {
+        // A phase that measured nothing (a failed or empty run): no figures, no panic.
+        return serde_json::json!({
+            "samples": 0,
+            "p50_ns": null,
+            "p99_ns": null,
+            "p99_9_ns": null,
+            "max_ns": null,
+        });
+    }
     v.sort_unstable();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
     serde_json::json!({
@@ -319,5 +329,24 @@ impl EchoClient {
         self.stream.write_all(&self.msg)?;
         self.stream.read_exact(&mut self.back)?;
         Ok(t0.elapsed().as_nanos() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: percentiles of an empty phase are reported as missing, not a panic; otherwise
+    /// the nearest-rank figures.
+    #[test]
+    fn percentiles_of_nothing_and_of_samples() {
+        let none = percentiles(Vec::new());
+        assert_eq!(none["samples"], 0);
+        assert!(none["p50_ns"].is_null() && none["max_ns"].is_null());
+        let p = percentiles((1..=100).rev().collect());
+        assert_eq!(p["samples"], 100);
+        assert_eq!(p["p50_ns"], 51);
+        assert_eq!(p["p99_ns"], 100);
+        assert_eq!(p["max_ns"], 100);
     }
 }
