@@ -114,13 +114,12 @@ impl Placement {
         (0..online_cpus()).collect()
     }
 
-    /// The floor's threads, placed as the processes they stand for.
+    /// The floor's node threads, placed as the nodes they stand for.
     fn floor(&self) -> crate::bench_floor::FloorCpus {
         crate::bench_floor::FloorCpus {
-            client: self.bench.clone(),
-            leader: self.primary.clone(),
-            backup: self.backup.clone(),
-            witness: self.witness.clone(),
+            leader: self.node(NodeRole::Primary),
+            backup: self.node(NodeRole::Backup),
+            witness: self.node(NodeRole::Witness),
         }
     }
 
@@ -420,12 +419,13 @@ async fn measure(
         "  fdatasync p50 {:.3} ms in {blocks} blocks between the round-trip blocks",
         ms(probe_p50)
     );
+    // No floor (`--floor-orders 0`): its figures are null.
     let floor_p = (!floor.is_empty()).then(|| percentiles(floor));
     let floor_p50 = floor_p.as_ref().and_then(|p| p["p50_ns"].as_u64());
-    if let (Some(p), Some(p50)) = (&floor_p, floor_p50) {
+    if let Some(p) = &floor_p {
         eprintln!(
             "  floor (bare 3-thread quorum write, same disk and loopback) p50 {:.3} ms, p99 {:.3} ms",
-            ms(p50),
+            ms(floor_p50.unwrap_or(0)),
             ms(p["p99_ns"].as_u64().unwrap_or(0))
         );
     }

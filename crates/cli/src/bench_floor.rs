@@ -18,14 +18,18 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const MSG: usize = 256;
 const ACK: usize = 8;
+/// How long any thread of the floor waits for its peer before the run fails (a stuck peer
+/// ends the bench with an error instead of hanging it).
+const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where each thread runs (an empty list: every CPU this process may use).
+/// Where the node threads run, as the nodes' own CPU lists (`bench_cluster::Placement::node`;
+/// empty: not pinned, so a thread keeps the bench process's placement). The client runs on the
+/// calling thread, which has the bench process's placement already.
 pub struct FloorCpus {
-    pub client: Vec<usize>,
     pub leader: Vec<usize>,
     pub backup: Vec<usize>,
     pub witness: Vec<usize>,
@@ -44,17 +48,18 @@ pub fn round_trips(
     let witness = follower(dir, "floor-witness", total, cpus.witness.clone())?;
     let leader_listener = TcpListener::bind("127.0.0.1:0")?;
     let leader_addr = leader_listener.local_addr()?;
-    let leader_file = journal(dir, "floor-leader", total)?;
+    let leader_file = preallocated(dir, "floor-leader", total * MSG)?;
     let leader_cpus = cpus.leader.clone();
     let (b_addr, w_addr) = (backup.0, witness.0);
     // The leader thread owns the connections; the client's end closing ends it.
     let leader = std::thread::Builder::new()
         .name("floor-leader".into())
         .spawn(move || -> anyhow::Result<()> {
-            place(&leader_cpus)?;
+            // Connected before anything can fail, so that a failure here closes the
+            // followers' connections and ends them instead of leaving them in `accept`.
             let mut followers = [connect(b_addr)?, connect(w_addr)?];
-            let (mut c, _) = leader_listener.accept()?;
-            c.set_nodelay(true)?;
+            place(&leader_cpus)?;
+            let mut c = accept(&leader_listener, "client connection")?;
             let mut msg = [0u8; MSG];
             // Answer bytes read from each follower so far.
             let mut acked = [0usize; 2];
@@ -66,7 +71,8 @@ pub fn round_trips(
                 leader_file.write_all_at(&msg, ((n - 1) * MSG) as u64)?;
                 leader_file.sync_data()?;
                 while acked.iter().all(|&a| a < n * ACK) {
-                    wait_readable(&followers)?;
+                    let fds = followers.each_ref().map(AsRawFd::as_raw_fd);
+                    wait_readable(fds, "follower's answer")?;
                     for (f, a) in followers.iter_mut().zip(acked.iter_mut()) {
                         *a += read_ready(f)?;
                     }
@@ -82,7 +88,6 @@ pub fn round_trips(
             Ok(())
         })?;
     let client = (|| -> anyhow::Result<Vec<u64>> {
-        place_self_for_client(&cpus.client)?;
         let mut c = connect(leader_addr)?;
         let mut msg = [0x5au8; MSG];
         let mut v = Vec::with_capacity(orders);
@@ -97,22 +102,31 @@ pub fn round_trips(
         }
         Ok(v)
     })();
-    // A thread's own error says more than the broken connections that follow it: the first
-    // to fail is a follower, then the leader, then the client.
+    // One failure breaks the others' connections: report every thread's error, since which
+    // came first is not known here.
+    let mut errors = Vec::new();
     for (who, t) in [
         ("backup", backup.1),
         ("witness", witness.1),
         ("leader", leader),
     ] {
-        t.join()
-            .map_err(|_| anyhow::anyhow!("the floor's {who} thread panicked"))?
-            .with_context(|| format!("the floor's {who} thread"))?;
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(format!("{who}: {e:#}")),
+            Err(_) => errors.push(format!("{who}: panicked")),
+        }
     }
-    let v = client.context("the floor's client")?;
     for name in ["floor-leader", "floor-backup", "floor-witness"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
-    Ok(v)
+    match client {
+        Ok(v) if errors.is_empty() => Ok(v),
+        Ok(_) => anyhow::bail!("the floor failed: {}", errors.join("; ")),
+        Err(e) => {
+            errors.push(format!("client: {e:#}"));
+            anyhow::bail!("the floor failed: {}", errors.join("; "))
+        }
+    }
 }
 
 type Follower = (
@@ -123,14 +137,13 @@ type Follower = (
 fn follower(dir: &Path, name: &str, total: usize, cpus: Vec<usize>) -> anyhow::Result<Follower> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let file = journal(dir, name, total)?;
+    let file = preallocated(dir, name, total * MSG)?;
     let t =
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || -> anyhow::Result<()> {
+                let mut s = accept(&listener, "leader connection")?;
                 place(&cpus)?;
-                let (mut s, _) = listener.accept()?;
-                s.set_nodelay(true)?;
                 let mut msg = [0u8; MSG];
                 // Until the leader closes the connection (it still reads this follower's answers
                 // after the other follower's have come).
@@ -147,11 +160,6 @@ fn follower(dir: &Path, name: &str, total: usize, cpus: Vec<usize>) -> anyhow::R
                 Ok(())
             })?;
     Ok((addr, t))
-}
-
-/// A zero-filled file for `total` messages (see [`preallocated`]).
-fn journal(dir: &Path, name: &str, total: usize) -> anyhow::Result<File> {
-    preallocated(dir, name, total * MSG)
 }
 
 /// A zero-filled file of at least `bytes`, synced, so that each write into it is an overwrite
@@ -172,39 +180,41 @@ pub(crate) fn preallocated(dir: &Path, name: &str, bytes: usize) -> anyhow::Resu
 }
 
 fn connect(addr: std::net::SocketAddr) -> anyhow::Result<TcpStream> {
-    let s = TcpStream::connect(addr)?;
+    configure(TcpStream::connect_timeout(&addr, PEER_TIMEOUT)?)
+}
+
+/// No Nagle delay (each message is a round trip), and a bounded wait for the peer.
+fn configure(s: TcpStream) -> anyhow::Result<TcpStream> {
     s.set_nodelay(true)?;
+    s.set_read_timeout(Some(PEER_TIMEOUT))?;
+    s.set_write_timeout(Some(PEER_TIMEOUT))?;
     Ok(s)
 }
 
-/// Pin the calling thread to `cpus`, or to every online CPU when empty (a thread otherwise
-/// inherits the bench process's own placement).
+/// Pin the calling thread to `cpus` (empty: leave it where it is).
 fn place(cpus: &[usize]) -> anyhow::Result<()> {
-    let all: Vec<usize> = (0..crate::placement::online_cpus()).collect();
-    let cpus = if cpus.is_empty() { &all[..] } else { cpus };
-    crate::affinity::pin_thread(0, cpus).context("place a floor thread")
-}
-
-/// The client runs on the calling thread, which already has the bench process's placement;
-/// only an explicit one is applied.
-fn place_self_for_client(cpus: &[usize]) -> anyhow::Result<()> {
     if cpus.is_empty() {
         return Ok(());
     }
-    crate::affinity::pin_thread(0, cpus).context("place the floor client")
+    crate::affinity::pin_thread(0, cpus).context("place a floor thread")
 }
 
-/// Block until a follower's socket has an answer to read.
-fn wait_readable(followers: &[TcpStream; 2]) -> anyhow::Result<()> {
-    let mut fds = followers.each_ref().map(|f| libc::pollfd {
-        fd: f.as_raw_fd(),
+/// Block until one of `fds` is readable (an answer, or a connection to accept); `what` names
+/// the awaited peer in the error after `PEER_TIMEOUT`.
+fn wait_readable<const N: usize>(fds: [std::os::fd::RawFd; N], what: &str) -> anyhow::Result<()> {
+    let mut fds = fds.map(|fd| libc::pollfd {
+        fd,
         events: libc::POLLIN,
         revents: 0,
     });
+    let timeout_ms = PEER_TIMEOUT.as_millis() as libc::c_int;
     loop {
-        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if r >= 0 {
+        // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if r == 0 {
+            anyhow::bail!("no {what} within {PEER_TIMEOUT:?}");
+        }
+        if r > 0 {
             return Ok(());
         }
         let e = std::io::Error::last_os_error();
@@ -212,6 +222,13 @@ fn wait_readable(followers: &[TcpStream; 2]) -> anyhow::Result<()> {
             return Err(e.into());
         }
     }
+}
+
+/// The next connection to `listener`, within `PEER_TIMEOUT` (a peer that failed before
+/// connecting must not leave this thread, and the bench, waiting for ever).
+fn accept(listener: &TcpListener, what: &str) -> anyhow::Result<TcpStream> {
+    wait_readable([listener.as_raw_fd()], what)?;
+    configure(listener.accept()?.0)
 }
 
 /// The answer bytes that can be read from `f` without blocking.
@@ -256,7 +273,6 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("twinsite-floor-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let none = FloorCpus {
-            client: vec![],
             leader: vec![],
             backup: vec![],
             witness: vec![],
