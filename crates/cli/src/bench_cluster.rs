@@ -424,7 +424,7 @@ async fn measure(
     let floor_p50 = floor_p.as_ref().and_then(|p| p["p50_ns"].as_u64());
     if let Some(p) = &floor_p {
         eprintln!(
-            "  floor (bare 3-thread quorum write, same disk and loopback) p50 {:.3} ms, p99 {:.3} ms",
+            "  floor (bare three-node quorum write by threads, same disk and loopback) p50 {:.3} ms, p99 {:.3} ms",
             ms(floor_p50.unwrap_or(0)),
             ms(p["p99_ns"].as_u64().unwrap_or(0))
         );

@@ -257,7 +257,7 @@ enum BenchCmd {
         /// target compares the round trips with those.
         #[arg(long, default_value_t = 5)]
         blocks: usize,
-        /// Round trips through the machine's floor (a bare three-thread quorum write on the
+        /// Round trips through the machine's floor (a bare three-node quorum write by threads, on the
         /// same disk and loopback), split over the blocks like the round trips; 0: none.
         #[arg(long, default_value_t = 2_000)]
         floor_orders: usize,
