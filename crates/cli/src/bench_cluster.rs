@@ -126,6 +126,7 @@ impl Placement {
     fn describe(&self) -> serde_json::Value {
         json!({
             "bench_process": cpus_text(&self.bench),
+            "fdatasync_probe": "unpinned (every online CPU, whatever the bench process's placement)",
             "primary": cpus_text(&self.primary),
             "backup": cpus_text(&self.backup),
             "witness": cpus_text(&self.witness),
@@ -148,8 +149,39 @@ fn participant(i: usize) -> ParticipantEntry {
     }
 }
 
-/// fdatasync latency of a 256-byte write into a preallocated file in `dir`.
+/// fdatasync latency of a 256-byte write into a preallocated file in `dir`: the disk's own,
+/// taken on a thread of its own that may run on every online CPU, whatever `--cpus` gives this
+/// process. Pinned to a CPU that does not take the disk's interrupts, each sync also waits for
+/// a wake-up sent from the other CPU: on the benchmark VM, whose disk interrupts all land on
+/// CPU 1, the probe pinned with the bench to CPU 0 read 25-60 % slower than unpinned, which
+/// made placed runs' ratios look better than they were (docs/operations.md, "Benchmark").
 fn fdatasync_baseline(dir: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
+    let dir = dir.to_path_buf();
+    on_every_cpu("fdatasync-probe", move || fdatasync_samples(&dir, n))?
+}
+
+/// Run `f` on a new thread that may use every online CPU, whatever this thread's placement.
+fn on_every_cpu<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let every_cpu: Vec<usize> = (0..online_cpus()).collect();
+            match crate::affinity::pin_thread(0, &every_cpu) {
+                // No CPU placement on this OS: the thread runs where the OS puts it anyway.
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
+                r => r.context("unpin the thread")?,
+            }
+            Ok(f())
+        })
+        .with_context(|| format!("start thread {name}"))?
+        .join()
+        .map_err(|_| anyhow::anyhow!("thread {name} panicked"))?
+}
+
+fn fdatasync_samples(dir: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
     use std::os::unix::fs::FileExt;
     const NAME: &str = "fdatasync-probe";
     let f = crate::bench_floor::preallocated(dir, NAME, (n + 16) * 4096)?;
@@ -642,4 +674,38 @@ async fn sustained(
         "journal_entries_per_fdatasync": entries as f64 / syncs as f64,
         "orders_per_fdatasync": orders_per_fsync,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fdatasync probe's thread is free of the bench's placement (`--cpus bench=0`).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_probe_thread_may_run_on_every_cpu_when_the_bench_is_pinned() {
+        // What an unplaced thread may use here (a container's cpuset may hold fewer CPUs than
+        // are online).
+        let unplaced = crate::affinity::allowed_cpus().unwrap();
+        let first = unplaced[0];
+        let allowed = std::thread::spawn(move || {
+            crate::affinity::pin_thread(0, &[first]).unwrap();
+            assert_eq!(crate::affinity::allowed_cpus().unwrap(), vec![first]);
+            on_every_cpu("probe-test", || crate::affinity::allowed_cpus().unwrap()).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(allowed, unplaced);
+    }
+
+    #[test]
+    fn the_probe_takes_its_samples_and_leaves_no_file() {
+        let dir = std::env::temp_dir().join(format!("twinsite-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let samples = fdatasync_baseline(&dir, 5).unwrap();
+        assert_eq!(samples.len(), 5);
+        assert!(samples.iter().all(|&ns| ns > 0));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
