@@ -49,6 +49,7 @@ use crate::net::{
     MESSAGE_BYTES_MAX,
 };
 use crate::sm_store::SmStore;
+use crate::stages::{mark, Stage};
 use crate::types::{LogId, C};
 use crate::StateMachine;
 
@@ -224,6 +225,7 @@ where
                 let Some(conn) = self.conn.as_mut() else {
                     return Ok(());
                 };
+                mark(Stage::AppendWriteStart);
                 match Pin::new(conn).poll_write(cx, &self.out[self.out_pos..]) {
                     Poll::Ready(Ok(0)) => {
                         return Err(network_error(format!(
@@ -232,6 +234,7 @@ where
                         )))
                     }
                     Poll::Ready(Ok(n)) => {
+                        mark(Stage::AppendWritten);
                         self.out_pos += n;
                         continue;
                     }
@@ -298,6 +301,7 @@ where
     ) -> Poll<Result<StreamAppendResult<C>, RPCError<C>>> {
         loop {
             if let Some(answer) = self.take_answer()? {
+                mark(Stage::AnswerRead);
                 let Some(sent) = self.inflight.pop_front() else {
                     return Poll::Ready(Err(network_error(format!(
                         "receive from {}: an answer to no request",
@@ -431,7 +435,10 @@ pub(crate) async fn serve_stream<S: StateMachine>(
             let request = match first {
                 Some(request) => request,
                 None => match read_message::<Request, _>(&mut reader).await {
-                    Ok(Request::StreamAppend(request)) => request,
+                    Ok(Request::StreamAppend(request)) => {
+                        mark(Stage::AppendRead);
+                        request
+                    }
                     Ok(_) => {
                         tracing::warn!(
                             "raft stream connection: a request that is not an append; closing"
@@ -462,7 +469,10 @@ pub(crate) async fn serve_stream<S: StateMachine>(
             Ok(Err(rejected)) => (Response::StreamAppend(Err(rejected)), true),
             Err(fatal) => (Response::Error(fatal.to_string()), true),
         };
-        if write_message(&mut writer, &response).await.is_err() || last {
+        mark(Stage::AnswerWriteStart);
+        let written = write_message(&mut writer, &response).await;
+        mark(Stage::AnswerWritten);
+        if written.is_err() || last {
             return;
         }
     }

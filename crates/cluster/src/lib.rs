@@ -21,6 +21,7 @@ mod net;
 mod runtime;
 pub mod sim;
 mod sm_store;
+pub mod stages;
 mod types;
 pub mod wal;
 mod wire;

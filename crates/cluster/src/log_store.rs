@@ -19,6 +19,8 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
+
+use crate::stages::{mark, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Entry, LogId, Vote, C};
@@ -241,6 +243,7 @@ impl WalWriter {
     /// Write the batch with one write, sync once (unless it is all lazy), then complete every
     /// job in it.
     fn run(&mut self, batch: Vec<WriteJob>) {
+        mark(Stage::WalSyncStart);
         let result = write_batch(
             &mut self.wal,
             &mut self.segment_max,
@@ -248,6 +251,7 @@ impl WalWriter {
             &self.stats,
             &self.failed,
         );
+        mark(Stage::WalSynced);
         if let Err(e) = &result {
             // Fail-stop: after an I/O error the WAL's state is unknown, so nothing more is
             // acknowledged and openraft stops this node on the storage error.
@@ -765,6 +769,7 @@ impl RaftLogStorage<C> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        mark(Stage::LogAppend);
         let durable = self.is_durable();
         let mut records = Vec::new();
         {

@@ -26,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use twinsite_cluster::stages::{mark, Stage};
 use twinsite_cluster::{Journal, JournalConfig};
 use twinsite_core::Site;
 use twinsite_core::{CompId, ParticipantKind, Platform, Timestamp};
@@ -701,7 +702,9 @@ async fn proposer(
         }
         // Committed is enough to release the held replies: the live exchange computed them,
         // and every later leader holds the entries; this node's replica applies them after.
+        mark(Stage::Proposed);
         let r = journal.propose_committed(replica::encode(&entries)).await;
+        mark(Stage::Committed);
         if debug {
             eprintln!(
                 "proposer {:?}: {} entries through ticket {last}: {:?}",
@@ -967,8 +970,10 @@ async fn connection(
         if write_open {
             closing |= outbox.take(&mut out);
             while !out.is_empty() {
+                mark(Stage::ReplyWriteStart);
                 match s.try_write(&out) {
                     Ok(n) => {
+                        mark(Stage::ReplyWritten);
                         out.drain(..n);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -990,7 +995,10 @@ async fn connection(
             r = s.readable() => {
                 let n = match r {
                     Ok(()) => match s.try_read(&mut buf) {
-                        Ok(n) => n,
+                        Ok(n) => {
+                            mark(Stage::OrderRead);
+                            n
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                         Err(_) => 0,
                     },
@@ -1007,6 +1015,7 @@ async fn connection(
                     }
                     core.finish(now);
                     core.current = None;
+                    mark(Stage::CoreDone);
                     n > 0 && core.timers_moved_earlier()
                 };
                 if n == 0 {
@@ -1378,6 +1387,7 @@ impl Core {
             CoreMsg::Committed { ticket } => {
                 self.committed = self.committed.max(ticket);
                 self.release();
+                mark(Stage::Released);
             }
             CoreMsg::CommitFailed { .. } | CoreMsg::Serving(true) => {}
             CoreMsg::Serving(false) => {
