@@ -40,7 +40,7 @@ pub enum Stage {
     WalSynced = 8,
     /// Leader: a follower's answer to an AppendEntries read.
     AnswerRead = 9,
-    /// Gateway: the journal reported the batch committed.
+    /// Gateway: the journal answered the proposal (committed, or an error).
     Committed = 10,
     /// Gateway: the replies held for committed entries released.
     Released = 11,
