@@ -111,7 +111,7 @@ impl Placement {
         if !cpus.is_empty() || self.bench.is_empty() {
             return cpus.clone();
         }
-        (0..online_cpus()).collect()
+        every_online_cpu()
     }
 
     /// The floor's node threads, placed as the nodes they stand for.
@@ -132,6 +132,12 @@ impl Placement {
             "witness": cpus_text(&self.witness),
         })
     }
+}
+
+/// Every online CPU: the placement of a thread or node the bench leaves to the OS even when
+/// this process is pinned.
+fn every_online_cpu() -> Vec<usize> {
+    (0..online_cpus()).collect()
 }
 
 fn participant(i: usize) -> ParticipantEntry {
@@ -168,8 +174,7 @@ fn on_every_cpu<T: Send + 'static>(
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            let every_cpu: Vec<usize> = (0..online_cpus()).collect();
-            match crate::affinity::pin_thread(0, &every_cpu) {
+            match crate::affinity::pin_thread(0, &every_online_cpu()) {
                 // No CPU placement on this OS: the thread runs where the OS puts it anyway.
                 Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
                 r => r.context("unpin the thread")?,

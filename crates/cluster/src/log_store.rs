@@ -19,10 +19,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
-
-use crate::stages::{mark, Stage};
 use serde::{Deserialize, Serialize};
 
+use crate::stages::{mark, Stage};
 use crate::types::{Entry, LogId, Vote, C};
 use crate::wal::{Wal, WalError};
 

@@ -14,6 +14,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,9 +35,10 @@ pub enum Stage {
     AppendWriteStart = 5,
     /// Leader: that write returned.
     AppendWritten = 6,
-    /// WAL: a batch's write and fdatasync start (on the raft thread or the writer thread).
+    /// WAL: a batch's write and fdatasync start (on the raft thread or the writer thread; a
+    /// batch of lazy records only, such as commit indexes, is written without a sync).
     WalSyncStart = 7,
-    /// WAL: that batch is durable.
+    /// WAL: that batch is written (and durable, unless it held only lazy records).
     WalSynced = 8,
     /// Leader: a follower's answer to an AppendEntries read.
     AnswerRead = 9,
@@ -62,12 +64,12 @@ pub const BLOCK: usize = 4096;
 struct Recorder {
     path: PathBuf,
     marks: Mutex<Vec<(u8, u64)>>,
-    failed: std::sync::atomic::AtomicBool,
+    failed: AtomicBool,
 }
 
 impl Recorder {
     fn record(&self, stage: Stage, nanos: u64) {
-        if self.failed.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.failed.load(Ordering::Relaxed) {
             return;
         }
         let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
@@ -83,8 +85,7 @@ impl Recorder {
                 .open(&self.path)
                 .and_then(|mut f| f.write_all(text.as_bytes()));
             if let Err(e) = written {
-                self.failed
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.failed.store(true, Ordering::Relaxed);
                 tracing::warn!(path = %self.path.display(), error = %e,
                     "TWINSITE_STAGES: cannot write the stage timeline; it is off from now on");
             }
@@ -149,7 +150,7 @@ mod tests {
         for i in 0..BLOCK as u64 + 1 {
             bad.record(Stage::WalSynced, i);
         }
-        assert!(bad.failed.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(bad.failed.load(Ordering::Relaxed));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
